@@ -1,0 +1,82 @@
+"""What every attention layer shares: data_format, input checks, the attention return.
+
+Each mechanism subclasses `ImageAttentionLayer`, adds its hyperparameters (one
+attribute per argument, validated in `__init__` with the `check_*` helpers below),
+creates its sublayers in `build`, and ends `call` with
+`return self._outputs(outputs, attention, return_attention)`.
+"""
+
+import keras
+
+from keras_attention import ops as ka_ops
+
+
+def check_positive_int(name, value, allow_none=False):
+    """Raises a ValueError naming `name` unless `value` is an int >= 1."""
+    if allow_none and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        none = " or None" if allow_none else ""
+        raise ValueError(
+            f"`{name}` must be a positive integer{none}. Received: {name}={value!r}"
+        )
+
+
+def check_choice(name, value, choices):
+    """Raises a ValueError naming `name` unless `value` is one of `choices`."""
+    if value not in choices:
+        raise ValueError(
+            f"`{name}` must be one of {tuple(choices)}. Received: {name}={value!r}"
+        )
+
+
+class ImageAttentionLayer(keras.layers.Layer):
+    """Base class of the attention layers over 4-D image feature maps.
+
+    Not registered and not public: it holds the conventions every mechanism
+    follows (see DESIGN.md) so that each subclass only states its mechanism.
+    """
+
+    def __init__(self, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.data_format = ka_ops.standardize_data_format(data_format)
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    def _input_channels(self, input_shape):
+        """Validates a 4-D input shape and returns its (static) channel count."""
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 4:
+            raise ValueError(
+                f"{self.__class__.__name__} expects a 4-D input "
+                f"(batch, height, width, channels) or (batch, channels, height, "
+                f"width) for data_format={self.data_format!r}. Received "
+                f"`inputs` with shape {input_shape}"
+            )
+        channels = input_shape[ka_ops.channel_axis(self.data_format)]
+        if channels is None:
+            raise ValueError(
+                f"{self.__class__.__name__} needs a known channel dimension. "
+                f"Received `inputs` with shape {input_shape} and "
+                f"data_format={self.data_format!r}"
+            )
+        return int(channels)
+
+    def _outputs(self, outputs, attention, return_attention):
+        return (outputs, attention) if return_attention else outputs
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def compute_output_spec(self, inputs, training=None, return_attention=False):
+        if return_attention:
+            # `compute_output_shape` knows only the outputs; trace `call` itself
+            # to get the (outputs, attention) pair on symbolic inputs.
+            return keras.Operation.compute_output_spec(
+                self, inputs, training=training, return_attention=True
+            )
+        return super().compute_output_spec(inputs, training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"data_format": self.data_format})
+        return config

@@ -1,0 +1,96 @@
+import keras
+from keras import ops
+
+from keras_attention import ops as ka_ops
+from keras_attention.layers.base import ImageAttentionLayer
+from keras_attention.layers.base import check_positive_int
+
+
+@keras.saving.register_keras_serializable(package="keras_attention")
+class EfficientChannelAttention(ImageAttentionLayer):
+    """Efficient Channel Attention (ECA): a 1-D convolution across channels.
+
+    Reference: Wang, Wu, Zhu, Li, Zuo and Hu, "ECA-Net: Efficient Channel
+    Attention for Deep Convolutional Neural Networks", CVPR 2020
+    (https://arxiv.org/abs/1910.03151).
+
+    Global average pooling, then a 1-D convolution of size k over the channel
+    axis (no bias, "same" padding), then a sigmoid gate. It has exactly k
+    parameters. Unless `kernel_size` is given, k adapts to the channel count:
+    `t = int(|(log2(C) + b) / gamma|)` and k is t, or t + 1 when t is even
+    (C=64 -> 3, C=256 -> 5, C=2048 -> 7).
+
+    Args:
+        kernel_size: positive odd int or None (adaptive). Defaults to None.
+        gamma: positive number, the slope of the adaptive rule. Defaults to 2.
+        b: number, the offset of the adaptive rule. Defaults to 1.
+        data_format: `"channels_last"`, `"channels_first"` or `None` (Keras's
+            global `image_data_format`).
+        **kwargs: base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: a 4-D feature map.
+        training: unused; accepted for a uniform signature.
+        return_attention: if True, also return the channel gate, shape
+            `(batch, C)`.
+
+    Input shape:
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+
+    Output shape:
+        Same as the input.
+
+    Example:
+
+    >>> layer = EfficientChannelAttention()
+    >>> y = layer(keras.ops.ones((1, 7, 7, 256)))
+    >>> layer.kernel_size_for(256)
+    5
+    """
+
+    def __init__(self, kernel_size=None, gamma=2, b=1, data_format=None, **kwargs):
+        super().__init__(data_format=data_format, **kwargs)
+        check_positive_int("kernel_size", kernel_size, allow_none=True)
+        if kernel_size is not None and kernel_size % 2 == 0:
+            raise ValueError(
+                f"`kernel_size` must be odd so that the 1-D convolution is "
+                f"centred on each channel. Received: kernel_size={kernel_size}"
+            )
+        if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or gamma <= 0:
+            raise ValueError(f"`gamma` must be a positive number. Received: gamma={gamma!r}")
+        if isinstance(b, bool) or not isinstance(b, (int, float)):
+            raise ValueError(f"`b` must be a number. Received: b={b!r}")
+        self.kernel_size = kernel_size
+        self.gamma = gamma
+        self.b = b
+
+    def kernel_size_for(self, channels):
+        """The 1-D kernel size used for `channels` input channels."""
+        if self.kernel_size is not None:
+            return self.kernel_size
+        return ka_ops.eca_kernel_size(channels, self.gamma, self.b)
+
+    def build(self, input_shape):
+        channels = self._input_channels(input_shape)
+        self.conv = keras.layers.Conv1D(
+            1,
+            self.kernel_size_for(channels),
+            padding="same",
+            use_bias=False,
+            dtype=self.dtype_policy,
+            name="conv",
+        )
+        self.conv.build((None, channels, 1))
+        self.built = True
+
+    def call(self, inputs, training=None, return_attention=False):
+        squeezed = ops.mean(inputs, axis=ka_ops.spatial_axes(self.data_format))
+        # Channels become the 1-D conv's "steps": (batch, C) -> (batch, C, 1).
+        gate = ops.sigmoid(self.conv(squeezed[:, :, None])[:, :, 0])
+        outputs = inputs * ka_ops.expand_channels(gate, self.data_format)
+        return self._outputs(outputs, gate, return_attention)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"kernel_size": self.kernel_size, "gamma": self.gamma, "b": self.b})
+        return config

@@ -1,0 +1,61 @@
+"""Backend-agnostic test helpers: random weights, gradients, NumPy conversion."""
+
+import keras
+import numpy as np
+
+
+def to_numpy(x):
+    return np.asarray(keras.ops.convert_to_numpy(keras.ops.cast(x, "float32")))
+
+
+def randomize_weights(layer, seed=0):
+    """Replaces every weight with random values so that no path is silenced.
+
+    Initial weights hide bugs: gamma=0 and zero-initialised BN make attention
+    blocks the identity. Variances stay positive.
+    """
+    rng = np.random.default_rng(seed)
+    for weight in layer.weights:
+        shape = tuple(weight.shape)
+        if "variance" in weight.path:
+            value = rng.uniform(0.5, 1.5, shape)
+        else:
+            value = rng.uniform(-0.5, 0.5, shape)
+        weight.assign(value.astype(weight.dtype))
+
+
+def trainable_gradients(layer, x, training=True):
+    """Gradients of a random projection of the layer's output w.r.t. its trainable weights."""
+    backend = keras.backend.backend()
+    rng = np.random.default_rng(1)
+    out_shape = tuple(keras.ops.shape(layer(x, training=training)))
+    projection = keras.ops.convert_to_tensor(rng.normal(size=out_shape).astype("float32"))
+
+    def loss_of(out):
+        return keras.ops.sum(keras.ops.cast(out, "float32") * projection)
+
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = loss_of(layer(x, training=training))
+        return [to_numpy(g) if g is not None else None for g in tape.gradient(loss, layer.trainable_weights)]
+    if backend == "jax":
+        import jax
+
+        trainable = [v.value for v in layer.trainable_variables]
+        non_trainable = [v.value for v in layer.non_trainable_variables]
+
+        def loss_fn(tv):
+            out, _ = layer.stateless_call(tv, non_trainable, x, training=training)
+            return loss_of(out)
+
+        return [to_numpy(g) for g in jax.grad(loss_fn)(trainable)]
+    if backend == "torch":
+        layer.zero_grad()
+        loss_of(layer(x, training=training)).backward()
+        return [
+            to_numpy(v.value.grad) if v.value.grad is not None else None
+            for v in layer.trainable_variables
+        ]
+    raise NotImplementedError(backend)

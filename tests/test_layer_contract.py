@@ -1,0 +1,188 @@
+"""The shared layer contract (DESIGN.md): every public layer joins by one line in CASES.
+
+Each case is run through shapes, dynamic sizes, config and `.keras` round trips,
+mixed precision, gradients, data formats, a compiled fit step, `return_attention`
+and input validation, on whichever backend KERAS_BACKEND selects.
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+
+import keras_attention
+from keras_attention import layers
+from helpers import randomize_weights
+from helpers import to_numpy
+from helpers import trainable_gradients
+
+
+@dataclasses.dataclass
+class Case:
+    cls: type
+    kwargs: dict
+    channels: int
+    # argument -> an invalid value; each must raise a ValueError naming the argument.
+    bad_kwargs: dict
+
+
+CASES = [
+    Case(layers.SqueezeExcitation, {"reduction": 4}, 16, {"reduction": 0}),
+    Case(layers.EfficientChannelAttention, {}, 16, {"kernel_size": 4, "gamma": -1}),
+    Case(layers.SelectiveKernel, {"groups": 4, "min_units": 4}, 16, {"groups": 0, "dilations": (1,)}),
+]
+
+ALL_CASES = [pytest.param(case, id=case.cls.__name__) for case in CASES]
+BATCH, HEIGHT, WIDTH = 2, 6, 10  # non-square on purpose
+
+
+def make(case, **overrides):
+    return case.cls(**{**case.kwargs, **overrides})
+
+
+def random_input(case, height=HEIGHT, width=WIDTH, scale=1.0, channels_first=False, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(BATCH, height, width, case.channels)).astype("float32") * scale
+    return np.transpose(x, (0, 3, 1, 2)) if channels_first else x
+
+
+def built_randomized(case, **overrides):
+    layer = make(case, **overrides)
+    channels_first = layer.data_format == "channels_first"
+    layer(random_input(case, channels_first=channels_first))
+    randomize_weights(layer)
+    return layer
+
+
+def first(outputs):
+    return outputs[0] if isinstance(outputs, tuple) else outputs
+
+
+@pytest.mark.parametrize("case", ALL_CASES)
+def test_output_shape_on_non_square_input(case):
+    layer = make(case)
+    x = random_input(case)
+    y = layer(x)
+    assert tuple(y.shape) == tuple(layer.compute_output_shape(x.shape))
+    assert tuple(y.shape[:3]) == (BATCH, HEIGHT, WIDTH)
+
+
+@pytest.mark.parametrize("case", ALL_CASES)
+def test_dynamic_spatial_size(case):
+    inputs = keras.Input((None, None, case.channels))
+    model = keras.Model(inputs, make(case)(inputs))
+    for height, width in ((5, 7), (8, 6)):
+        y = model(random_input(case, height, width))
+        assert tuple(y.shape[1:3]) == (height, width)
+
+
+@pytest.mark.parametrize("case", ALL_CASES)
+def test_config_round_trip(case):
+    layer = built_randomized(case)
+    config = layer.get_config()
+    clone = case.cls.from_config(config)
+    assert clone.get_config() == config
+    x = random_input(case)
+    clone(x)
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_allclose(to_numpy(clone(x)), to_numpy(layer(x)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", ALL_CASES)
+def test_keras_file_round_trip_in_safe_mode(case, tmp_path):
+    inputs = keras.Input((None, None, case.channels))
+    layer = make(case)
+    model = keras.Model(inputs, layer(inputs))
+    randomize_weights(layer)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)  # safe_mode=True, no custom_objects
+    loaded_layer = loaded.layers[-1]
+    assert type(loaded_layer) is case.cls
+    assert loaded_layer.get_config() == layer.get_config()
+    x = random_input(case)
+    np.testing.assert_allclose(to_numpy(loaded(x)), to_numpy(model(x)), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("case", ALL_CASES)
+def test_mixed_precision(case, policy):
+    layer = make(case, dtype=policy)
+    x = random_input(case, scale=50.0)
+    outputs = layer(x)
+    assert keras.backend.standardize_dtype(outputs.dtype) == policy.split("_")[1]
+    assert all(keras.backend.standardize_dtype(w.dtype) == "float32" for w in layer.weights)
+    assert np.isfinite(to_numpy(outputs)).all()
+
+
+@pytest.mark.parametrize("case", ALL_CASES)
+def test_gradients_reach_every_trainable_weight(case):
+    layer = built_randomized(case)
+    gradients = trainable_gradients(layer, random_input(case))
+    assert len(gradients) == len(layer.trainable_weights) > 0
+    for weight, gradient in zip(layer.trainable_weights, gradients):
+        assert gradient is not None, weight.path
+        assert np.abs(gradient).max() > 0, f"zero gradient for {weight.path}"
+
+
+@pytest.mark.parametrize("case", ALL_CASES)
+def test_channels_first_matches_channels_last(case):
+    last = built_randomized(case, data_format="channels_last")
+    first_ = make(case, data_format="channels_first")
+    first_(random_input(case, channels_first=True))
+    first_.set_weights(last.get_weights())
+    x = random_input(case, seed=3)
+    expected = to_numpy(last(x))
+    actual = to_numpy(first_(np.transpose(x, (0, 3, 1, 2))))
+    np.testing.assert_allclose(np.transpose(actual, (0, 2, 3, 1)), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", ALL_CASES)
+def test_fit_step_with_jit_compile(case):
+    inputs = keras.Input((HEIGHT, WIDTH, case.channels))
+    outputs = keras.layers.Dense(1)(keras.layers.GlobalAveragePooling2D()(make(case)(inputs)))
+    model = keras.Model(inputs, outputs)
+    # XLA on TensorFlow, jit on JAX; torch.compile would only add minutes here.
+    jit = "auto" if keras.backend.backend() == "torch" else True
+    model.compile(optimizer="sgd", loss="mse", jit_compile=jit)
+    history = model.fit(random_input(case), np.zeros((BATCH, 1)), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+@pytest.mark.parametrize("case", ALL_CASES)
+def test_return_attention(case):
+    layer = built_randomized(case)
+    x = random_input(case)
+    outputs, attention = layer(x, return_attention=True)
+    np.testing.assert_allclose(to_numpy(outputs), to_numpy(layer(x)), rtol=1e-6, atol=1e-6)
+    maps = attention.values() if isinstance(attention, dict) else [attention]
+    assert maps and all(len(m.shape) >= 2 and m.shape[0] == BATCH for m in maps)
+    # The functional API sees the same pair.
+    symbolic = layer(keras.Input((None, None, case.channels)), return_attention=True)
+    assert isinstance(symbolic, tuple) and len(symbolic) == 2
+
+
+@pytest.mark.parametrize("case", ALL_CASES)
+def test_rank_3_input_raises(case):
+    with pytest.raises(ValueError, match=r"ndim=4|4-D"):
+        make(case)(np.zeros((HEIGHT, WIDTH, case.channels), "float32"))
+
+
+@pytest.mark.parametrize("case", ALL_CASES)
+def test_bad_arguments_raise(case):
+    assert case.bad_kwargs, "each case lists at least one invalid argument"
+    for name, value in case.bad_kwargs.items():
+        with pytest.raises(ValueError, match=f"`{name}`"):
+            make(case, **{name: value})
+    with pytest.raises(ValueError, match="`data_format`"):
+        make(case, data_format="NHWC")
+
+
+@pytest.mark.parametrize("case", ALL_CASES)
+def test_registered_and_exported(case):
+    name = case.cls.__name__
+    assert getattr(keras_attention, name) is case.cls
+    assert keras.saving.get_registered_name(case.cls) == f"keras_attention>{name}"
+    assert case.cls.__doc__ and "Reference" in case.cls.__doc__
+    assert case.cls in {keras_attention.registry.get_class(n) for n in keras_attention.available()}
