@@ -1,0 +1,80 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_attention.layers import SelectiveKernel
+from helpers import randomize_weights
+from helpers import to_numpy
+
+
+def built(channels=32, **kwargs):
+    layer = SelectiveKernel(**{"groups": 8, "min_units": 8, **kwargs})
+    x = np.random.default_rng(0).normal(size=(2, 6, 5, channels)).astype("float32")
+    layer(x)
+    randomize_weights(layer)
+    return layer, x
+
+
+def test_softmax_is_across_branches_not_channels():
+    layer, x = built()
+    _, weights = layer(x, return_attention=True)
+    weights = to_numpy(weights)
+    assert weights.shape == (2, 2, 32)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-5)
+    assert not np.allclose(weights.sum(axis=2), 1.0)
+
+
+def test_output_is_the_weighted_sum_of_the_branches():
+    layer, x = built(dilations=(1, 2, 3))
+    outputs, weights = layer(x, return_attention=True)
+    branches = [
+        np.maximum(to_numpy(norm(conv(x), training=False)), 0)
+        for conv, norm in zip(layer.branch_convs, layer.branch_norms)
+    ]
+    weights = to_numpy(weights)
+    expected = sum(weights[:, m, None, None, :] * b for m, b in enumerate(branches))
+    np.testing.assert_allclose(to_numpy(outputs), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_branch_convolutions_are_grouped_dilated_and_bias_free():
+    layer, _ = built(channels=32, groups=8, dilations=(1, 2))
+    for conv, rate in zip(layer.branch_convs, (1, 2)):
+        assert tuple(conv.kernel.shape) == (3, 3, 32 // 8, 32)
+        assert conv.dilation_rate == (rate, rate)
+        assert not conv.use_bias
+
+
+def test_fuse_width_is_max_of_reduced_channels_and_floor():
+    layer = SelectiveKernel(groups=32)  # paper defaults: r=16, L=32
+    layer.build((None, 8, 8, 256))
+    assert layer.fuse_dense.units == 32
+    layer = SelectiveKernel(groups=32)
+    layer.build((None, 8, 8, 1024))
+    assert layer.fuse_dense.units == 64
+
+
+def test_filters_change_the_output_channels():
+    layer = SelectiveKernel(filters=16, groups=8, min_units=8)
+    y = layer(np.zeros((1, 5, 7, 32), "float32"))
+    assert tuple(y.shape) == (1, 5, 7, 16)
+    assert layer.compute_output_shape((1, 5, 7, 32)) == (1, 5, 7, 16)
+
+
+def test_groups_that_do_not_divide_the_channels_raise_at_build():
+    with pytest.raises(ValueError, match="`groups`.*24 channels"):
+        SelectiveKernel(groups=32).build((None, 8, 8, 24))
+    with pytest.raises(ValueError, match="`groups`"):
+        SelectiveKernel(filters=48, groups=32)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"dilations": (1,)}, "dilations"),
+    ({"dilations": (1, 0)}, "dilations"),
+    ({"dilations": 2}, "dilations"),
+    ({"kernel_size": 0}, "kernel_size"),
+    ({"reduction": -1}, "reduction"),
+    ({"min_units": 0}, "min_units"),
+])
+def test_bad_arguments_raise(kwargs, name):
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        SelectiveKernel(**kwargs)

@@ -1,0 +1,54 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_attention.layers import SqueezeExcitation
+from helpers import randomize_weights
+from helpers import to_numpy
+
+
+def test_parameter_count_matches_paper():
+    # Hu et al.: 2 * C^2 / r weights plus biases; C=256, r=16 -> 8,464.
+    layer = SqueezeExcitation(reduction=16)
+    layer.build((None, 7, 7, 256))
+    assert layer.count_params() == 256 * 16 + 16 + 16 * 256 + 256 == 8464
+
+
+def test_matches_numpy_reference():
+    layer = SqueezeExcitation(reduction=4)
+    x = np.random.default_rng(0).normal(size=(2, 5, 3, 8)).astype("float32")
+    layer(x)
+    randomize_weights(layer)
+    w1, b1, w2, b2 = layer.get_weights()
+    squeezed = x.mean(axis=(1, 2))
+    gate = 1 / (1 + np.exp(-(np.maximum(squeezed @ w1 + b1, 0) @ w2 + b2)))
+    expected = x * gate[:, None, None, :]
+    outputs, attention = layer(x, return_attention=True)
+    np.testing.assert_allclose(to_numpy(attention), gate, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(outputs), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_gate_is_per_channel_in_unit_interval():
+    layer = SqueezeExcitation(reduction=2)
+    x = np.random.default_rng(1).normal(size=(3, 4, 4, 6)).astype("float32")
+    _, gate = layer(x, return_attention=True)
+    gate = to_numpy(gate)
+    assert gate.shape == (3, 6)
+    assert ((gate > 0) & (gate < 1)).all()
+
+
+def test_fewer_channels_than_reduction_keeps_one_hidden_unit():
+    layer = SqueezeExcitation(reduction=16)
+    layer.build((None, 4, 4, 8))
+    assert layer.reduce.units == 1
+
+
+@pytest.mark.parametrize("value", [0, -2, 1.5, True, "16"])
+def test_bad_reduction_raises(value):
+    with pytest.raises(ValueError, match="reduction"):
+        SqueezeExcitation(reduction=value)
+
+
+def test_unknown_channels_raise():
+    with pytest.raises(ValueError, match="channel"):
+        SqueezeExcitation().build((None, 8, 8, None))
