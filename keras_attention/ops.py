@@ -88,3 +88,95 @@ def eca_kernel_size(channels, gamma=2, b=1):
     """
     t = int(abs((math.log2(channels) + b) / gamma))
     return t if t % 2 else t + 1
+
+
+def attend(query, key, value):
+    """Unscaled softmax attention over positions: `softmax(query key^T) value`.
+
+    `query` (batch, T, d), `key` (batch, S, d), `value` (batch, S, dv) ->
+    (batch, T, dv). It runs through `keras.ops.dot_product_attention` as one
+    head with `scale=1.0` (SAGAN and non-local blocks do not scale by
+    1/sqrt(d)), so that JAX and PyTorch GPUs can use a fused kernel that never
+    stores the T x S matrix; TensorFlow computes it the plain way.
+    """
+    backend = keras.backend.backend()
+    dtype = keras.backend.standardize_dtype(value.dtype)
+    depth, value_depth = query.shape[-1], value.shape[-1]
+    if backend == "tensorflow" and dtype == "float16":
+        # TensorFlow forms the logits in the input dtype before its float32
+        # softmax, and unscaled energies overflow float16 (JAX and PyTorch
+        # accumulate them in float32). It never fuses, so nothing is lost.
+        query, key, value = (ops.cast(t, "float32") for t in (query, key, value))
+    elif backend != "tensorflow" and depth != value_depth:
+        # JAX needs equal head sizes, and so do the flash kernels. Zero
+        # channels add nothing to the dot products, so pad the smaller side.
+        width = max(depth, value_depth)
+        query = ops.pad(query, ((0, 0), (0, 0), (0, width - depth)))
+        key = ops.pad(key, ((0, 0), (0, 0), (0, width - depth)))
+        value = ops.pad(value, ((0, 0), (0, 0), (0, width - value_depth)))
+    outputs = ops.dot_product_attention(
+        query[:, :, None, :], key[:, :, None, :], value[:, :, None, :], scale=1.0
+    )
+    return ops.cast(outputs[:, :, 0, :value_depth], dtype)
+
+
+def affine_grid(theta, height, width):
+    """The sampling grid of a batch of 2-D affine transforms, align_corners=False.
+
+    `theta` (batch, 2, 3) maps each output pixel's normalised coordinates
+    `(x, y, 1)` to the input point to sample. Coordinates span [-1, 1] from the
+    outer edge of the first pixel to the outer edge of the last, so pixel `j` of
+    `n` sits at `(2j + 1 - n) / n` (PyTorch's `affine_grid` default). Returns
+    float32 (batch, height, width, 2) with x (the width axis) first, as in
+    PyTorch; `height` and `width` may be tensors.
+    """
+    theta = ops.cast(theta, "float32")
+
+    def centres(n):
+        index = ops.cast(ops.arange(n), "float32")
+        n = ops.cast(n, "float32")
+        return (2.0 * index + 1.0 - n) / n
+
+    ys, xs = ops.meshgrid(centres(height), centres(width), indexing="ij")
+    points = ops.stack([xs, ys, ops.ones_like(xs)], axis=-1)  # (H, W, 3)
+    return ops.einsum("hwk,bik->bhwi", points, theta)
+
+
+def bilinear_sample(images, grid):
+    """Samples channels_last `images` at the normalised points of `grid`, bilinearly.
+
+    `images` (batch, H, W, C); `grid` (batch, h, w, 2) as made by
+    `affine_grid` (x first, align_corners=False). Points outside the image read
+    zeros, so a pixel near the border blends with zero. Differentiable with
+    respect to both the images and the grid, which `keras.ops.image.affine_transform`
+    is not. Returns (batch, h, w, C) in the images' dtype.
+    """
+    batch, height, width, channels = ops.shape(images)
+    grid = ops.cast(grid, "float32")
+    size_x, size_y = ops.cast(width, "float32"), ops.cast(height, "float32")
+    # Inverse of the pixel-centre rule in `affine_grid`: pixel coordinates.
+    x = (grid[..., 0] * size_x + size_x - 1.0) * 0.5
+    y = (grid[..., 1] * size_y + size_y - 1.0) * 0.5
+    x0, y0 = ops.floor(x), ops.floor(y)
+    flat = ops.reshape(images, (-1, channels))
+    first_row = ops.reshape(ops.arange(batch, dtype="int32") * height * width, (-1, 1, 1))
+    outputs = 0
+    for corner_x, weight_x in ((x0, x0 + 1.0 - x), (x0 + 1.0, x - x0)):
+        for corner_y, weight_y in ((y0, y0 + 1.0 - y), (y0 + 1.0, y - y0)):
+            inside = (
+                (corner_x >= 0)
+                & (corner_x <= size_x - 1)
+                & (corner_y >= 0)
+                & (corner_y <= size_y - 1)
+            )
+            weight = weight_x * weight_y * ops.cast(inside, "float32")
+            # Clipped indices keep the gather in range; their weight is 0.
+            index = (
+                first_row
+                + ops.cast(ops.clip(corner_y, 0, size_y - 1), "int32") * width
+                + ops.cast(ops.clip(corner_x, 0, size_x - 1), "int32")
+            )
+            outputs = outputs + ops.take(flat, index, axis=0) * ops.cast(
+                weight[..., None], images.dtype
+            )
+    return outputs

@@ -6,6 +6,17 @@ _LAYERS = {
     "se": layers.SqueezeExcitation,
     "eca": layers.EfficientChannelAttention,
     "sk": layers.SelectiveKernel,
+    "self_attention": layers.SelfAttention2D,
+    "non_local": layers.NonLocalBlock,
+    "stn": layers.SpatialTransformer,
+    "cbam": layers.CBAM,
+    "channel_gate": layers.ChannelGate,
+    "spatial_gate": layers.SpatialGate,
+    "danet": layers.DualAttention,
+    "position_attention": layers.PositionAttention,
+    "channel_attention": layers.ChannelAttention,
+    "ccnet": layers.CrissCrossAttention,
+    "residual": layers.ResidualAttention,
 }
 
 
@@ -17,9 +28,7 @@ def available():
 def get_class(name):
     """The layer class registered under the short name `name`."""
     if not isinstance(name, str) or name.lower() not in _LAYERS:
-        raise ValueError(
-            f"Unknown attention `name`: {name!r}. Available: {', '.join(available())}"
-        )
+        raise ValueError(f"Unknown attention `name`: {name!r}. Available: {', '.join(available())}")
     return _LAYERS[name.lower()]
 
 

@@ -31,6 +31,17 @@ CASES = [
     Case(layers.SqueezeExcitation, {"reduction": 4}, 16, {"reduction": 0}),
     Case(layers.EfficientChannelAttention, {}, 16, {"kernel_size": 4, "gamma": -1}),
     Case(layers.SelectiveKernel, {"groups": 4, "min_units": 4}, 16, {"groups": 0, "dilations": (1,)}),
+    Case(layers.SelfAttention2D, {"reduction": 4}, 16, {"reduction": 0}),
+    Case(layers.NonLocalBlock, {}, 16, {"mode": "softmax", "inter_channels": 0, "sub_sample": 1}),
+    Case(layers.SpatialTransformer, {}, 16, {"localization": "cnn", "output_size": (0, 4)}),
+    Case(layers.ChannelGate, {"reduction": 4}, 16, {"reduction": 0}),
+    Case(layers.SpatialGate, {"kernel_size": 3}, 16, {"kernel_size": 4}),
+    Case(layers.CBAM, {"reduction": 4, "kernel_size": 3}, 16, {"reduction": -1, "kernel_size": 0}),
+    Case(layers.PositionAttention, {"reduction": 4}, 16, {"reduction": 0}),
+    Case(layers.ChannelAttention, {}, 16, {"data_format": "NCHW"}),
+    Case(layers.DualAttention, {"filters": 8, "reduction": 2}, 16, {"filters": 0, "reduction": 0}),
+    Case(layers.CrissCrossAttention, {"reduction": 4}, 16, {"reduction": 0, "recurrence": 0}),
+    Case(layers.ResidualAttention, {"depth": 2, "p": 0, "t": 1}, 16, {"depth": 0, "p": -1, "t": 0, "r": 0}),
 ]
 
 ALL_CASES = [pytest.param(case, id=case.cls.__name__) for case in CASES]
@@ -73,7 +84,8 @@ def test_dynamic_spatial_size(case):
     inputs = keras.Input((None, None, case.channels))
     model = keras.Model(inputs, make(case)(inputs))
     for height, width in ((5, 7), (8, 6)):
-        y = model(random_input(case, height, width))
+        # predict() runs a traced graph, where shape bugs that eager mode hides show up.
+        y = model.predict(random_input(case, height, width), verbose=0)
         assert tuple(y.shape[1:3]) == (height, width)
 
 
@@ -136,6 +148,17 @@ def test_channels_first_matches_channels_last(case):
     expected = to_numpy(last(x))
     actual = to_numpy(first_(np.transpose(x, (0, 3, 1, 2))))
     np.testing.assert_allclose(np.transpose(actual, (0, 2, 3, 1)), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", ALL_CASES)
+def test_global_channels_first_is_followed(case):
+    keras.config.set_image_data_format("channels_first")  # conftest restores it
+    layer = make(case)
+    assert layer.data_format == "channels_first"
+    x = random_input(case, channels_first=True)
+    y = layer(x)
+    assert tuple(y.shape) == tuple(layer.compute_output_shape(x.shape))
+    assert tuple(y.shape[2:]) == (HEIGHT, WIDTH)
 
 
 @pytest.mark.parametrize("case", ALL_CASES)

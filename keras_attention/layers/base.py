@@ -17,17 +17,13 @@ def check_positive_int(name, value, allow_none=False):
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         none = " or None" if allow_none else ""
-        raise ValueError(
-            f"`{name}` must be a positive integer{none}. Received: {name}={value!r}"
-        )
+        raise ValueError(f"`{name}` must be a positive integer{none}. Received: {name}={value!r}")
 
 
 def check_choice(name, value, choices):
     """Raises a ValueError naming `name` unless `value` is one of `choices`."""
     if value not in choices:
-        raise ValueError(
-            f"`{name}` must be one of {tuple(choices)}. Received: {name}={value!r}"
-        )
+        raise ValueError(f"`{name}` must be one of {tuple(choices)}. Received: {name}={value!r}")
 
 
 class ImageAttentionLayer(keras.layers.Layer):

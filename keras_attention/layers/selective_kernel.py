@@ -113,13 +113,12 @@ class SelectiveKernel(ImageAttentionLayer):
                 dilation_rate=rate,
                 groups=self.groups,
                 use_bias=False,
+                data_format="channels_last",
                 dtype=self.dtype_policy,
                 name=f"branch{i}_conv",
             )
             conv.build((None, None, None, channels))
-            norm = keras.layers.BatchNormalization(
-                dtype=self.dtype_policy, name=f"branch{i}_bn"
-            )
+            norm = keras.layers.BatchNormalization(dtype=self.dtype_policy, name=f"branch{i}_bn")
             norm.build((None, None, None, filters))
             self.branch_convs.append(conv)
             self.branch_norms.append(norm)
@@ -128,9 +127,7 @@ class SelectiveKernel(ImageAttentionLayer):
             units, use_bias=False, dtype=self.dtype_policy, name="fuse_dense"
         )
         self.fuse_dense.build((None, filters))
-        self.fuse_bn = keras.layers.BatchNormalization(
-            dtype=self.dtype_policy, name="fuse_bn"
-        )
+        self.fuse_bn = keras.layers.BatchNormalization(dtype=self.dtype_policy, name="fuse_bn")
         self.fuse_bn.build((None, units))
         # The paper's M fully connected select layers, stored as one Dense of
         # M * filters units (the same matrices side by side).
@@ -152,9 +149,7 @@ class SelectiveKernel(ImageAttentionLayer):
         pooled = ops.mean(ops.sum(branches, axis=1), axis=(1, 2))
         z = ops.relu(self.fuse_bn(self.fuse_dense(pooled), training=training))
         branch_count = len(self.dilations)
-        logits = ops.reshape(
-            self.select(z), (-1, branch_count, self.select.units // branch_count)
-        )
+        logits = ops.reshape(self.select(z), (-1, branch_count, self.select.units // branch_count))
         weights = ka_ops.softmax_float32(logits, axis=1)  # across branches
         outputs = ops.sum(branches * weights[:, :, None, None, :], axis=1)
         outputs = ka_ops.from_channels_last(outputs, self.data_format)

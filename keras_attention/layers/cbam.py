@@ -1,0 +1,248 @@
+import keras
+from keras import ops
+
+from keras_attention import ops as ka_ops
+from keras_attention.layers.base import ImageAttentionLayer
+from keras_attention.layers.base import check_positive_int
+
+
+def check_odd_kernel_size(kernel_size):
+    check_positive_int("kernel_size", kernel_size)
+    if kernel_size % 2 == 0:
+        raise ValueError(
+            "`kernel_size` must be odd so that the convolution is centred on "
+            f"each pixel. Received: kernel_size={kernel_size}"
+        )
+
+
+@keras.saving.register_keras_serializable(package="keras_attention")
+class ChannelGate(ImageAttentionLayer):
+    """CBAM's channel attention: a shared MLP over average- and max-pooled descriptors.
+
+    Reference: Woo, Park, Lee and Kweon, "CBAM: Convolutional Block Attention
+    Module", ECCV 2018 (https://arxiv.org/abs/1807.06521).
+
+    The feature map is pooled over its spatial axes twice, by mean and by max.
+    One MLP `Dense(C / reduction, relu) -> Dense(C)` (both with biases) maps each
+    descriptor to channel logits; the two are summed and a sigmoid turns them
+    into a gate that rescales each channel. With C=256 and reduction=16 the MLP
+    has 8,464 parameters.
+
+    Args:
+        reduction: int, the bottleneck ratio r; the hidden layer has
+            `max(1, C // reduction)` units. Defaults to 16.
+        data_format: `"channels_last"`, `"channels_first"` or `None` (Keras's
+            global `image_data_format`).
+        **kwargs: base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: a 4-D feature map.
+        training: unused; accepted for a uniform signature.
+        return_attention: if True, also return the channel gate, shape
+            `(batch, C)`.
+
+    Input shape:
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+
+    Output shape:
+        Same as the input.
+
+    Example:
+
+    >>> x = keras.Input((None, None, 64))
+    >>> y = ChannelGate(reduction=16)(x)
+    >>> y.shape
+    (None, None, None, 64)
+    """
+
+    def __init__(self, reduction=16, data_format=None, **kwargs):
+        super().__init__(data_format=data_format, **kwargs)
+        check_positive_int("reduction", reduction)
+        self.reduction = reduction
+
+    def build(self, input_shape):
+        channels = self._input_channels(input_shape)
+        self.hidden = keras.layers.Dense(
+            max(1, channels // self.reduction),
+            activation="relu",
+            dtype=self.dtype_policy,
+            name="hidden",
+        )
+        self.hidden.build((None, channels))
+        self.logits = keras.layers.Dense(channels, dtype=self.dtype_policy, name="logits")
+        self.logits.build((None, self.hidden.units))
+        self.built = True
+
+    def call(self, inputs, training=None, return_attention=False):
+        axes = ka_ops.spatial_axes(self.data_format)
+        # The same MLP sees both descriptors; stacking them runs it once.
+        pooled = ops.stack([ops.mean(inputs, axis=axes), ops.max(inputs, axis=axes)])
+        gate = ops.sigmoid(ops.sum(self.logits(self.hidden(pooled)), axis=0))
+        outputs = inputs * ka_ops.expand_channels(gate, self.data_format)
+        return self._outputs(outputs, gate, return_attention)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"reduction": self.reduction})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_attention")
+class SpatialGate(ImageAttentionLayer):
+    """CBAM's spatial attention: a convolution over channel-pooled maps.
+
+    Reference: Woo, Park, Lee and Kweon, "CBAM: Convolutional Block Attention
+    Module", ECCV 2018 (https://arxiv.org/abs/1807.06521).
+
+    The channels are pooled by max and by mean into a 2-channel map (in that
+    order, as in the authors' code), a `kernel_size` x `kernel_size`
+    convolution without bias and a BatchNormalization give one logit per
+    pixel, and a sigmoid turns it into a gate shared by all channels. With the
+    default 7x7 kernel the convolution has 98 parameters.
+
+    Args:
+        kernel_size: positive odd int, the size of the convolution. Defaults
+            to 7.
+        data_format: `"channels_last"`, `"channels_first"` or `None` (Keras's
+            global `image_data_format`).
+        **kwargs: base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: a 4-D feature map.
+        training: bool, BatchNormalization's mode.
+        return_attention: if True, also return the spatial gate, shape
+            `(batch, H, W, 1)` (channels_last) or `(batch, 1, H, W)`.
+
+    Input shape:
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+
+    Output shape:
+        Same as the input.
+
+    Example:
+
+    >>> x = keras.Input((None, None, 64))
+    >>> y = SpatialGate(kernel_size=7)(x)
+    >>> y.shape
+    (None, None, None, 64)
+    """
+
+    def __init__(self, kernel_size=7, data_format=None, **kwargs):
+        super().__init__(data_format=data_format, **kwargs)
+        check_odd_kernel_size(kernel_size)
+        self.kernel_size = kernel_size
+
+    def build(self, input_shape):
+        self._input_channels(input_shape)
+        # The convolution runs channels_last (its input is transposed in
+        # `call`), so the weights are the same whatever `data_format` is.
+        self.conv = keras.layers.Conv2D(
+            1,
+            self.kernel_size,
+            padding="same",
+            use_bias=False,
+            data_format="channels_last",
+            dtype=self.dtype_policy,
+            name="conv",
+        )
+        self.conv.build((None, None, None, 2))
+        self.norm = keras.layers.BatchNormalization(dtype=self.dtype_policy, name="norm")
+        self.norm.build((None, None, None, 1))
+        self.built = True
+
+    def call(self, inputs, training=None, return_attention=False):
+        axis = ka_ops.channel_axis(self.data_format)
+        pooled = ops.concatenate(
+            [
+                ops.max(inputs, axis=axis, keepdims=True),
+                ops.mean(inputs, axis=axis, keepdims=True),
+            ],
+            axis=axis,
+        )
+        pooled = ka_ops.to_channels_last(pooled, self.data_format)
+        gate = ops.sigmoid(self.norm(self.conv(pooled), training=training))
+        gate = ka_ops.from_channels_last(gate, self.data_format)
+        return self._outputs(inputs * gate, gate, return_attention)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"kernel_size": self.kernel_size})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_attention")
+class CBAM(ImageAttentionLayer):
+    """Convolutional Block Attention Module: a channel gate, then a spatial gate.
+
+    Reference: Woo, Park, Lee and Kweon, "CBAM: Convolutional Block Attention
+    Module", ECCV 2018 (https://arxiv.org/abs/1807.06521).
+
+    The input is rescaled by a `ChannelGate` (shared MLP over the average- and
+    max-pooled descriptors) and the result by a `SpatialGate` (a convolution
+    over the max- and mean-pooled channels, with BatchNormalization). The two
+    are sublayers named `channel_gate` and `spatial_gate`.
+
+    Args:
+        reduction: int, the channel gate's bottleneck ratio. Defaults to 16.
+        kernel_size: positive odd int, the spatial gate's convolution size.
+            Defaults to 7.
+        data_format: `"channels_last"`, `"channels_first"` or `None` (Keras's
+            global `image_data_format`).
+        **kwargs: base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: a 4-D feature map.
+        training: bool, BatchNormalization's mode.
+        return_attention: if True, also return a dict of the two gates:
+            `"channel"`, shape `(batch, C)`, and `"spatial"`, shape
+            `(batch, H, W, 1)` (channels_last) or `(batch, 1, H, W)`.
+
+    Input shape:
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+
+    Output shape:
+        Same as the input.
+
+    Example:
+
+    >>> x = keras.Input((None, None, 256))
+    >>> y = CBAM(reduction=16, kernel_size=7)(x)
+    >>> y.shape
+    (None, None, None, 256)
+    """
+
+    def __init__(self, reduction=16, kernel_size=7, data_format=None, **kwargs):
+        super().__init__(data_format=data_format, **kwargs)
+        check_positive_int("reduction", reduction)
+        check_odd_kernel_size(kernel_size)
+        self.reduction = reduction
+        self.kernel_size = kernel_size
+
+    def build(self, input_shape):
+        self._input_channels(input_shape)
+        self.channel_gate = ChannelGate(
+            self.reduction,
+            data_format=self.data_format,
+            dtype=self.dtype_policy,
+            name="channel_gate",
+        )
+        self.channel_gate.build(input_shape)
+        self.spatial_gate = SpatialGate(
+            self.kernel_size,
+            data_format=self.data_format,
+            dtype=self.dtype_policy,
+            name="spatial_gate",
+        )
+        self.spatial_gate.build(input_shape)
+        self.built = True
+
+    def call(self, inputs, training=None, return_attention=False):
+        x, channel = self.channel_gate(inputs, return_attention=True)
+        outputs, spatial = self.spatial_gate(x, training=training, return_attention=True)
+        attention = {"channel": channel, "spatial": spatial}
+        return self._outputs(outputs, attention, return_attention)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"reduction": self.reduction, "kernel_size": self.kernel_size})
+        return config

@@ -1,0 +1,124 @@
+import keras
+from keras import ops
+
+from keras_attention import ops as ka_ops
+from keras_attention.layers.base import ImageAttentionLayer
+from keras_attention.layers.base import check_positive_int
+
+
+@keras.saving.register_keras_serializable(package="keras_attention")
+class CrissCrossAttention(ImageAttentionLayer):
+    """Criss-cross attention: each pixel attends to its row and its column.
+
+    Reference: Huang, Wang, Huang, Huang, Wei and Liu, "CCNet: Criss-Cross
+    Attention for Semantic Segmentation", ICCV 2019
+    (https://arxiv.org/abs/1811.11721).
+
+    1x1 convolutions give queries and keys of `C // reduction` channels and
+    values of C channels. For each pixel, the query-key energies with the
+    pixels of its column and of its row form one softmax over the H + W - 1
+    positions of the cross (the pixel itself counted once), computed in
+    float32; the values are aggregated with those weights, scaled by a
+    learnable scalar `gamma` initialised to 0, and added to the input. The
+    block is applied `recurrence` times with the same weights: two passes
+    connect every pixel to every other. Memory grows with H*W*(H+W), not
+    (H*W)^2 as in non-local attention.
+
+    Args:
+        reduction: int, the query/key channel ratio; they have
+            `max(1, C // reduction)` channels. Defaults to 8.
+        recurrence: int, how many times the block is applied (sharing its
+            weights). Defaults to 2.
+        data_format: `"channels_last"`, `"channels_first"` or `None` (Keras's
+            global `image_data_format`).
+        **kwargs: base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: a 4-D feature map.
+        training: unused; accepted for a uniform signature.
+        return_attention: if True, also return the last pass's weights, shape
+            `(batch, H, W, H + W)` whatever `data_format` is. For pixel (i, j),
+            `[..., :H]` are the weights of the column pixels (k, j), k < H, with
+            slot k = i zero (the pixel is counted in the row part), and
+            `[..., H:]` those of the row pixels (i, k), k < W. They sum to 1.
+
+    Input shape:
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+
+    Output shape:
+        Same as the input.
+
+    Example:
+
+    >>> x = keras.Input((None, None, 512))
+    >>> y = CrissCrossAttention(recurrence=2)(x)
+    >>> y.shape
+    (None, None, None, 512)
+    """
+
+    def __init__(self, reduction=8, recurrence=2, data_format=None, **kwargs):
+        super().__init__(data_format=data_format, **kwargs)
+        check_positive_int("reduction", reduction)
+        check_positive_int("recurrence", recurrence)
+        self.reduction = reduction
+        self.recurrence = recurrence
+
+    def build(self, input_shape):
+        channels = self._input_channels(input_shape)
+        inner = max(1, channels // self.reduction)
+        # The convolutions run channels_last (the input is transposed in
+        # `call`), so the weights are the same whatever `data_format` is.
+        self.query = keras.layers.Conv2D(
+            inner, 1, data_format="channels_last", dtype=self.dtype_policy, name="query"
+        )
+        self.key = keras.layers.Conv2D(
+            inner, 1, data_format="channels_last", dtype=self.dtype_policy, name="key"
+        )
+        self.value = keras.layers.Conv2D(
+            channels, 1, data_format="channels_last", dtype=self.dtype_policy, name="value"
+        )
+        for conv in (self.query, self.key, self.value):
+            conv.build((None, None, None, channels))
+        self.gamma = self.add_weight(shape=(), initializer="zeros", name="gamma")
+        self.built = True
+
+    def _criss_cross(self, x, keep_column):
+        """One pass: the aggregate over each pixel's cross and its weights."""
+        query = ops.cast(self.query(x), "float32")
+        key = ops.cast(self.key(x), "float32")
+        value = self.value(x)
+        column = ops.einsum("bhwd,bgwd->bhwg", query, key)  # (batch, H, W, H)
+        row = ops.einsum("bhwd,bhvd->bhwv", query, key)  # (batch, H, W, W)
+        # One softmax over both parts. The masked centre of `column` equals the
+        # centre of `row`, so the shared peak is the cross's maximum; masking
+        # by multiplying the exponentials keeps it exact and free of -inf.
+        peak = ops.maximum(
+            ops.max(column, axis=-1, keepdims=True), ops.max(row, axis=-1, keepdims=True)
+        )
+        column = ops.exp(column - peak) * keep_column
+        row = ops.exp(row - peak)
+        total = ops.sum(column, axis=-1, keepdims=True) + ops.sum(row, axis=-1, keepdims=True)
+        column = ops.cast(column / total, x.dtype)
+        row = ops.cast(row / total, x.dtype)
+        aggregate = ops.einsum("bhwg,bgwc->bhwc", column, value) + ops.einsum(
+            "bhwv,bhvc->bhwc", row, value
+        )
+        return aggregate, (column, row)
+
+    def call(self, inputs, training=None, return_attention=False):
+        x = ka_ops.to_channels_last(inputs, self.data_format)
+        rows = ops.arange(ops.shape(x)[1])
+        # (H, 1, H): 0 where a column entry is the pixel itself, for every w.
+        keep_column = ops.cast(ops.not_equal(rows[:, None, None], rows[None, None, :]), "float32")
+        gamma = ops.cast(self.gamma, x.dtype)
+        for _ in range(self.recurrence):
+            aggregate, weights = self._criss_cross(x, keep_column)
+            x = gamma * aggregate + x
+        outputs = ka_ops.from_channels_last(x, self.data_format)
+        attention = ops.concatenate(weights, axis=-1) if return_attention else None
+        return self._outputs(outputs, attention, return_attention)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"reduction": self.reduction, "recurrence": self.recurrence})
+        return config

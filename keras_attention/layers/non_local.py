@@ -1,0 +1,213 @@
+import keras
+from keras import ops
+
+from keras_attention import ops as ka_ops
+from keras_attention.layers.base import ImageAttentionLayer
+from keras_attention.layers.base import check_choice
+from keras_attention.layers.base import check_positive_int
+
+MODES = ("embedded_gaussian", "gaussian", "dot_product", "concatenation")
+
+
+def _check_bool(name, value):
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be True or False. Received: {name}={value!r}")
+
+
+@keras.saving.register_keras_serializable(package="keras_attention")
+class NonLocalBlock(ImageAttentionLayer):
+    """Non-local block: each position is a weighted sum of the features at all positions.
+
+    Reference: Wang, Girshick, Gupta and He, "Non-local Neural Networks",
+    CVPR 2018 (https://arxiv.org/abs/1711.07971).
+
+    `y_i = sum_j f(x_i, x_j) g(x_j) / C(x)` and `z_i = W y_i + x_i`, with
+    1x1 convolutions theta, phi, g to `inter_channels` and W back to C. The
+    pairwise function f and its normalisation C(x) depend on `mode`:
+
+    - `"embedded_gaussian"`: `softmax_j(theta_i . phi_j)` (the default);
+    - `"gaussian"`: `softmax_j(x_i . x_j)` on the raw inputs (no theta, phi);
+    - `"dot_product"`: `(theta_i . phi_j) / N`;
+    - `"concatenation"`: `relu(w . [theta_i, phi_j]) / N`;
+
+    where N is the number of key positions. Softmaxes and energies are
+    computed in float32. W is followed by BatchNormalization whose scale
+    starts at 0 (or, with `use_bn=False`, W itself starts at 0), so the block
+    is exactly the identity at initialisation.
+
+    With `sub_sample`, phi and g (never theta) are max-pooled 2x2 with stride
+    2 and `"same"` padding, so odd sizes keep their last row and column
+    (`ceil(H / 2) * ceil(W / 2)` key positions). Convolutions carry a bias only
+    where it can change the output: not phi's under a softmax over keys, not
+    g's when the weights of a query sum to 1 (W's bias covers it), not theta's
+    and phi's in `"concatenation"` (the projection's bias covers them), and not
+    W's before BatchNormalization.
+
+    In `"embedded_gaussian"` mode without `return_attention` the product runs
+    through `keras.ops.dot_product_attention`, which JAX and PyTorch GPUs fuse
+    without storing the attention matrix.
+
+    Args:
+        mode: one of `"embedded_gaussian"`, `"gaussian"`, `"dot_product"`,
+            `"concatenation"`.
+        inter_channels: int or None, the channels of theta, phi and g; None
+            means `max(1, C // 2)`.
+        sub_sample: bool, max-pool phi and g 2x2. Defaults to True.
+        use_bn: bool, BatchNormalization after W. Defaults to True.
+        data_format: `"channels_last"`, `"channels_first"` or `None` (Keras's
+            global `image_data_format`).
+        **kwargs: base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: a 4-D feature map.
+        training: bool, BatchNormalization's mode.
+        return_attention: if True, also return the pairwise weights
+            `f / C(x)`, shape `(batch, H * W, N)` (query positions x key
+            positions, row-major; N = H * W, or the pooled count with
+            `sub_sample`).
+
+    Input shape:
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+
+    Output shape:
+        Same as the input.
+
+    Example:
+
+    >>> x = keras.Input((None, None, 64))
+    >>> y = NonLocalBlock(mode="embedded_gaussian")(x)
+    >>> y.shape
+    (None, None, None, 64)
+    """
+
+    def __init__(
+        self,
+        mode="embedded_gaussian",
+        inter_channels=None,
+        sub_sample=True,
+        use_bn=True,
+        data_format=None,
+        **kwargs,
+    ):
+        super().__init__(data_format=data_format, **kwargs)
+        check_choice("mode", mode, MODES)
+        check_positive_int("inter_channels", inter_channels, allow_none=True)
+        _check_bool("sub_sample", sub_sample)
+        _check_bool("use_bn", use_bn)
+        self.mode = mode
+        self.inter_channels = inter_channels
+        self.sub_sample = sub_sample
+        self.use_bn = use_bn
+
+    def build(self, input_shape):
+        channels = self._input_channels(input_shape)
+        inter = self.inter_channels or max(1, channels // 2)
+        # Everything runs channels_last (see `call`), so the weights do not
+        # depend on `data_format`.
+        if self.mode != "gaussian":
+            self.theta = self._conv(inter, "theta", self.mode != "concatenation", channels)
+            self.phi = self._conv(inter, "phi", self.mode == "dot_product", channels)
+        if self.mode == "concatenation":
+            # The paper's w over [theta_i, phi_j]: a (2C' x 1) projection + bias.
+            self.concat_kernel = self.add_weight(
+                shape=(2 * inter, 1), initializer="glorot_uniform", name="concat_kernel"
+            )
+            self.concat_bias = self.add_weight(shape=(1,), initializer="zeros", name="concat_bias")
+        normalised_by_count = self.mode in ("dot_product", "concatenation")
+        self.g = self._conv(inter, "g", normalised_by_count, channels)
+        # Identity at initialisation: BN's scale starts at 0, or else W's kernel.
+        self.w = self._conv(
+            channels,
+            "w",
+            not self.use_bn,
+            inter,
+            kernel_initializer="glorot_uniform" if self.use_bn else "zeros",
+        )
+        if self.use_bn:
+            self.bn = keras.layers.BatchNormalization(
+                gamma_initializer="zeros", dtype=self.dtype_policy, name="bn"
+            )
+            self.bn.build((None, None, None, channels))
+        if self.sub_sample:
+            self.pool = keras.layers.MaxPooling2D(
+                2, padding="same", data_format="channels_last", dtype=self.dtype_policy, name="pool"
+            )
+        self.built = True
+
+    def _conv(self, filters, name, use_bias, channels, **kwargs):
+        conv = keras.layers.Conv2D(
+            filters,
+            1,
+            use_bias=use_bias,
+            data_format="channels_last",
+            dtype=self.dtype_policy,
+            name=name,
+            **kwargs,
+        )
+        conv.build((None, None, None, channels))
+        return conv
+
+    def call(self, inputs, training=None, return_attention=False):
+        x = ka_ops.to_channels_last(inputs, self.data_format)
+        batch, height, width, _ = ops.shape(x)
+
+        def positions(t):  # (batch, h, w, d) -> (batch, h * w, d)
+            return ops.reshape(t, (batch, -1, t.shape[-1]))
+
+        def embed(t):  # keys and values see the pooled map
+            return positions(self.pool(t) if self.sub_sample else t)
+
+        g = embed(self.g(x))
+        if self.mode == "gaussian":
+            query, key = positions(x), embed(x)
+        else:
+            query, key = positions(self.theta(x)), embed(self.phi(x))
+
+        if self.mode == "embedded_gaussian" and not return_attention:
+            attention = None
+            y = ka_ops.attend(query, key, g)
+        else:
+            weights = self._pairwise(query, key)
+            attention = ops.cast(weights, g.dtype)
+            if self.mode in ("dot_product", "concatenation"):
+                # Unnormalised sums can leave float16's range: keep float32.
+                y = ops.cast(ops.matmul(weights, ops.cast(g, "float32")), g.dtype)
+            else:  # softmax rows are at most 1
+                y = ops.matmul(attention, g)
+        y = self.w(ops.reshape(y, (batch, height, width, y.shape[-1])))
+        if self.use_bn:
+            y = self.bn(y, training=training)
+        outputs = ka_ops.from_channels_last(y + x, self.data_format)
+        return self._outputs(outputs, attention, return_attention)
+
+    def _pairwise(self, query, key):
+        """f(x_i, x_j) / C(x) in float32, shape (batch, queries, keys)."""
+        query, key = ops.cast(query, "float32"), ops.cast(key, "float32")
+        count = ops.cast(ops.shape(key)[1], "float32")
+        if self.mode == "concatenation":
+            # w . [theta_i, phi_j] = w_theta . theta_i + w_phi . phi_j + bias,
+            # so the (queries x keys x 2C') concatenation is never formed.
+            kernel = ops.cast(self.concat_kernel, "float32")
+            inter = query.shape[-1]
+            energy = (
+                ops.matmul(query, kernel[:inter])
+                + ops.transpose(ops.matmul(key, kernel[inter:]), (0, 2, 1))
+                + ops.cast(self.concat_bias, "float32")
+            )
+            return ops.relu(energy) / count
+        energy = ops.matmul(query, ops.transpose(key, (0, 2, 1)))
+        if self.mode == "dot_product":
+            return energy / count
+        return ops.softmax(energy, axis=-1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "mode": self.mode,
+                "inter_channels": self.inter_channels,
+                "sub_sample": self.sub_sample,
+                "use_bn": self.use_bn,
+            }
+        )
+        return config

@@ -1,0 +1,182 @@
+import keras
+from keras import ops
+
+from keras_attention import ops as ka_ops
+from keras_attention.layers.base import ImageAttentionLayer
+
+IDENTITY_THETA = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+
+
+def _check_output_size(output_size):
+    if output_size is None:
+        return None
+    if (
+        not isinstance(output_size, (list, tuple))
+        or len(output_size) != 2
+        or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in output_size)
+    ):
+        raise ValueError(
+            "`output_size` must be None or a pair of positive integers (height, "
+            f"width). Received: output_size={output_size!r}"
+        )
+    return tuple(output_size)
+
+
+@keras.saving.register_keras_serializable(package="keras_attention")
+class SpatialTransformer(ImageAttentionLayer):
+    """Spatial transformer: predicts an affine warp of its input and resamples it.
+
+    Reference: Jaderberg, Simonyan, Zisserman and Kavukcuoglu, "Spatial
+    Transformer Networks", NeurIPS 2015 (https://arxiv.org/abs/1506.02025).
+
+    A localisation network regresses the six parameters theta of a 2-D affine
+    transform through a final `Dense(6)` named `"theta"`, whose kernel starts
+    at 0 and bias at the identity `[1, 0, 0, 0, 1, 0]`, so the layer starts as
+    the identity. For every output pixel, theta maps its normalised coordinates
+    `(x, y, 1)` in [-1, 1] to the input point that is sampled bilinearly,
+    reading zeros outside the image. The sampler is written with `keras.ops`
+    and passes gradients to both the input and theta.
+
+    Coordinates follow `align_corners=False` (PyTorch's default): -1 and 1 are
+    the outer edges of the border pixels, so pixel `j` of `n` sits at
+    `(2j + 1 - n) / n`, and a translation `theta[0, 2] = 2k / W` shows at
+    output column j the input column `j + k`. The identity theta reproduces the
+    input (up to float32 rounding of the grid, about 1e-7 relative).
+
+    Args:
+        localization: a Keras layer or model mapping the inputs (in this layer's
+            `data_format`) to features of shape `(batch, features)`, or None
+            for the default net: two blocks of 3x3 conv (16, then 32 filters),
+            2x2 max-pool and ReLU, then global average pooling (so any H, W
+            works) and `Dense(32, tanh)`, whose bounded features keep theta in
+            a sane range whatever the weights. A given one is saved with the
+            layer.
+        output_size: None (the input's height and width) or `(height, width)`
+            of the resampled output.
+        data_format: `"channels_last"`, `"channels_first"` or `None` (Keras's
+            global `image_data_format`).
+        **kwargs: base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: a 4-D feature map.
+        training: passed to the localisation network.
+        return_attention: if True, also return theta, shape `(batch, 2, 3)`,
+            in float32.
+
+    Input shape:
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+
+    Output shape:
+        `(batch, h, w, C)` (channels_last) or `(batch, C, h, w)`, where
+        `(h, w)` is `output_size` or the input's `(H, W)`.
+
+    Example:
+
+    >>> x = keras.Input((28, 28, 1))
+    >>> y = SpatialTransformer(output_size=(20, 20))(x)
+    >>> y.shape
+    (None, 20, 20, 1)
+    """
+
+    def __init__(self, localization=None, output_size=None, data_format=None, **kwargs):
+        super().__init__(data_format=data_format, **kwargs)
+        if isinstance(localization, dict):  # from `get_config`
+            localization = keras.saving.deserialize_keras_object(localization)
+        if localization is not None and not isinstance(localization, keras.layers.Layer):
+            raise ValueError(
+                "`localization` must be a Keras layer or model, or None for the "
+                f"default network. Received: localization={localization!r}"
+            )
+        self.localization = localization
+        self.output_size = _check_output_size(output_size)
+
+    def build(self, input_shape):
+        channels = self._input_channels(input_shape)
+        shape = tuple(input_shape)
+        if self.localization is None:
+            self.loc_layers = self._default_localization()
+            for layer in self.loc_layers:
+                layer.build(shape)
+                shape = layer.compute_output_shape(shape)
+        else:
+            if not self.localization.built:
+                self.localization.build(shape)
+            shape = self.localization.compute_output_shape(shape)
+        if len(shape) != 2 or shape[-1] is None:
+            raise ValueError(
+                "`localization` must map the inputs to features of shape (batch, "
+                f"features). Received: localization output shape {shape} for "
+                f"inputs of shape {tuple(input_shape)} with {channels} channels"
+            )
+        # theta stays float32 under mixed precision: sampling coordinates need
+        # more digits than float16 has (1 pixel of 1000 is 0.002 in [-1, 1]).
+        self.theta = keras.layers.Dense(
+            6,
+            kernel_initializer="zeros",
+            bias_initializer=keras.initializers.Constant(IDENTITY_THETA),
+            dtype="float32",
+            name="theta",
+        )
+        self.theta.build(shape)
+        self.built = True
+
+    def _default_localization(self):
+        layers = []
+        for i, filters in enumerate((16, 32)):
+            layers += [
+                keras.layers.Conv2D(
+                    filters,
+                    3,
+                    padding="same",
+                    data_format=self.data_format,
+                    dtype=self.dtype_policy,
+                    name=f"loc_conv{i}",
+                ),
+                keras.layers.MaxPooling2D(
+                    2,
+                    padding="same",
+                    data_format=self.data_format,
+                    dtype=self.dtype_policy,
+                    name=f"loc_pool{i}",
+                ),
+                keras.layers.ReLU(dtype=self.dtype_policy, name=f"loc_relu{i}"),
+            ]
+        return layers + [
+            keras.layers.GlobalAveragePooling2D(
+                data_format=self.data_format, dtype=self.dtype_policy, name="loc_gap"
+            ),
+            keras.layers.Dense(32, activation="tanh", dtype=self.dtype_policy, name="loc_dense"),
+        ]
+
+    def call(self, inputs, training=None, return_attention=False):
+        if self.localization is None:
+            features = inputs
+            for layer in self.loc_layers:
+                features = layer(features, training=training)
+        else:
+            features = self.localization(inputs, training=training)
+        theta = ops.reshape(self.theta(features), (-1, 2, 3))
+        images = ka_ops.to_channels_last(inputs, self.data_format)
+        height, width = self.output_size or ops.shape(images)[1:3]
+        outputs = ka_ops.bilinear_sample(images, ka_ops.affine_grid(theta, height, width))
+        outputs = ka_ops.from_channels_last(outputs, self.data_format)
+        return self._outputs(outputs, theta, return_attention)
+
+    def compute_output_shape(self, input_shape):
+        shape = ka_ops.shape_to_channels_last(input_shape, self.data_format)
+        height, width = self.output_size or shape[1:3]
+        return ka_ops.shape_from_channels_last(
+            (shape[0], height, width, shape[3]), self.data_format
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "localization": None
+                if self.localization is None
+                else keras.saving.serialize_keras_object(self.localization),
+                "output_size": self.output_size,
+            }
+        )
+        return config

@@ -1,0 +1,131 @@
+"""CBAM: parameter counts, and every gate against a NumPy reference of the paper."""
+
+import keras
+import numpy as np
+import pytest
+
+from helpers import randomize_weights
+from helpers import to_numpy
+from keras_attention.layers import CBAM
+from keras_attention.layers import ChannelGate
+from keras_attention.layers import SpatialGate
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def channel_gate_reference(x, w1, b1, w2, b2):
+    """(B, H, W, C) -> (B, C): one MLP on the mean and on the max, summed."""
+
+    def mlp(v):
+        return np.maximum(v @ w1 + b1, 0.0) @ w2 + b2
+
+    return sigmoid(mlp(x.mean(axis=(1, 2))) + mlp(x.max(axis=(1, 2))))
+
+
+def conv_same(x, kernel):
+    """(B, H, W, Cin) * (k, k, Cin, 1) with zero 'same' padding, no bias."""
+    k = kernel.shape[0]
+    pad = k // 2
+    padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    height, width = x.shape[1:3]
+    out = np.zeros(x.shape[:3] + (1,))
+    for i in range(k):
+        for j in range(k):
+            out += padded[:, i : i + height, j : j + width, :] @ kernel[i, j]
+    return out
+
+
+def spatial_gate_reference(x, kernel, gamma, beta, mean, variance, epsilon):
+    """(B, H, W, C) -> (B, H, W, 1): conv over [max, mean] + inference BN."""
+    pooled = np.concatenate([x.max(axis=-1, keepdims=True), x.mean(axis=-1, keepdims=True)], -1)
+    logits = conv_same(pooled, kernel)
+    return sigmoid((logits - mean) / np.sqrt(variance + epsilon) * gamma + beta)
+
+
+def weights_of(layer):
+    return [to_numpy(w) for w in layer.weights]
+
+
+def random_input(shape=(2, 5, 7, 32), seed=0):
+    return np.random.default_rng(seed).normal(size=shape).astype("float32")
+
+
+def test_parameter_counts_for_256_channels():
+    layer = CBAM(reduction=16, kernel_size=7)
+    layer.build((None, 8, 8, 256))
+    assert layer.channel_gate.count_params() == 8464  # 256*16+16 + 16*256+256
+    assert layer.spatial_gate.conv.count_params() == 98  # 7*7*2, no bias
+    # BatchNormalization of the single logit map: gamma, beta, mean, variance.
+    assert layer.spatial_gate.norm.count_params() == 4
+    assert layer.count_params() == 8464 + 98 + 4
+
+
+def test_channel_gate_matches_numpy():
+    layer = ChannelGate(reduction=4)
+    x = random_input()
+    layer(x)
+    randomize_weights(layer)
+    outputs, gate = layer(x, return_attention=True)
+    expected_gate = channel_gate_reference(x, *weights_of(layer))
+    np.testing.assert_allclose(to_numpy(gate), expected_gate, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(outputs), x * expected_gate[:, None, None, :], rtol=1e-5, atol=1e-5)
+
+
+def test_spatial_gate_matches_numpy():
+    layer = SpatialGate(kernel_size=5)
+    x = random_input()
+    layer(x)
+    randomize_weights(layer)
+    outputs, gate = layer(x, return_attention=True)
+    assert tuple(gate.shape) == (2, 5, 7, 1)
+    kernel, gamma, beta, mean, variance = weights_of(layer)
+    expected_gate = spatial_gate_reference(x, kernel, gamma, beta, mean, variance, layer.norm.epsilon)
+    np.testing.assert_allclose(to_numpy(gate), expected_gate, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(outputs), x * expected_gate, rtol=1e-5, atol=1e-5)
+
+
+def test_cbam_is_channel_then_spatial():
+    layer = CBAM(reduction=4, kernel_size=3)
+    x = random_input()
+    layer(x)
+    randomize_weights(layer)
+    outputs, attention = layer(x, return_attention=True)
+    w1, b1, w2, b2, kernel, gamma, beta, mean, variance = weights_of(layer)
+    channel = channel_gate_reference(x, w1, b1, w2, b2)
+    refined = x * channel[:, None, None, :]
+    spatial = spatial_gate_reference(
+        refined, kernel, gamma, beta, mean, variance, layer.spatial_gate.norm.epsilon
+    )
+    np.testing.assert_allclose(to_numpy(attention["channel"]), channel, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(attention["spatial"]), spatial, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(outputs), refined * spatial, rtol=1e-5, atol=1e-5)
+
+
+def test_channels_first_attention_shapes():
+    layer = CBAM(reduction=4, data_format="channels_first")
+    _, attention = layer(random_input((2, 32, 5, 7)), return_attention=True)
+    assert tuple(attention["channel"].shape) == (2, 32)
+    assert tuple(attention["spatial"].shape) == (2, 1, 5, 7)
+
+
+@pytest.mark.parametrize("cls", [SpatialGate, CBAM])
+@pytest.mark.parametrize("kernel_size", [0, 4, 3.0, True])
+def test_kernel_size_must_be_a_positive_odd_int(cls, kernel_size):
+    with pytest.raises(ValueError, match="`kernel_size`"):
+        cls(kernel_size=kernel_size)
+
+
+@pytest.mark.parametrize("cls", [ChannelGate, CBAM])
+def test_reduction_must_be_positive(cls):
+    with pytest.raises(ValueError, match="`reduction`"):
+        cls(reduction=0)
+
+
+def test_sublayers_share_the_dtype_policy():
+    layer = CBAM(reduction=4, dtype="mixed_bfloat16")
+    layer(random_input())
+    for sublayer in (layer.channel_gate, layer.spatial_gate):
+        assert sublayer.dtype_policy.name == "mixed_bfloat16"
+    assert keras.backend.standardize_dtype(layer.spatial_gate.conv.compute_dtype) == "bfloat16"

@@ -1,0 +1,143 @@
+"""Criss-cross attention against the naive masked (HW)^2 softmax, and its receptive field."""
+
+import numpy as np
+import pytest
+
+from helpers import randomize_weights
+from helpers import to_numpy
+from keras_attention.layers import CrissCrossAttention
+
+
+def random_input(shape=(2, 4, 6, 16), seed=0):
+    return np.random.default_rng(seed).normal(size=shape).astype("float32")
+
+
+def randomized(layer, x):
+    layer(x)
+    randomize_weights(layer)
+    return layer
+
+
+def naive_reference(x, layer):
+    """One pass in float64, the slow way: a softmax over all H*W positions
+    with every position off the pixel's row and column masked out."""
+    wq, bq, wk, bk, wv, bv = (
+        to_numpy(w).astype("float64")
+        for conv in (layer.query, layer.key, layer.value)
+        for w in (conv.kernel, conv.bias)
+    )
+    gamma = float(to_numpy(layer.gamma))
+    batch, height, width, channels = x.shape
+    flat = x.reshape(batch, height * width, channels).astype("float64")
+    q = flat @ wq.reshape(channels, -1) + bq
+    k = flat @ wk.reshape(channels, -1) + bk
+    v = flat @ wv.reshape(channels, -1) + bv
+    rows, cols = np.divmod(np.arange(height * width), width)
+    cross = (rows[:, None] == rows[None, :]) | (cols[:, None] == cols[None, :])
+    energy = np.where(cross, q @ k.transpose(0, 2, 1), -np.inf)
+    attention = np.exp(energy - energy.max(-1, keepdims=True))
+    attention /= attention.sum(-1, keepdims=True)
+    outputs = (gamma * attention @ v + flat).reshape(x.shape)
+    return outputs, attention.reshape(batch, height, width, height, width)
+
+
+def cross_layout(full):
+    """(B, H, W, H, W) full weights -> the layer's (B, H, W, H + W) layout."""
+    batch, height, width = full.shape[:3]
+    i, j = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    # NumPy puts the index dims first when a slice separates them.
+    column = np.moveaxis(full[:, i, j, :, j], 2, 0)  # (B, H, W, H): weights of (k, j)
+    row = full[:, i, j, i, :]  # (B, H, W, W): weights of (i, k)
+    column[:, i, j, i] = 0.0  # the centre is counted in the row part
+    return np.concatenate([column, row], axis=-1)
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 6, 16), (1, 1, 5, 16), (1, 5, 1, 16)])
+def test_one_pass_matches_naive_masked_softmax(shape):
+    x = random_input(shape)
+    layer = randomized(CrissCrossAttention(reduction=4, recurrence=1), x)
+    expected, full = naive_reference(x, layer)
+    outputs, attention = layer(x, return_attention=True)
+    np.testing.assert_allclose(to_numpy(outputs), expected, rtol=1e-4, atol=1e-5)
+    height, width = shape[1:3]
+    assert tuple(attention.shape) == (shape[0], height, width, height + width)
+    np.testing.assert_allclose(to_numpy(attention), cross_layout(full), rtol=1e-4, atol=1e-6)
+
+
+def test_recurrence_reapplies_the_same_weights():
+    x = random_input()
+    layer = randomized(CrissCrossAttention(reduction=4, recurrence=2), x)
+    once, _ = naive_reference(x, layer)
+    twice, _ = naive_reference(once.astype("float32"), layer)
+    np.testing.assert_allclose(to_numpy(layer(x)), twice, rtol=1e-4, atol=1e-4)
+
+
+def test_recurrence_adds_no_weights():
+    counts = set()
+    for recurrence in (1, 2, 3):
+        layer = CrissCrossAttention(reduction=4, recurrence=recurrence)
+        layer.build((None, None, None, 16))
+        counts.add(layer.count_params())
+    # query and key 16 -> 4, value 16 -> 16 (with biases), and gamma.
+    assert counts == {2 * (16 * 4 + 4) + 16 * 16 + 16 + 1}
+
+
+def test_identity_at_initialisation():
+    x = random_input()
+    layer = CrissCrossAttention(reduction=4)
+    np.testing.assert_array_equal(to_numpy(layer(x)), x)
+    assert layer.gamma.path.endswith("gamma")
+
+
+def soft_layer(recurrence, x):
+    """Random weights with small query/key kernels, so that no softmax saturates
+    and every dependency shows as a clear change."""
+    layer = randomized(CrissCrossAttention(reduction=4, recurrence=recurrence), x)
+    for conv in (layer.query, layer.key):
+        conv.kernel.assign(to_numpy(conv.kernel) * 0.2)
+    layer.gamma.assign(1.0)
+    return layer
+
+
+def changed_pixels(layer, x, pixel):
+    bumped = x.copy()
+    bumped[0, pixel[0], pixel[1], :] += 3.0
+    difference = np.abs(to_numpy(layer(bumped)) - to_numpy(layer(x))).max(axis=-1)[0]
+    assert np.all((difference < 1e-6) | (difference > 1e-3)), "ambiguous change"
+    return difference > 1e-3
+
+
+def test_one_pass_sees_only_the_row_and_the_column():
+    x = random_input((1, 5, 7, 16))
+    layer = soft_layer(1, x)
+    rows, cols = np.meshgrid(np.arange(5), np.arange(7), indexing="ij")
+    for pixel in ((2, 3), (0, 6)):
+        cross = (rows == pixel[0]) | (cols == pixel[1])
+        np.testing.assert_array_equal(changed_pixels(layer, x, pixel), cross)
+
+
+def test_two_passes_see_the_whole_image():
+    x = random_input((1, 5, 7, 16))
+    layer = soft_layer(2, x)
+    for pixel in ((2, 3), (0, 6)):
+        assert changed_pixels(layer, x, pixel).all()
+
+
+def test_channels_first_attention_layout():
+    x = random_input()
+    last = randomized(CrissCrossAttention(reduction=4), x)
+    first = CrissCrossAttention(reduction=4, data_format="channels_first")
+    first(x.transpose(0, 3, 1, 2))
+    first.set_weights(last.get_weights())
+    _, expected = last(x, return_attention=True)
+    _, attention = first(x.transpose(0, 3, 1, 2), return_attention=True)
+    np.testing.assert_allclose(to_numpy(attention), to_numpy(expected), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [({"reduction": 0}, "reduction"), ({"recurrence": 0}, "recurrence"), ({"recurrence": 1.5}, "recurrence")],
+)
+def test_bad_arguments_name_the_argument(kwargs, name):
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        CrissCrossAttention(**kwargs)

@@ -1,0 +1,99 @@
+"""Residual Attention module: (1 + M) * T, the mask's range, odd sizes, the resize weights."""
+
+import keras
+import numpy as np
+import pytest
+
+from helpers import randomize_weights
+from helpers import to_numpy
+from keras_attention.layers import ResidualAttention
+from keras_attention.layers.residual_attention import bilinear_weights
+
+
+def random_input(shape=(2, 7, 9, 8), seed=0):
+    return np.random.default_rng(seed).normal(size=shape).astype("float32")
+
+
+def randomized(layer, x):
+    layer(x)
+    randomize_weights(layer)
+    return layer
+
+
+def run(units, x):
+    for unit in units:
+        x = unit(x, training=False)
+    return x
+
+
+@pytest.mark.parametrize("p", [0, 1])
+def test_output_is_one_plus_mask_times_trunk(p):
+    x = random_input()
+    layer = randomized(ResidualAttention(depth=2, p=p, t=2, r=1), x)
+    outputs, mask = layer(x, return_attention=True)
+    mask = to_numpy(mask)
+    assert mask.shape == x.shape
+    assert mask.min() >= 0.0 and mask.max() <= 1.0
+    assert mask.std() > 1e-3  # not a constant gate
+    trunk = run(layer.trunk_units, run(layer.pre_units, x))
+    expected = run(layer.post_units, (1.0 + mask) * to_numpy(trunk))
+    np.testing.assert_allclose(to_numpy(outputs), to_numpy(expected), rtol=1e-4, atol=1e-4)
+    assert len(layer.pre_units) == len(layer.post_units) == p
+
+
+def test_unit_counts_follow_the_arguments():
+    layer = ResidualAttention(depth=3, p=2, t=1, r=2)
+    layer.build((None, None, None, 8))
+    assert len(layer.pre_units) == len(layer.post_units) == 2
+    assert len(layer.trunk_units) == 1
+    assert len(layer.down_units) == len(layer.up_units) == 6  # r per level, 3 levels
+
+
+def test_filters_project_in_the_first_unit_only():
+    layer = ResidualAttention(filters=16, p=1, t=1)
+    outputs, mask = layer(random_input(), return_attention=True)
+    assert tuple(outputs.shape) == tuple(mask.shape) == (2, 7, 9, 16)
+    assert layer.pre_units[0].projection is not None
+    units = layer.trunk_units + layer.down_units + layer.up_units + layer.post_units
+    assert all(unit.projection is None for unit in units)
+
+
+@pytest.mark.parametrize("size", [(9, 11), (1, 3), (5, 2), (13, 13)])
+def test_odd_and_tiny_sizes_with_unknown_spatial_dims(size):
+    inputs = keras.Input((None, None, 8))
+    model = keras.Model(inputs, ResidualAttention(depth=3, t=1)(inputs, return_attention=True))
+    outputs, mask = model(random_input((1, *size, 8)))
+    assert tuple(outputs.shape) == tuple(mask.shape) == (1, *size, 8)
+    assert np.isfinite(to_numpy(outputs)).all()
+
+
+@pytest.mark.parametrize("in_size, out_size", [(3, 5), (4, 7), (2, 2), (5, 3), (1, 4)])
+def test_bilinear_weights_match_keras_resize(in_size, out_size):
+    x = random_input((2, in_size, in_size + 1, 3))
+    expected = keras.ops.image.resize(x, (out_size, out_size + 2), interpolation="bilinear")
+    rows = to_numpy(bilinear_weights(out_size, in_size, "float32"))
+    columns = to_numpy(bilinear_weights(out_size + 2, in_size + 1, "float32"))
+    np.testing.assert_allclose(rows.sum(axis=1), 1.0, rtol=1e-6)
+    actual = np.einsum("ph,qw,bhwc->bpqc", rows, columns, x)
+    np.testing.assert_allclose(actual, to_numpy(expected), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"depth": 0}, "depth"),
+        ({"p": -1}, "p"),
+        ({"p": 1.0}, "p"),
+        ({"t": 0}, "t"),
+        ({"r": 0}, "r"),
+        ({"filters": 0}, "filters"),
+    ],
+)
+def test_bad_arguments_name_the_argument(kwargs, name):
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        ResidualAttention(**kwargs)
+
+
+def test_projection_needs_a_pre_unit():
+    with pytest.raises(ValueError, match="`p`"):
+        ResidualAttention(filters=16, p=0)(random_input())
