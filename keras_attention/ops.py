@@ -180,3 +180,34 @@ def bilinear_sample(images, grid):
                 weight[..., None], images.dtype
             )
     return outputs
+
+
+def _resize_axis_bilinear(x, size, axis):
+    """Bilinear interpolation of `x` along `axis` to `size` samples (half-pixel centres).
+
+    Output sample i reads the input at `(i + 0.5) * in / out - 0.5`, clamped to
+    the edges: `keras.ops.image.resize(..., "bilinear")` without antialiasing.
+    Written with gathers so that `size` may be a run-time value.
+    """
+    in_size = ops.shape(x)[axis]
+    scale = ops.cast(in_size, "float32") / ops.cast(size, "float32")
+    coords = (ops.cast(ops.arange(size), "float32") + 0.5) * scale - 0.5
+    coords = ops.clip(coords, 0.0, ops.cast(in_size - 1, "float32"))
+    lower = ops.floor(coords)
+    weight = ops.reshape(coords - lower, (-1,) + (1,) * (len(x.shape) - 1 - axis))
+    lower = ops.cast(lower, "int32")
+    upper = ops.minimum(lower + 1, in_size - 1)
+    below = ops.take(x, lower, axis=axis)
+    above = ops.take(x, upper, axis=axis)
+    return below + (above - below) * ops.cast(weight, x.dtype)
+
+
+def resize_bilinear(images, height, width, data_format="channels_last"):
+    """Bilinear resize of a 4-D batch to (height, width), which may be run-time values.
+
+    `keras.ops.image.resize` checks `size > 0` in Python, so it fails on
+    symbolic TensorFlow sizes (an `Input((None, None, C))` traced by `fit` or
+    `predict`); this gives the same values (half-pixel centres, no antialiasing).
+    """
+    rows, columns = spatial_axes(data_format)
+    return _resize_axis_bilinear(_resize_axis_bilinear(images, height, rows), width, columns)

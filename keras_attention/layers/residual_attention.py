@@ -11,26 +11,6 @@ def check_non_negative_int(name, value):
         raise ValueError(f"`{name}` must be a non-negative integer. Received: {name}={value!r}")
 
 
-def bilinear_weights(out_size, in_size, dtype):
-    """The (out_size, in_size) matrix of half-pixel bilinear resizing along one axis.
-
-    Matches `keras.ops.image.resize(..., interpolation="bilinear")` without
-    antialiasing, but takes sizes known only at run time: that op checks
-    `size > 0` in Python, which fails on symbolic TensorFlow sizes.
-    """
-    scale = ops.cast(in_size, "float32") / ops.cast(out_size, "float32")
-    source = (ops.cast(ops.arange(out_size), "float32") + 0.5) * scale - 0.5
-    source = ops.minimum(ops.maximum(source, 0.0), ops.cast(in_size - 1, "float32"))
-    low = ops.floor(source)
-    fraction = (source - low)[:, None]
-    low = ops.cast(low, "int32")
-    high = ops.minimum(low + 1, in_size - 1)
-    positions = ops.arange(in_size)[None, :]
-    weights = ops.cast(ops.equal(low[:, None], positions), "float32") * (1.0 - fraction)
-    weights += ops.cast(ops.equal(high[:, None], positions), "float32") * fraction
-    return ops.cast(weights, dtype)
-
-
 class PreActivationBottleneck(keras.layers.Layer):
     """A pre-activation bottleneck residual unit (He et al., ECCV 2016), channels_last.
 
@@ -211,11 +191,8 @@ class ResidualAttention(ImageAttentionLayer):
         return units[level * self.r : (level + 1) * self.r]
 
     def _resize_like(self, x, reference):
-        shape, target = ops.shape(x), ops.shape(reference)
-        rows = bilinear_weights(target[1], shape[1], x.dtype)
-        columns = bilinear_weights(target[2], shape[2], x.dtype)
-        # Two separable passes; one three-operand einsum may form (p, q, h, w).
-        return ops.einsum("qw,bpwc->bpqc", columns, ops.einsum("ph,bhwc->bpwc", rows, x))
+        target = ops.shape(reference)
+        return ka_ops.resize_bilinear(x, target[1], target[2])
 
     def soft_mask(self, x, training=None):
         """The mask M in [0, 1] of a channels_last tensor with `filters` channels."""
