@@ -8,6 +8,7 @@ name and `keras_attention.available()` lists those names.
 __version__ = "0.1.0"
 
 from keras_attention import layers
+from keras_attention import models
 from keras_attention.layers import CBAM
 from keras_attention.layers import ChannelAttention
 from keras_attention.layers import ChannelGate

@@ -1,0 +1,109 @@
+"""What the model builders share: the `attention` argument, input checks, the top."""
+
+import keras
+
+from keras_attention import registry
+
+POOLINGS = (None, "avg", "max")
+
+
+def channel_axis():
+    """The channel axis of the models' tensors: they follow the global data format."""
+    return -1 if keras.config.image_data_format() == "channels_last" else 1
+
+
+class Attention:
+    """A model's `attention` argument, resolved: call it for one block's layer.
+
+    `attention` is None or "none" (no attention), a registry short name such as
+    "se", a layer class, or a factory: a callable taking no argument that
+    returns a new layer each time. `spec(name)` returns a new layer named
+    `name` (a factory names its layers itself), or None for no attention;
+    `spec.tag` names the mechanism in model names ("se", "cbam", ...).
+    """
+
+    def __init__(self, attention):
+        self.tag = None
+        self._made = set()  # ids of a factory's layers: each block needs its own
+        if attention is None or (isinstance(attention, str) and attention.lower() == "none"):
+            self._make = None
+        elif isinstance(attention, str):
+            cls = registry.get_class(attention)  # ValueError listing the names
+            self._make, self.tag = (lambda name: cls(name=name)), attention.lower()
+        elif isinstance(attention, type) and issubclass(attention, keras.layers.Layer):
+            self._make, self.tag = (lambda name: attention(name=name)), _tag_of(attention)
+        elif callable(attention) and not isinstance(attention, type):
+            self._make = lambda name: self._from_factory(attention)
+        else:
+            raise ValueError(
+                "`attention` must be None, a short name from "
+                f"keras_attention.available() ({', '.join(registry.available())}), "
+                "a layer class, or a callable returning a new layer. Received: "
+                f"attention={attention!r}"
+            )
+
+    def __call__(self, name):
+        return None if self._make is None else self._make(name)
+
+    def _from_factory(self, factory):
+        layer = factory()
+        if not isinstance(layer, keras.layers.Layer) or id(layer) in self._made:
+            raise ValueError(
+                "An `attention` factory must return a new Keras layer on each "
+                f"call. Received: {factory!r} returned {layer!r}"
+            )
+        self._made.add(id(layer))
+        self.tag = self.tag or _tag_of(type(layer))
+        return layer
+
+
+def _tag_of(cls):
+    """The registry short name of `cls`, else its lower-cased class name."""
+    for name in registry.available():
+        if registry.get_class(name) is cls:
+            return name
+    return cls.__name__.lower()
+
+
+def model_name(base, tag):
+    """E.g. "resnet50" -> "se_resnet50" with tag "se"."""
+    return f"{tag}_{base}" if tag else base
+
+
+def image_input(input_shape):
+    """A `keras.Input` for images of `input_shape` (H and W may be None)."""
+    shape = tuple(input_shape) if isinstance(input_shape, (list, tuple)) else ()
+    channels = shape[-1 if channel_axis() == -1 else 0] if len(shape) == 3 else None
+    if not (isinstance(channels, int) and channels > 0):
+        raise ValueError(
+            "`input_shape` must be a tuple of 3 dimensions in the global "
+            "image_data_format, with a known channel count; height and width "
+            f"may be None. Received: input_shape={input_shape!r}"
+        )
+    return keras.Input(shape=shape, name="image")
+
+
+def check_pooling(pooling):
+    if pooling not in POOLINGS:
+        raise ValueError(f"`pooling` must be one of {POOLINGS}. Received: pooling={pooling!r}")
+
+
+def check_classes(classes):
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
+        raise ValueError(f"`classes` must be a positive integer. Received: classes={classes!r}")
+
+
+def classifier_top(x, include_top, pooling, classes):
+    """Global average pooling + float32 logits, or the `pooling` of a headless model.
+
+    The classifier layer computes in float32 so that a mixed-precision model
+    still returns float32 logits (no softmax: pair it with `from_logits=True`).
+    """
+    if include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        return keras.layers.Dense(classes, dtype="float32", name="predictions")(x)
+    if pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if pooling == "max":
+        return keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    return x
