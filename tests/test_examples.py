@@ -1,0 +1,261 @@
+"""Every example end to end, in-process through `main([...])` with tiny settings."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import keras_attention
+from keras_attention import data
+from keras_attention.models import AttentionCNN
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+sys.path.insert(0, EXAMPLES)
+
+import compare
+import segmentation
+import spatial_transformer
+import train_classifier
+import visualize_attention
+
+QUICK = ["--limit", "64", "--epochs", "1", "--batch-size", "32", "--verbose", "0"]
+
+
+def png_shape(path):
+    import matplotlib.image
+
+    return matplotlib.image.imread(path).shape
+
+
+class Interrupt(Exception):
+    pass
+
+
+class InterruptAfterFirstEpoch(keras.callbacks.Callback):
+    """Stands for a killed run: raises once epoch 1 is over (and backed up)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        raise Interrupt(epoch)
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+def test_train_classifier_reports_the_saved_model(tmp_path):
+    out = tmp_path / "run"
+    summary = train_classifier.main(
+        QUICK + ["--attention", "se", "--precision", "float32", "--output-dir", str(out)]
+    )
+    assert summary["parameters"] == AttentionCNN("se").count_params()
+    assert summary["epochs_run"] == 1 and summary["first_epoch"] == 1
+    assert json.loads((out / "summary.json").read_text()) == summary
+    # The reported accuracy is that of model.keras, recomputed here from its predictions.
+    model = keras.saving.load_model(out / "model.keras")
+    _, (x_test, y_test) = data.load_digits()
+    logits = np.asarray(model.predict(x_test[:64] / 255.0, verbose=0))
+    assert logits.dtype == np.float32
+    accuracy = np.mean(np.argmax(logits, axis=-1) == y_test[:64])
+    assert summary["test_accuracy"] == pytest.approx(accuracy, abs=1e-6)
+    assert not (out / "backup").exists()  # a finished run leaves no backup behind
+
+
+def test_train_classifier_writes_tensorboard_logs(tmp_path):
+    pytest.importorskip("tensorboard")
+    train_classifier.main(QUICK + ["--attention", "none", "--output-dir", str(tmp_path)])
+    assert os.listdir(tmp_path / "logs" / "train")
+
+
+def test_train_classifier_mixed_precision_keeps_float32_logits(tmp_path):
+    summary = train_classifier.main(
+        QUICK
+        + ["--attention", "cbam", "--precision", "mixed_bfloat16", "--output-dir", str(tmp_path)]
+    )
+    model = keras.saving.load_model(tmp_path / "model.keras")
+    assert model.get_layer("stage1_attention").compute_dtype == "bfloat16"
+    assert model.output.dtype == "float32" and summary["precision"] == "mixed_bfloat16"
+
+
+def test_killed_run_resumes_from_the_next_epoch(tmp_path):
+    argv = QUICK[:2] + ["--epochs", "3", "--batch-size", "32", "--verbose", "0"]
+    argv += ["--attention", "eca", "--output-dir", str(tmp_path)]
+    with pytest.raises(Interrupt):
+        train_classifier.main(argv, callbacks=[InterruptAfterFirstEpoch()])
+    assert (tmp_path / "backup").exists()
+    recorder = EpochRecorder()
+    summary = train_classifier.main(argv, callbacks=[recorder])
+    assert recorder.epochs == [1, 2]  # epoch 0 is not trained again
+    assert summary["first_epoch"] == 2 and summary["epochs_run"] == 2
+
+
+def test_train_classifier_on_a_tfds_dataset(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=32):
+        summary = train_classifier.main(
+            ["--dataset", "mnist", "--epochs", "1", "--batch-size", "16", "--verbose", "0"]
+            + ["--attention", "se", "--output-dir", str(tmp_path)]
+        )
+    assert summary["dataset"] == "mnist" and 0.0 <= summary["test_accuracy"] <= 1.0
+
+
+def test_attention_choices_follow_the_registry():
+    assert train_classifier.attention_choices() == ["none"] + keras_attention.available()
+    with pytest.raises(SystemExit):
+        train_classifier.parse_args(["--attention", "no_such_mechanism"])
+
+
+def test_model_choices_are_sized_for_small_images():
+    resnet = train_classifier.build_model("resnet18", "se", (64, 64, 1), 10)
+    assert resnet.name == "se_resnet18" and resnet.output.dtype == "float32"
+    assert tuple(resnet.output.shape) == (None, 10)
+    # 28x28 digits get the Residual Attention Network's CIFAR stem: a 3x3 stride-1 conv.
+    ran = train_classifier.build_model("ran56", "none", (28, 28, 1), 10)
+    assert ran.get_layer("conv1_conv").kernel_size == (3, 3)
+    assert ran.get_layer("conv1_conv").strides == (1, 1)
+
+
+DISTRIBUTE = """
+import os, sys
+sys.path.insert(0, {examples!r})
+if os.environ["KERAS_BACKEND"] == "tensorflow":
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import train_classifier
+summary = train_classifier.main({argv!r})
+print("ACCURACY", summary["test_accuracy"])
+"""
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_distribute_on_two_cpu_devices(backend, tmp_path):
+    pytest.importorskip(backend)
+    argv = QUICK + ["--attention", "se", "--distribute", "--output-dir", str(tmp_path)]
+    env = dict(
+        os.environ, KERAS_BACKEND=backend, XLA_FLAGS="--xla_force_host_platform_device_count=2"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", DISTRIBUTE.format(examples=EXAMPLES, argv=argv)],
+        env=env,
+        check=False,  # the return code is asserted below, with stderr
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 replica(s)" in result.stdout
+    assert "ACCURACY" in result.stdout and (tmp_path / "model.keras").exists()
+
+
+def test_compare_tabulates_each_mechanism(tmp_path):
+    rows = compare.main(QUICK[:-2] + ["--attention", "none,se", "--output-dir", str(tmp_path)])
+    assert [row["mechanism"] for row in rows] == ["none", "se"]
+    added = AttentionCNN("se").count_params() - AttentionCNN(None).count_params()
+    assert rows[1]["added_parameters"] == added and rows[0]["added_parameters"] == 0
+    table = (tmp_path / "compare.md").read_text()
+    assert "| se |" in table and "| none |" in table
+    assert (tmp_path / "compare.csv").read_text().splitlines()[0].startswith("mechanism,")
+
+
+def test_compare_leaves_out_stn_and_residual_by_default():
+    mechanisms = compare.parse_args([]).attention
+    assert "stn" not in mechanisms and "residual" not in mechanisms
+    assert {"none", "se", "cbam"} <= set(mechanisms)
+
+
+def test_spatial_transformer_example(tmp_path):
+    results = spatial_transformer.main(QUICK + ["--output-dir", str(tmp_path)])
+    assert set(results) == {"stn_classifier", "plain_cnn"}
+    # The plain CNN is the STN classifier's CNN: they differ by the transformer alone.
+    stn = keras.saving.load_model(tmp_path / "stn_classifier.keras")
+    extra = stn.get_layer("spatial_transformer").count_params()
+    assert results["stn_classifier"]["parameters"] - results["plain_cnn"]["parameters"] == extra
+    assert png_shape(tmp_path / "stn_warps.png")[0] > 100
+
+
+def test_segmentation_example(tmp_path):
+    results = segmentation.main(
+        ["--limit", "16", "--epochs", "1", "--batch-size", "8", "--verbose", "0"]
+        + ["--output-dir", str(tmp_path)]
+    )
+    assert set(results) == {"danet", "ccnet"}
+    assert all(0.0 <= r["miou"] <= 1.0 for r in results.values())
+    assert png_shape(tmp_path / "segmentation.png")[0] > 100
+
+
+def test_mean_iou_by_hand():
+    # Class 0: TP 5, FP 1, FN 2 -> 5/8; class 1: TP 3, FP 2, FN 1 -> 3/6; class 2 absent.
+    counts = np.array([[5, 2, 0], [1, 3, 0], [0, 0, 0]])
+    assert segmentation.mean_iou(counts) == pytest.approx((5 / 8 + 3 / 6) / 2)
+
+
+def saved_model_with_attention(path):
+    layers = keras_attention.layers
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.Conv2D(8, 3, padding="same")(inputs)
+    x = layers.CBAM(reduction=2, name="cbam")(x)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = layers.SelfAttention2D(name="self_attention")(x)
+    x = layers.CrissCrossAttention(name="criss_cross")(x)
+    x = layers.ChannelAttention(name="channel_affinity")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    keras.Model(inputs, keras.layers.Dense(10)(x)).save(path)
+
+
+def test_visualize_attention_writes_a_png_per_map(tmp_path):
+    saved_model_with_attention(tmp_path / "model.keras")
+    results = visualize_attention.main(
+        [
+            "--model",
+            str(tmp_path / "model.keras"),
+            "--num-images",
+            "2",
+            "--output-dir",
+            str(tmp_path / "maps"),
+        ]
+    )
+    assert set(results) == {
+        "cbam/channel",
+        "cbam/spatial",
+        "self_attention",
+        "criss_cross",
+        "channel_affinity",
+    }
+    for name in ("cbam/channel", "cbam/spatial", "self_attention", "criss_cross"):
+        assert png_shape(results[name])[0] > 50
+    assert "not a spatial map" in results["channel_affinity"]
+
+
+def test_criss_cross_map_is_the_centre_pixels_cross():
+    height, width = 3, 4
+    weights = np.random.default_rng(0).uniform(size=(1, height, width, height + width))
+    layer = keras_attention.layers.CrissCrossAttention()
+    kind, maps = visualize_attention.describe(layer, weights, height, width)
+    i, j = 1, 2
+    expected = np.zeros((height, width))
+    expected[:, j] = weights[0, i, j, :height]
+    for k in range(width):
+        expected[i, k] += weights[0, i, j, height + k]
+    assert kind == "spatial"
+    np.testing.assert_allclose(maps[0], expected, rtol=1e-6)
+
+
+def test_pairwise_map_is_the_centre_querys_row():
+    height, width = 3, 5
+    weights = np.random.default_rng(0).uniform(size=(2, height * width, height * width))
+    layer = keras_attention.layers.SelfAttention2D()
+    kind, maps = visualize_attention.describe(layer, weights, height, width)
+    centre = 1 * width + 2
+    assert kind == "spatial"
+    np.testing.assert_array_equal(maps[1], weights[1, centre].reshape(height, width))
+    kind, _ = visualize_attention.describe(layer, weights[:, :, :4], height, width)
+    assert kind == "skip"
