@@ -6,6 +6,13 @@ from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import check_positive_int
 
 
+def _cpu_only():
+    """True when TensorFlow or JAX compute on the CPU (PyTorch's grouped convs are fast)."""
+    if keras.backend.backend() not in ("tensorflow", "jax"):
+        return False
+    return all(device.startswith("cpu") for device in keras.distribution.list_devices())
+
+
 @keras.saving.register_keras_serializable(package="keras_attention")
 class SelectiveKernel(ImageAttentionLayer):
     """Selective Kernel convolution: attention over branches of different receptive field.
@@ -135,23 +142,46 @@ class SelectiveKernel(ImageAttentionLayer):
             len(self.dilations) * filters, dtype=self.dtype_policy, name="select"
         )
         self.select.build((None, units))
+        self._per_group = self.groups > 1 and _cpu_only()
         self.built = True
+
+    def _branch_conv(self, conv, x, parts):
+        if not self._per_group:
+            return conv(x)
+        # One dense convolution per group, concatenated: the same result as the
+        # grouped convolution, whose gradients TensorFlow and XLA compute ~200x
+        # slower on a CPU (docs/benchmarks.md).
+        kernels = ops.split(ops.cast(conv.kernel, x.dtype), self.groups, axis=-1)
+        return ops.concatenate(
+            [
+                ops.conv(
+                    part,
+                    kernel,
+                    padding="same",
+                    data_format="channels_last",
+                    dilation_rate=conv.dilation_rate,
+                )
+                for part, kernel in zip(parts, kernels)
+            ],
+            axis=-1,
+        )
 
     def call(self, inputs, training=None, return_attention=False):
         x = ka_ops.to_channels_last(inputs, self.data_format)
-        branches = ops.stack(
-            [
-                ops.relu(norm(conv(x), training=training))
-                for conv, norm in zip(self.branch_convs, self.branch_norms)
-            ],
-            axis=1,
-        )  # (batch, M, H, W, filters)
-        pooled = ops.mean(ops.sum(branches, axis=1), axis=(1, 2))
+        parts = ops.split(x, self.groups, axis=-1) if self._per_group else None
+        branches = [
+            ops.relu(norm(self._branch_conv(conv, x, parts), training=training))
+            for conv, norm in zip(self.branch_convs, self.branch_norms)
+        ]
+        # The mean of the sum is the sum of the means: no summed map is stored.
+        pooled = sum(ops.mean(branch, axis=(1, 2)) for branch in branches)
         z = ops.relu(self.fuse_bn(self.fuse_dense(pooled), training=training))
         branch_count = len(self.dilations)
         logits = ops.reshape(self.select(z), (-1, branch_count, self.select.units // branch_count))
         weights = ka_ops.softmax_float32(logits, axis=1)  # across branches
-        outputs = ops.sum(branches * weights[:, :, None, None, :], axis=1)
+        outputs = sum(
+            branch * weights[:, i, None, None, :] for i, branch in enumerate(branches)
+        )
         outputs = ka_ops.from_channels_last(outputs, self.data_format)
         return self._outputs(outputs, weights, return_attention)
 

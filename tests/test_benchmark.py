@@ -1,0 +1,92 @@
+"""Smoke test of examples/benchmark.py: tiny shapes, in-process, no timing assertions."""
+
+import pathlib
+import runpy
+
+import keras
+import numpy as np
+import pytest
+
+import keras_attention
+
+SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "examples" / "benchmark.py"
+COLUMNS = [
+    "layer",
+    "kwargs",
+    "input",
+    "fwd ms",
+    "fwd x base",
+    "fwd+bwd ms",
+    "fwd+bwd x base",
+    "peak fwd MiB",
+    "x base",
+    "peak fwd+bwd MiB",
+    "x base",
+]
+
+
+@pytest.fixture(scope="module")
+def benchmark():
+    return runpy.run_path(str(SCRIPT))
+
+
+def table(text, header_start):
+    """The rows (lists of cells) of the Markdown table whose header starts with `header_start`."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows[0], rows[2:]  # header, body (after the |---| line)
+
+
+def test_small_run_has_a_row_per_layer_and_shape(benchmark, tmp_path):
+    output = tmp_path / "bench.md"
+    result = benchmark["main"](
+        ["--shapes", "small", "--no-memory", "--skip-models", "--skip-targets",
+         "--warmup", "1", "--repeats", "2", "--output", str(output)]
+    )
+    header, body = table(output.read_text(), "| layer |")
+    assert header == COLUMNS
+    names = keras_attention.available()
+    # One row per registered layer, plus the baseline once per shape group.
+    layer_column = [row[0] for row in body]
+    assert sorted(n for n in layer_column if n != "conv1x1") == sorted(names)
+    assert layer_column.count("conv1x1") == len({row["shape"] for row in result["layers"]})
+    for row in body:
+        assert float(row[3]) >= 0 and float(row[5]) >= 0
+        assert row[7] == "n/a"  # memory skipped
+    baseline_rows = [row for row in result["layers"] if row["layer"] == "conv1x1"]
+    assert all(row["forward_ratio"] == 1.0 for row in baseline_rows)
+    # The policy of the run is recorded and the global one restored.
+    assert "- precision: float32" in output.read_text()
+    assert keras.config.dtype_policy().name == "float32"
+
+
+def test_layer_selection_and_precision(benchmark):
+    result = benchmark["main"](
+        ["--layers", "se,eca", "--shapes", "small", "--precision", "mixed_bfloat16",
+         "--no-memory", "--skip-models", "--warmup", "1", "--repeats", "1"]
+    )
+    assert [row["layer"] for row in result["layers"]] == ["conv1x1", "se", "eca"]
+    assert result["env"]["precision"] == "mixed_bfloat16"
+    assert keras.config.dtype_policy().name == "float32"
+
+
+def test_unknown_layer_is_rejected(benchmark):
+    with pytest.raises(ValueError, match="nope"):
+        benchmark["main"](["--layers", "se,nope", "--shapes", "small", "--skip-models"])
+
+
+@pytest.mark.skipif(
+    not pathlib.Path("/proc/self/clear_refs").exists(), reason="needs Linux's resettable VmHWM"
+)
+def test_peak_memory_counts_at_least_the_output(benchmark):
+    """One fresh probe process: a call's peak includes its output (bytes, not timing)."""
+    shape = [2, 64, 64, 64]
+    peaks = benchmark["peak_memory"]([{"name": "conv1x1", "kwargs": {}, "shape": shape}], "float32", False)
+    output_bytes = 4 * np.prod(shape)
+    assert peaks[0]["forward"] >= 0.9 * output_bytes
+    assert peaks[0]["train"] >= 0.9 * peaks[0]["forward"]
