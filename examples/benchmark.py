@@ -1,9 +1,9 @@
 """
 Title: The speed and memory cost of every attention mechanism
 Author: keras_attention contributors
-Date created: 2025/06/01
-Last modified: 2025/06/01
-Description: Forward and forward+backward time and peak memory of each registered layer, and the training step of attention ResNet-50s, against baselines timed in the same run.
+Date created: 2026/11/25
+Last modified: 2026/11/25
+Description: Time and peak memory of every attention layer and attention ResNet-50, vs baselines.
 Accelerator: CPU or GPU
 """
 
@@ -164,9 +164,7 @@ def parse_args(argv=None):
         action="store_true",
         help="skip the CCNet vs non-local memory target and the memory-growth table",
     )
-    parser.add_argument(
-        "--skip-models", action="store_true", help="skip the ResNet-50 comparison"
-    )
+    parser.add_argument("--skip-models", action="store_true", help="skip the ResNet-50 comparison")
     parser.add_argument(
         "--models",
         default="none,scale,se,eca,cbam,sk",
@@ -582,6 +580,7 @@ def peak_memory(cases, precision, jit, warmup=1, repeats=3):
             [sys.executable, "-c", code, os.path.abspath(__file__), json.dumps(spec)],
             env=env,
             capture_output=True,
+            check=False,
             text=True,
         )
         lines = [l for l in proc.stdout.splitlines() if l.startswith("PEAKS ")]
@@ -589,7 +588,7 @@ def peak_memory(cases, precision, jit, warmup=1, repeats=3):
             print(f"memory probe failed for {batch}:\n{proc.stderr[-2000:]}", file=sys.stderr)
             results.extend([None] * len(batch))
         else:
-            results.extend(json.loads(lines[-1][len("PEAKS "):]))
+            results.extend(json.loads(lines[-1][len("PEAKS ") :]))
     return results
 
 
@@ -604,7 +603,9 @@ def layer_cases(names, shapes):
     for family in ("channel", "spatial"):
         members = [n for n in names if LAYER_SETTINGS.get(n, ("spatial", {}))[0] == family]
         for shape in shapes[family] if members else []:
-            cases = [(BASELINE, {})] + [(n, LAYER_SETTINGS.get(n, ("spatial", {}))[1]) for n in members]
+            cases = [(BASELINE, {})] + [
+                (n, LAYER_SETTINGS.get(n, ("spatial", {}))[1]) for n in members
+            ]
             groups.append((shape, cases))
     return groups
 
@@ -660,7 +661,12 @@ def bench_targets(names, args, jit):
         kwargs = LAYER_SETTINGS[name][1]
         cases = [{"name": name, "kwargs": kwargs, "shape": [1, s, s, channels]} for s in sizes]
         peaks[name] = dict(zip(sizes, peak_memory(cases, args.precision, jit)))
-    return {"sizes": sizes, "target_size": shapes["target"][1], "channels": channels, "peaks": peaks}
+    return {
+        "sizes": sizes,
+        "target_size": shapes["target"][1],
+        "channels": channels,
+        "peaks": peaks,
+    }
 
 
 """
@@ -752,19 +758,25 @@ def render(env, args, layer_rows, targets, model_rows):
     lines = ["# keras_attention benchmark", ""]
     lines += [f"- {key}: {value}" for key, value in env.items()]
     lines += [
-        f"- timing: {args.warmup} warm-up calls, median of {args.repeats} interleaved rounds "
-        f"(models: {args.model_repeats}); ratios are medians of per-round ratios",
+        (
+            f"- timing: {args.warmup} warm-up calls, median of {args.repeats} interleaved "
+            f"rounds (models: {args.model_repeats}); ratios are medians of per-round ratios"
+        ),
         "",
     ]
     if layer_rows:
         lines += [
             "## Layers",
             "",
-            f"Baseline: `{BASELINE}` = `Conv2D(C, 1, use_bias=False)` on the same input. "
-            "Peak memory: bytes in use at the call's peak above those in use before it.",
+            (
+                f"Baseline: `{BASELINE}` = `Conv2D(C, 1, use_bias=False)` on the same input. "
+                "Peak memory: bytes in use at the call's peak above those in use before it."
+            ),
             "",
-            "| layer | kwargs | input | fwd ms | fwd x base | fwd+bwd ms | fwd+bwd x base "
-            "| peak fwd MiB | x base | peak fwd+bwd MiB | x base |",
+            (
+                "| layer | kwargs | input | fwd ms | fwd x base | fwd+bwd ms | fwd+bwd x base "
+                "| peak fwd MiB | x base | peak fwd+bwd MiB | x base |"
+            ),
             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in layer_rows:
@@ -782,17 +794,22 @@ def render(env, args, layer_rows, targets, model_rows):
         lines += [
             "## ResNet-50 with attention",
             "",
-            f"Training step: `train_on_batch` on {args.model_batch}x{args.model_size}x"
-            f"{args.model_size}x3, SGD with momentum. Inference: `predict_on_batch` on one "
-            "image. Ratios are to plain ResNet-50 (`none`) in the same rounds.",
+            (
+                f"Training step: `train_on_batch` on {args.model_batch}x{args.model_size}x"
+                f"{args.model_size}x3, SGD with momentum. Inference: `predict_on_batch` on "
+                "one image. Ratios are to plain ResNet-50 (`none`) in the same rounds."
+            ),
             "",
-            "| attention | trainable params | train step ms | x ResNet-50 | inference ms (batch 1) | x ResNet-50 |",
+            (
+                "| attention | trainable params | train step ms | x ResNet-50 "
+                "| inference ms (batch 1) | x ResNet-50 |"
+            ),
             "|---|---:|---:|---:|---:|---:|",
         ]
         for r in model_rows:
             lines.append(
-                f"| {r['attention']} | {r['params']:,} | {r['train_ms']:.0f} | {r['train_ratio']:.3f} "
-                f"| {r['infer_ms']:.1f} | {r['infer_ratio']:.3f} |"
+                f"| {r['attention']} | {r['params']:,} | {r['train_ms']:.0f} "
+                f"| {r['train_ratio']:.3f} | {r['infer_ms']:.1f} | {r['infer_ratio']:.3f} |"
             )
         lines.append("")
     return "\n".join(lines)
@@ -804,14 +821,17 @@ def _render_targets(targets):
     nl, cc = peaks["non_local"].get(size), peaks["ccnet"].get(size)
     for mode, label in (("forward", "forward"), ("train", "forward+backward")):
         if nl and cc:
+            ratio = f"{nl[mode] / cc[mode]:.1f}x" if cc[mode] > 0 else "n/a"
             lines.append(
                 f"- {label} at 1x{size}x{size}x{channels}: non_local {nl[mode] / MIB:.1f} MiB, "
-                f"ccnet {cc[mode] / MIB:.1f} MiB: **{nl[mode] / cc[mode]:.1f}x less** "
-                "(paper: 11x)"
+                f"ccnet {cc[mode] / MIB:.1f} MiB: **{ratio} less** (paper: 11x)"
             )
     lines += [
         "",
-        "| H=W | H*W | non_local fwd MiB | non_local fwd+bwd MiB | ccnet fwd MiB | ccnet fwd+bwd MiB |",
+        (
+            "| H=W | H*W | non_local fwd MiB | non_local fwd+bwd MiB "
+            "| ccnet fwd MiB | ccnet fwd+bwd MiB |"
+        ),
         "|---:|---:|---:|---:|---:|---:|",
     ]
     for s in targets["sizes"]:
@@ -833,9 +853,7 @@ def _growth_exponents(targets):
         if a and b and a["forward"] > 0 and b["forward"] > 0:
             slope = np.log(b["forward"] / a["forward"]) / np.log((large / small) ** 2)
             parts.append(f"{name} ~ (H*W)^{slope:.2f}")
-    return "Forward peak growth between the two largest sizes: " + (
-        ", ".join(parts) or "n/a"
-    )
+    return "Forward peak growth between the two largest sizes: " + (", ".join(parts) or "n/a")
 
 
 """

@@ -69,6 +69,23 @@ def expand_channels(v, data_format):
     return v[:, :, None, None]
 
 
+def spatial_mean(x, data_format):
+    """Global average pooling: the mean over the spatial axes, shape (batch, C).
+
+    bfloat16 maps are summed in their own dtype and divided in float32: every
+    backend accumulates bfloat16 sums in float32, and bfloat16 has float32's
+    range, while `keras.ops.mean` first copies the whole map to float32 on
+    TensorFlow (twice the time of the sum there). float16 keeps `ops.mean`,
+    since its sums overflow at 65504.
+    """
+    axes = spatial_axes(data_format)
+    if keras.backend.standardize_dtype(x.dtype) != "bfloat16":
+        return ops.mean(x, axis=axes)
+    shape = ops.shape(x)
+    count = ops.cast(shape[axes[0]] * shape[axes[1]], "float32")
+    return ops.cast(ops.cast(ops.sum(x, axis=axes), "float32") / count, x.dtype)
+
+
 def softmax_float32(x, axis=-1):
     """Softmax computed in float32 and cast back to the input dtype.
 

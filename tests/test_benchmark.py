@@ -45,8 +45,19 @@ def table(text, header_start):
 def test_small_run_has_a_row_per_layer_and_shape(benchmark, tmp_path):
     output = tmp_path / "bench.md"
     result = benchmark["main"](
-        ["--shapes", "small", "--no-memory", "--skip-models", "--skip-targets",
-         "--warmup", "1", "--repeats", "2", "--output", str(output)]
+        [
+            "--shapes",
+            "small",
+            "--no-memory",
+            "--skip-models",
+            "--skip-targets",
+            "--warmup",
+            "1",
+            "--repeats",
+            "2",
+            "--output",
+            str(output),
+        ]
     )
     header, body = table(output.read_text(), "| layer |")
     assert header == COLUMNS
@@ -67,8 +78,20 @@ def test_small_run_has_a_row_per_layer_and_shape(benchmark, tmp_path):
 
 def test_layer_selection_and_precision(benchmark):
     result = benchmark["main"](
-        ["--layers", "se,eca", "--shapes", "small", "--precision", "mixed_bfloat16",
-         "--no-memory", "--skip-models", "--warmup", "1", "--repeats", "1"]
+        [
+            "--layers",
+            "se,eca",
+            "--shapes",
+            "small",
+            "--precision",
+            "mixed_bfloat16",
+            "--no-memory",
+            "--skip-models",
+            "--warmup",
+            "1",
+            "--repeats",
+            "1",
+        ]
     )
     assert [row["layer"] for row in result["layers"]] == ["conv1x1", "se", "eca"]
     assert result["env"]["precision"] == "mixed_bfloat16"
@@ -86,7 +109,41 @@ def test_unknown_layer_is_rejected(benchmark):
 def test_peak_memory_counts_at_least_the_output(benchmark):
     """One fresh probe process: a call's peak includes its output (bytes, not timing)."""
     shape = [2, 64, 64, 64]
-    peaks = benchmark["peak_memory"]([{"name": "conv1x1", "kwargs": {}, "shape": shape}], "float32", False)
+    peaks = benchmark["peak_memory"](
+        [{"name": "conv1x1", "kwargs": {}, "shape": shape}], "float32", False
+    )
     output_bytes = 4 * np.prod(shape)
     assert peaks[0]["forward"] >= 0.9 * output_bytes
     assert peaks[0]["train"] >= 0.9 * peaks[0]["forward"]
+
+
+def test_report_renders_targets_and_models(benchmark):
+    """The CCNet/non-local and ResNet-50 sections, from given measurements."""
+    args = benchmark["parse_args"](["--shapes", "small"])
+    mib = 2.0**20
+    peaks = {
+        "non_local": {9: {"forward": 40 * mib, "train": 90 * mib}},
+        "ccnet": {9: {"forward": 4 * mib, "train": 0.0}},
+    }
+    peaks["non_local"][5] = {"forward": 10 * mib, "train": 20 * mib}
+    peaks["ccnet"][5] = {"forward": 2 * mib, "train": 3 * mib}
+    targets = {"sizes": [5, 9], "target_size": 9, "channels": 32, "peaks": peaks}
+    models = [
+        {
+            "attention": a,
+            "params": 10,
+            "train_ms": t,
+            "train_ratio": t / 100,
+            "infer_ms": 1.0,
+            "infer_ratio": 1.0,
+        }
+        for a, t in (("none", 100.0), ("se", 104.0))
+    ]
+    text = benchmark["render"]({"device": "cpu"}, args, [], targets, models)
+    assert "non_local 40.0 MiB, ccnet 4.0 MiB: **10.0x less**" in text
+    assert "ccnet 0.0 MiB: **n/a less**" in text  # no division by a zero peak
+    # 40/10 MiB over 81/25 positions: log(4) / log(3.24) = 1.18
+    assert "non_local ~ (H*W)^1.18" in text
+    header, body = table(text, "| attention |")
+    assert header[0] == "attention" and [row[0] for row in body] == ["none", "se"]
+    assert body[1][3] == "1.040"

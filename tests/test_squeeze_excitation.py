@@ -1,7 +1,9 @@
+import keras
 import numpy as np
 import pytest
 
 from keras_attention.layers import SqueezeExcitation
+from keras_attention.ops import spatial_mean
 from helpers import randomize_weights
 from helpers import to_numpy
 
@@ -25,6 +27,20 @@ def test_matches_numpy_reference():
     outputs, attention = layer(x, return_attention=True)
     np.testing.assert_allclose(to_numpy(attention), gate, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(to_numpy(outputs), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_bfloat16_squeeze_accumulates_in_float32(data_format):
+    # A bfloat16 running sum of 3,136 values near 3 stalls in the hundreds (its
+    # spacing there reaches 4); the squeeze must match the float32 mean.
+    x = np.random.default_rng(2).normal(3.0, 1.0, size=(2, 56, 56, 4)).astype("float32")
+    if data_format == "channels_first":
+        x = x.transpose(0, 3, 1, 2)
+    x = keras.ops.cast(x, "bfloat16")
+    mean = spatial_mean(x, data_format)
+    assert keras.backend.standardize_dtype(mean.dtype) == "bfloat16"
+    axes = (1, 2) if data_format == "channels_last" else (2, 3)
+    np.testing.assert_allclose(to_numpy(mean), to_numpy(x).mean(axis=axes), rtol=1e-2)
 
 
 def test_gate_is_per_channel_in_unit_interval():

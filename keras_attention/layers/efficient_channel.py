@@ -84,7 +84,7 @@ class EfficientChannelAttention(ImageAttentionLayer):
         self.built = True
 
     def call(self, inputs, training=None, return_attention=False):
-        squeezed = ops.mean(inputs, axis=ka_ops.spatial_axes(self.data_format))
+        squeezed = ka_ops.spatial_mean(inputs, self.data_format)
         # Channels become the 1-D conv's "steps": (batch, C) -> (batch, C, 1).
         gate = ops.sigmoid(self.conv(squeezed[:, :, None])[:, :, 0])
         outputs = inputs * ka_ops.expand_channels(gate, self.data_format)

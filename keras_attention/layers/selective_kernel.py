@@ -174,7 +174,7 @@ class SelectiveKernel(ImageAttentionLayer):
             for conv, norm in zip(self.branch_convs, self.branch_norms)
         ]
         # The mean of the sum is the sum of the means: no summed map is stored.
-        pooled = sum(ops.mean(branch, axis=(1, 2)) for branch in branches)
+        pooled = sum(ka_ops.spatial_mean(branch, "channels_last") for branch in branches)
         z = ops.relu(self.fuse_bn(self.fuse_dense(pooled), training=training))
         branch_count = len(self.dilations)
         logits = ops.reshape(self.select(z), (-1, branch_count, self.select.units // branch_count))

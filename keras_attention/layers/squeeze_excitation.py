@@ -1,5 +1,4 @@
 import keras
-from keras import ops
 
 from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
@@ -66,7 +65,7 @@ class SqueezeExcitation(ImageAttentionLayer):
         self.built = True
 
     def call(self, inputs, training=None, return_attention=False):
-        squeezed = ops.mean(inputs, axis=ka_ops.spatial_axes(self.data_format))
+        squeezed = ka_ops.spatial_mean(inputs, self.data_format)
         gate = self.expand(self.reduce(squeezed))
         outputs = inputs * ka_ops.expand_channels(gate, self.data_format)
         return self._outputs(outputs, gate, return_attention)
