@@ -69,21 +69,29 @@ def expand_channels(v, data_format):
     return v[:, :, None, None]
 
 
-def spatial_mean(x, data_format):
-    """Global average pooling: the mean over the spatial axes, shape (batch, C).
+def mean(x, axis, keepdims=False):
+    """`keras.ops.mean` without a float32 copy of a bfloat16 input.
 
-    bfloat16 maps are summed in their own dtype and divided in float32: every
-    backend accumulates bfloat16 sums in float32, and bfloat16 has float32's
-    range, while `keras.ops.mean` first copies the whole map to float32 on
-    TensorFlow (twice the time of the sum there). float16 keeps `ops.mean`,
-    since its sums overflow at 65504.
+    bfloat16 inputs are summed in their own dtype and divided in float32:
+    every backend accumulates bfloat16 sums in float32, and bfloat16 has
+    float32's range, while `keras.ops.mean` first copies the whole map to
+    float32 on TensorFlow (twice the time of the sum there). Other dtypes use
+    `keras.ops.mean` (float16 sums would overflow at 65504).
     """
-    axes = spatial_axes(data_format)
     if keras.backend.standardize_dtype(x.dtype) != "bfloat16":
-        return ops.mean(x, axis=axes)
+        return ops.mean(x, axis=axis, keepdims=keepdims)
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
     shape = ops.shape(x)
-    count = ops.cast(shape[axes[0]] * shape[axes[1]], "float32")
-    return ops.cast(ops.cast(ops.sum(x, axis=axes), "float32") / count, x.dtype)
+    count = 1
+    for a in axes:
+        count = count * shape[a]
+    total = ops.cast(ops.sum(x, axis=axes, keepdims=keepdims), "float32")
+    return ops.cast(total / ops.cast(count, "float32"), x.dtype)
+
+
+def spatial_mean(x, data_format):
+    """Global average pooling: the mean over the spatial axes, shape (batch, C)."""
+    return mean(x, spatial_axes(data_format))
 
 
 def softmax_float32(x, axis=-1):

@@ -6,6 +6,7 @@ import pytest
 
 from helpers import randomize_weights
 from helpers import to_numpy
+from keras_attention import ops as ka_ops
 from keras_attention.layers import CBAM
 from keras_attention.layers import ChannelGate
 from keras_attention.layers import SpatialGate
@@ -129,3 +130,19 @@ def test_sublayers_share_the_dtype_policy():
     for sublayer in (layer.channel_gate, layer.spatial_gate):
         assert sublayer.dtype_policy.name == "mixed_bfloat16"
     assert keras.backend.standardize_dtype(layer.spatial_gate.conv.compute_dtype) == "bfloat16"
+
+
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_bfloat16_channel_mean_accumulates_in_float32(axis):
+    # SpatialGate's mean over 512 channels near 3: a bfloat16 running sum would
+    # stall (its spacing near 1000 is 8); the result must match the float32 mean.
+    x = np.random.default_rng(3).normal(3.0, 1.0, size=(2, 6, 5, 512)).astype("float32")
+    if axis == 1:
+        x = x.transpose(0, 3, 1, 2)
+    x = keras.ops.cast(x, "bfloat16")
+    mean = ka_ops.mean(x, axis, keepdims=True)
+    assert keras.backend.standardize_dtype(mean.dtype) == "bfloat16"
+    assert tuple(mean.shape) == tuple(np.mean(to_numpy(x), axis=axis, keepdims=True).shape)
+    np.testing.assert_allclose(
+        to_numpy(mean), to_numpy(x).mean(axis=axis, keepdims=True), rtol=1e-2
+    )

@@ -76,7 +76,7 @@ class ChannelGate(ImageAttentionLayer):
     def call(self, inputs, training=None, return_attention=False):
         axes = ka_ops.spatial_axes(self.data_format)
         # The same MLP sees both descriptors; stacking them runs it once.
-        pooled = ops.stack([ops.mean(inputs, axis=axes), ops.max(inputs, axis=axes)])
+        pooled = ops.stack([ka_ops.mean(inputs, axes), ops.max(inputs, axis=axes)])
         gate = ops.sigmoid(ops.sum(self.logits(self.hidden(pooled)), axis=0))
         outputs = inputs * ka_ops.expand_channels(gate, self.data_format)
         return self._outputs(outputs, gate, return_attention)
@@ -155,7 +155,7 @@ class SpatialGate(ImageAttentionLayer):
         pooled = ops.concatenate(
             [
                 ops.max(inputs, axis=axis, keepdims=True),
-                ops.mean(inputs, axis=axis, keepdims=True),
+                ka_ops.mean(inputs, axis, keepdims=True),
             ],
             axis=axis,
         )
