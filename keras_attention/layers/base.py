@@ -10,6 +10,11 @@ import keras
 
 from keras_attention import ops as ka_ops
 
+# PyTorch's BatchNorm momentum 0.1, used by the papers' code, is Keras's 0.9.
+# Keras's default 0.99 still holds 15% of the initial statistics (mean 0, var
+# 1) after 190 steps: short runs then evaluate with the wrong normalisation.
+BATCH_NORM_MOMENTUM = 0.9
+
 
 def check_positive_int(name, value, allow_none=False):
     """Raises a ValueError naming `name` unless `value` is an int >= 1."""
@@ -24,6 +29,15 @@ def check_choice(name, value, choices):
     """Raises a ValueError naming `name` unless `value` is one of `choices`."""
     if value not in choices:
         raise ValueError(f"`{name}` must be one of {tuple(choices)}. Received: {name}={value!r}")
+
+
+def batch_norm(name, input_shape, dtype, **kwargs):
+    """A built BatchNormalization sublayer (last axis) with `BATCH_NORM_MOMENTUM`."""
+    norm = keras.layers.BatchNormalization(
+        momentum=BATCH_NORM_MOMENTUM, dtype=dtype, name=name, **kwargs
+    )
+    norm.build(input_shape)
+    return norm
 
 
 class ImageAttentionLayer(keras.layers.Layer):

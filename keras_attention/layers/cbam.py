@@ -3,6 +3,7 @@ from keras import ops
 
 from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
+from keras_attention.layers.base import batch_norm
 from keras_attention.layers.base import check_positive_int
 
 
@@ -146,8 +147,7 @@ class SpatialGate(ImageAttentionLayer):
             name="conv",
         )
         self.conv.build((None, None, None, 2))
-        self.norm = keras.layers.BatchNormalization(dtype=self.dtype_policy, name="norm")
-        self.norm.build((None, None, None, 1))
+        self.norm = batch_norm("norm", (None, None, None, 1), self.dtype_policy)
         self.built = True
 
     def call(self, inputs, training=None, return_attention=False):

@@ -3,6 +3,7 @@ from keras import ops
 
 from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
+from keras_attention.layers.base import batch_norm
 from keras_attention.layers.base import check_positive_int
 
 
@@ -225,9 +226,7 @@ class DualAttention(ImageAttentionLayer):
             name=f"{name}_conv",
         )
         conv.build((None, None, None, in_channels))
-        norm = keras.layers.BatchNormalization(dtype=self.dtype_policy, name=f"{name}_bn")
-        norm.build((None, None, None, filters))
-        return conv, norm
+        return conv, batch_norm(f"{name}_bn", (None, None, None, filters), self.dtype_policy)
 
     def build(self, input_shape):
         channels = self._input_channels(input_shape)

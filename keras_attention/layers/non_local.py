@@ -3,6 +3,7 @@ from keras import ops
 
 from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
+from keras_attention.layers.base import batch_norm
 from keras_attention.layers.base import check_choice
 from keras_attention.layers.base import check_positive_int
 
@@ -124,10 +125,9 @@ class NonLocalBlock(ImageAttentionLayer):
             kernel_initializer="glorot_uniform" if self.use_bn else "zeros",
         )
         if self.use_bn:
-            self.bn = keras.layers.BatchNormalization(
-                gamma_initializer="zeros", dtype=self.dtype_policy, name="bn"
+            self.bn = batch_norm(
+                "bn", (None, None, None, channels), self.dtype_policy, gamma_initializer="zeros"
             )
-            self.bn.build((None, None, None, channels))
         if self.sub_sample:
             self.pool = keras.layers.MaxPooling2D(
                 2, padding="same", data_format="channels_last", dtype=self.dtype_policy, name="pool"

@@ -3,6 +3,7 @@ from keras import ops
 
 from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
+from keras_attention.layers.base import batch_norm
 from keras_attention.layers.base import check_positive_int
 
 
@@ -43,9 +44,7 @@ class PreActivationBottleneck(keras.layers.Layer):
             return layer
 
         def norm(name, in_channels):
-            layer = keras.layers.BatchNormalization(dtype=self.dtype_policy, name=name)
-            layer.build((None, None, None, in_channels))
-            return layer
+            return batch_norm(name, (None, None, None, in_channels), self.dtype_policy)
 
         self.norm1, self.conv1 = norm("norm1", channels), conv(inner, 1, "conv1", channels)
         self.norm2, self.conv2 = norm("norm2", inner), conv(inner, 3, "conv2", inner)
@@ -159,9 +158,7 @@ class ResidualAttention(ImageAttentionLayer):
         self.trunk_units = self._units(self.t, "trunk", filters)
         self.down_units = self._units(self.depth * self.r, "mask_down", filters)
         self.up_units = self._units(self.depth * self.r, "mask_up", filters)
-        self.mask_norm1 = keras.layers.BatchNormalization(
-            dtype=self.dtype_policy, name="mask_norm1"
-        )
+        self.mask_norm1 = batch_norm("mask_norm1", (None, None, None, filters), self.dtype_policy)
         self.mask_conv1 = keras.layers.Conv2D(
             filters,
             1,
@@ -170,14 +167,12 @@ class ResidualAttention(ImageAttentionLayer):
             dtype=self.dtype_policy,
             name="mask_conv1",
         )
-        self.mask_norm2 = keras.layers.BatchNormalization(
-            dtype=self.dtype_policy, name="mask_norm2"
-        )
+        self.mask_norm2 = batch_norm("mask_norm2", (None, None, None, filters), self.dtype_policy)
         # The last convolution feeds the sigmoid directly, so it keeps a bias.
         self.mask_conv2 = keras.layers.Conv2D(
             filters, 1, data_format="channels_last", dtype=self.dtype_policy, name="mask_conv2"
         )
-        for layer in (self.mask_norm1, self.mask_conv1, self.mask_norm2, self.mask_conv2):
+        for layer in (self.mask_conv1, self.mask_conv2):
             layer.build((None, None, None, filters))
         self.post_units = self._units(self.p, "post", filters)
         self.built = True

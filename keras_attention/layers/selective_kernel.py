@@ -3,6 +3,7 @@ from keras import ops
 
 from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
+from keras_attention.layers.base import batch_norm
 from keras_attention.layers.base import check_positive_int
 
 
@@ -125,8 +126,7 @@ class SelectiveKernel(ImageAttentionLayer):
                 name=f"branch{i}_conv",
             )
             conv.build((None, None, None, channels))
-            norm = keras.layers.BatchNormalization(dtype=self.dtype_policy, name=f"branch{i}_bn")
-            norm.build((None, None, None, filters))
+            norm = batch_norm(f"branch{i}_bn", (None, None, None, filters), self.dtype_policy)
             self.branch_convs.append(conv)
             self.branch_norms.append(norm)
         units = max(filters // self.reduction, self.min_units)
@@ -134,8 +134,7 @@ class SelectiveKernel(ImageAttentionLayer):
             units, use_bias=False, dtype=self.dtype_policy, name="fuse_dense"
         )
         self.fuse_dense.build((None, filters))
-        self.fuse_bn = keras.layers.BatchNormalization(dtype=self.dtype_policy, name="fuse_bn")
-        self.fuse_bn.build((None, units))
+        self.fuse_bn = batch_norm("fuse_bn", (None, units), self.dtype_policy)
         # The paper's M fully connected select layers, stored as one Dense of
         # M * filters units (the same matrices side by side).
         self.select = keras.layers.Dense(

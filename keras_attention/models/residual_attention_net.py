@@ -13,7 +13,7 @@ _STAGE_FILTERS = (256, 512, 1024)
 
 
 def _bn_relu(x, name):
-    x = keras.layers.BatchNormalization(axis=_common.channel_axis(), name=f"{name}_bn")(x)
+    x = _common.batch_norm(x, f"{name}_bn")
     return keras.layers.Activation("relu", name=f"{name}_relu")(x)
 
 

@@ -24,9 +24,7 @@ def _conv_bn(x, filters, kernel_size, strides, name, relu=True):
     x = keras.layers.Conv2D(
         filters, kernel_size, strides=strides, padding=padding, use_bias=False, name=f"{name}_conv"
     )(x)
-    x = keras.layers.BatchNormalization(
-        axis=_common.channel_axis(), epsilon=_BN_EPSILON, name=f"{name}_bn"
-    )(x)
+    x = _common.batch_norm(x, f"{name}_bn", epsilon=_BN_EPSILON)
     return keras.layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
 
 

@@ -18,7 +18,7 @@ def _conv_bn_relu(x, filters, name, strides=1, dilation_rate=1):
         use_bias=False,
         name=f"{name}_conv",
     )(x)
-    x = keras.layers.BatchNormalization(axis=_common.channel_axis(), name=f"{name}_bn")(x)
+    x = _common.batch_norm(x, f"{name}_bn")
     return keras.layers.Activation("relu", name=f"{name}_relu")(x)
 
 

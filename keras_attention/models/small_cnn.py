@@ -50,11 +50,7 @@ def AttentionCNN(attention=None, input_shape=(28, 28, 1), classes=10, widths=(32
         for block in (1, 2):
             name = f"stage{stage}_conv{block}"
             x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=name)(x)
-            # momentum 0.9: these runs last a few hundred steps, too few for the
-            # default 0.99 moving statistics to forget their initial values.
-            x = keras.layers.BatchNormalization(
-                axis=_common.channel_axis(), momentum=0.9, name=f"{name}_bn"
-            )(x)
+            x = _common.batch_norm(x, f"{name}_bn")
             x = keras.layers.ReLU(name=f"{name}_relu")(x)
         layer = spec(f"stage{stage}_attention")
         if layer is not None:
