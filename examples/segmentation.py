@@ -163,7 +163,8 @@ def main(argv=None):
         model = MODELS[name](classes=dataset.num_classes, input_shape=dataset.input_shape)
         print(f"\n## {model.name}: {model.count_params():,} parameters")
         train_classifier.compile_model(model, args.learning_rate, args.epochs * max(steps, 1))
-        model.fit(dataset.train, epochs=args.epochs, verbose=args.verbose)
+        # shuffle=False: the tf.data pipeline shuffles.
+        model.fit(dataset.train, epochs=args.epochs, verbose=args.verbose, shuffle=False)
         model.save(os.path.join(args.output_dir, f"{name}.keras"))
         miou = mean_iou(confusion(model, dataset.test, dataset.num_classes))
         results[name] = {"miou": miou, "parameters": model.count_params()}

@@ -109,7 +109,14 @@ def train(model, dataset, args):
     keras.utils.set_random_seed(args.seed)
     steps = int(dataset.train.cardinality())
     train_classifier.compile_model(model, args.learning_rate, args.epochs * steps)
-    model.fit(dataset.train, epochs=args.epochs, validation_data=dataset.test, verbose=args.verbose)
+    # shuffle=False: the tf.data pipeline shuffles.
+    model.fit(
+        dataset.train,
+        epochs=args.epochs,
+        validation_data=dataset.test,
+        verbose=args.verbose,
+        shuffle=False,
+    )
     return float(model.evaluate(dataset.test, verbose=0)[1])
 
 

@@ -266,6 +266,7 @@ def main(argv=None, callbacks=()):
             epochs=args.epochs,
             validation_data=dataset.test,
             verbose=args.verbose,
+            shuffle=False,  # the tf.data pipeline shuffles; Keras warns otherwise
             callbacks=[
                 keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup")),
                 *tensorboard_callbacks(os.path.join(output_dir, "logs")),

@@ -39,7 +39,10 @@ def trainable_gradients(layer, x, training=True):
 
         with tf.GradientTape() as tape:
             loss = loss_of(layer(x, training=training))
-        return [to_numpy(g) if g is not None else None for g in tape.gradient(loss, layer.trainable_weights)]
+        return [
+            to_numpy(g) if g is not None else None
+            for g in tape.gradient(loss, layer.trainable_weights)
+        ]
     if backend == "jax":
         import jax
 

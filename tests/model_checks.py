@@ -4,7 +4,6 @@ import math
 
 import keras
 import numpy as np
-
 from helpers import to_numpy
 
 

@@ -3,12 +3,11 @@
 import keras
 import numpy as np
 import pytest
+from helpers import randomize_weights, to_numpy
+from test_layer_contract import CASES
 
-from helpers import randomize_weights
-from helpers import to_numpy
 from keras_attention.layers.base import BATCH_NORM_MOMENTUM
 from keras_attention.models import AttentionCNN
-from test_layer_contract import CASES
 
 
 def has_batch_norm(case):

@@ -3,13 +3,10 @@
 import keras
 import numpy as np
 import pytest
+from helpers import randomize_weights, to_numpy
 
-from helpers import randomize_weights
-from helpers import to_numpy
 from keras_attention import ops as ka_ops
-from keras_attention.layers import CBAM
-from keras_attention.layers import ChannelGate
-from keras_attention.layers import SpatialGate
+from keras_attention.layers import CBAM, ChannelGate, SpatialGate
 
 
 def sigmoid(x):
@@ -71,7 +68,9 @@ def test_channel_gate_matches_numpy():
     outputs, gate = layer(x, return_attention=True)
     expected_gate = channel_gate_reference(x, *weights_of(layer))
     np.testing.assert_allclose(to_numpy(gate), expected_gate, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(to_numpy(outputs), x * expected_gate[:, None, None, :], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        to_numpy(outputs), x * expected_gate[:, None, None, :], rtol=1e-5, atol=1e-5
+    )
 
 
 def test_spatial_gate_matches_numpy():
@@ -82,7 +81,9 @@ def test_spatial_gate_matches_numpy():
     outputs, gate = layer(x, return_attention=True)
     assert tuple(gate.shape) == (2, 5, 7, 1)
     kernel, gamma, beta, mean, variance = weights_of(layer)
-    expected_gate = spatial_gate_reference(x, kernel, gamma, beta, mean, variance, layer.norm.epsilon)
+    expected_gate = spatial_gate_reference(
+        x, kernel, gamma, beta, mean, variance, layer.norm.epsilon
+    )
     np.testing.assert_allclose(to_numpy(gate), expected_gate, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(to_numpy(outputs), x * expected_gate, rtol=1e-5, atol=1e-5)
 

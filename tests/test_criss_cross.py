@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
+from helpers import randomize_weights, to_numpy
 
-from helpers import randomize_weights
-from helpers import to_numpy
 from keras_attention.layers import CrissCrossAttention
 
 
@@ -43,7 +42,7 @@ def naive_reference(x, layer):
 
 def cross_layout(full):
     """(B, H, W, H, W) full weights -> the layer's (B, H, W, H + W) layout."""
-    batch, height, width = full.shape[:3]
+    height, width = full.shape[1:3]
     i, j = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
     # NumPy puts the index dims first when a slice separates them.
     column = np.moveaxis(full[:, i, j, :, j], 2, 0)  # (B, H, W, H): weights of (k, j)
@@ -136,7 +135,11 @@ def test_channels_first_attention_layout():
 
 @pytest.mark.parametrize(
     "kwargs, name",
-    [({"reduction": 0}, "reduction"), ({"recurrence": 0}, "recurrence"), ({"recurrence": 1.5}, "recurrence")],
+    [
+        ({"reduction": 0}, "reduction"),
+        ({"recurrence": 0}, "recurrence"),
+        ({"recurrence": 1.5}, "recurrence"),
+    ],
 )
 def test_bad_arguments_name_the_argument(kwargs, name):
     with pytest.raises(ValueError, match=f"`{name}`"):

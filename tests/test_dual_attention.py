@@ -3,12 +3,9 @@
 import keras
 import numpy as np
 import pytest
+from helpers import randomize_weights, to_numpy
 
-from helpers import randomize_weights
-from helpers import to_numpy
-from keras_attention.layers import ChannelAttention
-from keras_attention.layers import DualAttention
-from keras_attention.layers import PositionAttention
+from keras_attention.layers import ChannelAttention, DualAttention, PositionAttention
 
 
 def softmax(x, axis=-1):
@@ -70,7 +67,9 @@ def test_position_attention_matches_numpy():
 
 def test_position_attention_channels_first_matches_numpy():
     x = random_input()
-    layer = randomized(PositionAttention(reduction=4, data_format="channels_first"), x.transpose(0, 3, 1, 2))
+    layer = randomized(
+        PositionAttention(reduction=4, data_format="channels_first"), x.transpose(0, 3, 1, 2)
+    )
     expected, _ = position_reference(x, layer)
     outputs = to_numpy(layer(x.transpose(0, 3, 1, 2)))
     np.testing.assert_allclose(outputs.transpose(0, 2, 3, 1), expected, rtol=1e-4, atol=1e-5)

@@ -1,13 +1,14 @@
 import numpy as np
 import pytest
+from helpers import randomize_weights, to_numpy
 
 from keras_attention.layers import EfficientChannelAttention
 from keras_attention.ops import eca_kernel_size
-from helpers import randomize_weights
-from helpers import to_numpy
 
 
-@pytest.mark.parametrize("channels, k", [(64, 3), (128, 5), (256, 5), (512, 5), (1024, 5), (2048, 7)])
+@pytest.mark.parametrize(
+    "channels, k", [(64, 3), (128, 5), (256, 5), (512, 5), (1024, 5), (2048, 7)]
+)
 def test_adaptive_kernel_size_matches_paper(channels, k):
     # Wang et al. 2020, eq. 12 with gamma=2, b=1 (values checked by hand).
     assert eca_kernel_size(channels) == k
@@ -48,13 +49,16 @@ def test_gate_mixes_only_neighbouring_channels():
     assert set(changed) <= {5, 6, 7} and 6 in changed
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    ({"kernel_size": 4}, "kernel_size"),
-    ({"kernel_size": 0}, "kernel_size"),
-    ({"kernel_size": 3.0}, "kernel_size"),
-    ({"gamma": 0}, "gamma"),
-    ({"b": "1"}, "b"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"kernel_size": 4}, "kernel_size"),
+        ({"kernel_size": 0}, "kernel_size"),
+        ({"kernel_size": 3.0}, "kernel_size"),
+        ({"gamma": 0}, "gamma"),
+        ({"b": "1"}, "b"),
+    ],
+)
 def test_bad_arguments_raise(kwargs, name):
     with pytest.raises(ValueError, match=f"`{name}`"):
         EfficientChannelAttention(**kwargs)

@@ -10,12 +10,10 @@ import dataclasses
 import keras
 import numpy as np
 import pytest
+from helpers import randomize_weights, to_numpy, trainable_gradients
 
 import keras_attention
 from keras_attention import layers
-from helpers import randomize_weights
-from helpers import to_numpy
-from helpers import trainable_gradients
 
 
 @dataclasses.dataclass
@@ -30,7 +28,9 @@ class Case:
 CASES = [
     Case(layers.SqueezeExcitation, {"reduction": 4}, 16, {"reduction": 0}),
     Case(layers.EfficientChannelAttention, {}, 16, {"kernel_size": 4, "gamma": -1}),
-    Case(layers.SelectiveKernel, {"groups": 4, "min_units": 4}, 16, {"groups": 0, "dilations": (1,)}),
+    Case(
+        layers.SelectiveKernel, {"groups": 4, "min_units": 4}, 16, {"groups": 0, "dilations": (1,)}
+    ),
     Case(layers.SelfAttention2D, {"reduction": 4}, 16, {"reduction": 0}),
     Case(layers.NonLocalBlock, {}, 16, {"mode": "softmax", "inter_channels": 0, "sub_sample": 1}),
     Case(layers.SpatialTransformer, {}, 16, {"localization": "cnn", "output_size": (0, 4)}),
@@ -41,7 +41,12 @@ CASES = [
     Case(layers.ChannelAttention, {}, 16, {"data_format": "NCHW"}),
     Case(layers.DualAttention, {"filters": 8, "reduction": 2}, 16, {"filters": 0, "reduction": 0}),
     Case(layers.CrissCrossAttention, {"reduction": 4}, 16, {"reduction": 0, "recurrence": 0}),
-    Case(layers.ResidualAttention, {"depth": 2, "p": 0, "t": 1}, 16, {"depth": 0, "p": -1, "t": 0, "r": 0}),
+    Case(
+        layers.ResidualAttention,
+        {"depth": 2, "p": 0, "t": 1},
+        16,
+        {"depth": 0, "p": -1, "t": 0, "r": 0},
+    ),
 ]
 
 ALL_CASES = [pytest.param(case, id=case.cls.__name__) for case in CASES]

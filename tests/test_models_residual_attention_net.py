@@ -4,13 +4,10 @@ sizes, `.keras` round trip and mixed precision."""
 import keras
 import numpy as np
 import pytest
-
-from keras_attention import layers
-from keras_attention import models
 from helpers import to_numpy
-from model_checks import assert_keras_round_trip
-from model_checks import random_images
-from model_checks import trainable_count
+from model_checks import assert_keras_round_trip, random_images, trainable_count
+
+from keras_attention import layers, models
 
 PAPER = {56: 31.9e6, 92: 51.3e6}  # Wang et al. 2017, Table 4
 MODULES = {56: (1, 1, 1), 92: (1, 2, 3)}

@@ -3,10 +3,8 @@
 import keras
 import numpy as np
 import pytest
+from helpers import randomize_weights, to_numpy, trainable_gradients
 
-from helpers import randomize_weights
-from helpers import to_numpy
-from helpers import trainable_gradients
 from keras_attention.layers import NonLocalBlock
 from keras_attention.layers.non_local import MODES
 
@@ -63,7 +61,9 @@ def reference(layer, x):
     if layer.mode == "concatenation":
         pairs = np.concatenate(
             [
-                np.broadcast_to(theta[:, :, None], theta.shape[:2] + phi.shape[1:2] + theta.shape[2:]),
+                np.broadcast_to(
+                    theta[:, :, None], theta.shape[:2] + phi.shape[1:2] + theta.shape[2:]
+                ),
                 np.broadcast_to(phi[:, None], theta.shape[:2] + phi.shape[1:]),
             ],
             axis=-1,

@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
+from helpers import randomize_weights, to_numpy
 
 from keras_attention.layers import SelectiveKernel
-from helpers import randomize_weights
-from helpers import to_numpy
 
 
 def built(channels=32, **kwargs):
@@ -66,14 +65,17 @@ def test_groups_that_do_not_divide_the_channels_raise_at_build():
         SelectiveKernel(filters=48, groups=32)
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    ({"dilations": (1,)}, "dilations"),
-    ({"dilations": (1, 0)}, "dilations"),
-    ({"dilations": 2}, "dilations"),
-    ({"kernel_size": 0}, "kernel_size"),
-    ({"reduction": -1}, "reduction"),
-    ({"min_units": 0}, "min_units"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"dilations": (1,)}, "dilations"),
+        ({"dilations": (1, 0)}, "dilations"),
+        ({"dilations": 2}, "dilations"),
+        ({"kernel_size": 0}, "kernel_size"),
+        ({"reduction": -1}, "reduction"),
+        ({"min_units": 0}, "min_units"),
+    ],
+)
 def test_bad_arguments_raise(kwargs, name):
     with pytest.raises(ValueError, match=f"`{name}`"):
         SelectiveKernel(**kwargs)

@@ -1,11 +1,10 @@
 import keras
 import numpy as np
 import pytest
+from helpers import randomize_weights, to_numpy
 
 from keras_attention.layers import SqueezeExcitation
 from keras_attention.ops import spatial_mean
-from helpers import randomize_weights
-from helpers import to_numpy
 
 
 def test_parameter_count_matches_paper():

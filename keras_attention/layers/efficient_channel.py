@@ -2,8 +2,7 @@ import keras
 from keras import ops
 
 from keras_attention import ops as ka_ops
-from keras_attention.layers.base import ImageAttentionLayer
-from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.base import ImageAttentionLayer, check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -59,7 +58,7 @@ class EfficientChannelAttention(ImageAttentionLayer):
         if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or gamma <= 0:
             raise ValueError(f"`gamma` must be a positive number. Received: gamma={gamma!r}")
         if isinstance(b, bool) or not isinstance(b, (int, float)):
-            raise ValueError(f"`b` must be a number. Received: b={b!r}")
+            raise ValueError(f"`b` must be a number. Received: b={b!r}")  # noqa: TRY004
         self.kernel_size = kernel_size
         self.gamma = gamma
         self.b = b

@@ -2,17 +2,20 @@ import keras
 from keras import ops
 
 from keras_attention import ops as ka_ops
-from keras_attention.layers.base import ImageAttentionLayer
-from keras_attention.layers.base import batch_norm
-from keras_attention.layers.base import check_choice
-from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.base import (
+    ImageAttentionLayer,
+    batch_norm,
+    check_choice,
+    check_positive_int,
+)
 
 MODES = ("embedded_gaussian", "gaussian", "dot_product", "concatenation")
 
 
 def _check_bool(name, value):
     if not isinstance(value, bool):
-        raise ValueError(f"`{name}` must be True or False. Received: {name}={value!r}")
+        # ValueError, not TypeError: every bad argument raises one (DESIGN.md).
+        raise ValueError(f"`{name}` must be True or False. Received: {name}={value!r}")  # noqa: TRY004
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")

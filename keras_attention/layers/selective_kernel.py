@@ -2,9 +2,7 @@ import keras
 from keras import ops
 
 from keras_attention import ops as ka_ops
-from keras_attention.layers.base import ImageAttentionLayer
-from keras_attention.layers.base import batch_norm
-from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.base import ImageAttentionLayer, batch_norm, check_positive_int
 
 
 def _cpu_only():
@@ -178,9 +176,7 @@ class SelectiveKernel(ImageAttentionLayer):
         branch_count = len(self.dilations)
         logits = ops.reshape(self.select(z), (-1, branch_count, self.select.units // branch_count))
         weights = ka_ops.softmax_float32(logits, axis=1)  # across branches
-        outputs = sum(
-            branch * weights[:, i, None, None, :] for i, branch in enumerate(branches)
-        )
+        outputs = sum(branch * weights[:, i, None, None, :] for i, branch in enumerate(branches))
         outputs = ka_ops.from_channels_last(outputs, self.data_format)
         return self._outputs(outputs, weights, return_attention)
 

@@ -113,7 +113,7 @@ _DOC = """Builds a ResNet-{depth} (v1{variant}), optionally with attention in ev
 _BASIC = "Basic blocks (two 3x3 convolutions)."
 _BOTTLENECK = (
     "Bottleneck blocks (1x1, 3x3, 1x1 convolutions) with the stride on the 3x3\n"
-    "    convolution (\"v1.5\", as torchvision; the paper strides the first 1x1)."
+    '    convolution ("v1.5", as torchvision; the paper strides the first 1x1).'
 )
 
 
