@@ -28,7 +28,9 @@ import sys
 import keras
 import numpy as np
 
-from keras_attention import data, models, precision
+from keras_attention import data
+from keras_attention import models
+from keras_attention import precision
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_classifier

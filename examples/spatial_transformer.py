@@ -28,7 +28,9 @@ import sys
 import keras
 import numpy as np
 
-from keras_attention import data, models, precision
+from keras_attention import data
+from keras_attention import models
+from keras_attention import precision
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_classifier
@@ -86,23 +88,7 @@ def distorted_data(args):
     return data.from_arrays(train, test, args.batch_size, augment="none", seed=args.seed)
 
 
-## The models
-
-
-def plain_cnn(input_shape, classes):
-    """SpatialTransformerClassifier's CNN without the transformer in front."""
-    inputs = keras.Input(input_shape)
-    x = inputs
-    for i, filters in enumerate((32, 64, 128)):
-        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{i + 1}")(
-            x
-        )
-        if i < 2:
-            x = keras.layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    x = keras.layers.Dropout(0.3, name="dropout")(x)
-    outputs = keras.layers.Dense(classes, dtype="float32", name="predictions")(x)
-    return keras.Model(inputs, outputs, name="plain_cnn")
+## Training
 
 
 def train(model, dataset, args):
@@ -155,7 +141,9 @@ def main(argv=None):
     keras.utils.set_random_seed(args.seed)
     stn = models.SpatialTransformerClassifier(input_shape=dataset.input_shape, classes=10)
     keras.utils.set_random_seed(args.seed)
-    plain = plain_cnn(dataset.input_shape, 10)
+    plain = models.SpatialTransformerClassifier(
+        input_shape=dataset.input_shape, classes=10, transformer=False
+    )
     for model in (stn, plain):
         print(f"\n## {model.name}: {model.count_params():,} parameters")
         results[model.name] = {

@@ -39,7 +39,9 @@ import time
 import keras
 
 import keras_attention
-from keras_attention import data, models, precision
+from keras_attention import data
+from keras_attention import models
+from keras_attention import precision
 
 MODELS = ("small_cnn", "resnet18", "resnet34", "resnet50", "resnet101", "ran56", "ran92")
 RESNETS = {

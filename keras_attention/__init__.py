@@ -7,21 +7,21 @@ name and `keras_attention.available()` lists those names.
 
 __version__ = "0.1.0"
 
-from keras_attention import layers, models
-from keras_attention.layers import (
-    CBAM,
-    ChannelAttention,
-    ChannelGate,
-    CrissCrossAttention,
-    DualAttention,
-    EfficientChannelAttention,
-    NonLocalBlock,
-    PositionAttention,
-    ResidualAttention,
-    SelectiveKernel,
-    SelfAttention2D,
-    SpatialGate,
-    SpatialTransformer,
-    SqueezeExcitation,
-)
-from keras_attention.registry import available, get
+from keras_attention import layers
+from keras_attention import models
+from keras_attention.layers import CBAM
+from keras_attention.layers import ChannelAttention
+from keras_attention.layers import ChannelGate
+from keras_attention.layers import CrissCrossAttention
+from keras_attention.layers import DualAttention
+from keras_attention.layers import EfficientChannelAttention
+from keras_attention.layers import NonLocalBlock
+from keras_attention.layers import PositionAttention
+from keras_attention.layers import ResidualAttention
+from keras_attention.layers import SelectiveKernel
+from keras_attention.layers import SelfAttention2D
+from keras_attention.layers import SpatialGate
+from keras_attention.layers import SpatialTransformer
+from keras_attention.layers import SqueezeExcitation
+from keras_attention.registry import available
+from keras_attention.registry import get

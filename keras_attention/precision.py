@@ -39,20 +39,11 @@ def cpu_has_bf16(flags=None):
 
 def has_gpu():
     """Whether the current Keras backend sees a GPU."""
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return bool(tf.config.list_physical_devices("GPU"))
-    if backend == "jax":
-        import jax
-
-        return jax.default_backend() == "gpu"
-    if backend == "torch":
+    if keras.backend.backend() == "torch":  # keras.distribution has no torch backend
         import torch
 
         return torch.cuda.is_available()
-    return False
+    return any(device.startswith("gpu") for device in keras.distribution.list_devices())
 
 
 def choose_policy(precision="auto"):

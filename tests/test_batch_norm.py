@@ -3,7 +3,8 @@
 import keras
 import numpy as np
 import pytest
-from helpers import randomize_weights, to_numpy
+from helpers import randomize_weights
+from helpers import to_numpy
 from test_layer_contract import CASES
 
 from keras_attention.layers.base import BATCH_NORM_MOMENTUM

@@ -3,10 +3,13 @@
 import keras
 import numpy as np
 import pytest
-from helpers import randomize_weights, to_numpy
+from helpers import randomize_weights
+from helpers import to_numpy
 
 from keras_attention import ops as ka_ops
-from keras_attention.layers import CBAM, ChannelGate, SpatialGate
+from keras_attention.layers import CBAM
+from keras_attention.layers import ChannelGate
+from keras_attention.layers import SpatialGate
 
 
 def sigmoid(x):

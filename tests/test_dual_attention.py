@@ -3,9 +3,12 @@
 import keras
 import numpy as np
 import pytest
-from helpers import randomize_weights, to_numpy
+from helpers import randomize_weights
+from helpers import to_numpy
 
-from keras_attention.layers import ChannelAttention, DualAttention, PositionAttention
+from keras_attention.layers import ChannelAttention
+from keras_attention.layers import DualAttention
+from keras_attention.layers import PositionAttention
 
 
 def softmax(x, axis=-1):

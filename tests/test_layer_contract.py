@@ -10,7 +10,9 @@ import dataclasses
 import keras
 import numpy as np
 import pytest
-from helpers import randomize_weights, to_numpy, trainable_gradients
+from helpers import randomize_weights
+from helpers import to_numpy
+from helpers import trainable_gradients
 
 import keras_attention
 from keras_attention import layers

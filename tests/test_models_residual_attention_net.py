@@ -5,9 +5,12 @@ import keras
 import numpy as np
 import pytest
 from helpers import to_numpy
-from model_checks import assert_keras_round_trip, random_images, trainable_count
+from model_checks import assert_keras_round_trip
+from model_checks import random_images
+from model_checks import trainable_count
 
-from keras_attention import layers, models
+from keras_attention import layers
+from keras_attention import models
 
 PAPER = {56: 31.9e6, 92: 51.3e6}  # Wang et al. 2017, Table 4
 MODULES = {56: (1, 1, 1), 92: (1, 2, 3)}

@@ -7,9 +7,12 @@ import keras
 import numpy as np
 import pytest
 from helpers import to_numpy
-from model_checks import assert_keras_round_trip, random_images, trainable_count
+from model_checks import assert_keras_round_trip
+from model_checks import random_images
+from model_checks import trainable_count
 
-from keras_attention import layers, models
+from keras_attention import layers
+from keras_attention import models
 
 # Trainable parameters with 1000 classes: torchvision's resnet18/34/50/101.
 TORCHVISION = {18: 11_689_512, 34: 21_797_672, 50: 25_557_032, 101: 44_549_160}

@@ -4,10 +4,13 @@
 import keras
 import numpy as np
 import pytest
-from helpers import randomize_weights, to_numpy
-from model_checks import assert_keras_round_trip, random_images
+from helpers import randomize_weights
+from helpers import to_numpy
+from model_checks import assert_keras_round_trip
+from model_checks import random_images
 
-from keras_attention import layers, models
+from keras_attention import layers
+from keras_attention import models
 
 BUILDERS = [pytest.param(models.DANet, id="danet"), pytest.param(models.CCNet, id="ccnet")]
 

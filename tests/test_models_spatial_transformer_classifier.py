@@ -4,10 +4,13 @@
 import keras
 import numpy as np
 import pytest
-from helpers import randomize_weights, to_numpy
-from model_checks import assert_keras_round_trip, random_images
+from helpers import randomize_weights
+from helpers import to_numpy
+from model_checks import assert_keras_round_trip
+from model_checks import random_images
 
-from keras_attention import layers, models
+from keras_attention import layers
+from keras_attention import models
 
 
 def test_default_model():
@@ -63,3 +66,20 @@ def test_mixed_bfloat16_gives_float32_logits():
     logits = model(random_images((2, 28, 28, 1)), training=False)
     assert keras.backend.standardize_dtype(logits.dtype) == "float32"
     assert np.isfinite(to_numpy(logits)).all()
+
+
+def test_plain_cnn_is_the_same_network_without_the_transformer():
+    stn = models.SpatialTransformerClassifier(input_shape=(28, 28, 1))
+    plain = models.SpatialTransformerClassifier(input_shape=(28, 28, 1), transformer=False)
+    assert plain.name == "plain_cnn"
+    assert "spatial_transformer" not in [layer.name for layer in plain.layers]
+    transformer_params = stn.get_layer("spatial_transformer").count_params()
+    assert stn.count_params() - plain.count_params() == transformer_params
+    assert plain(random_images((2, 28, 28, 1))).shape == (2, 10)
+
+
+@pytest.mark.parametrize("kwargs", [{"output_size": (20, 20)}, {"localization": "cnn"}])
+def test_transformer_arguments_need_the_transformer(kwargs):
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=name):
+        models.SpatialTransformerClassifier(transformer=False, **kwargs)

@@ -3,7 +3,9 @@
 import keras
 import numpy as np
 import pytest
-from helpers import randomize_weights, to_numpy, trainable_gradients
+from helpers import randomize_weights
+from helpers import to_numpy
+from helpers import trainable_gradients
 
 from keras_attention.layers import NonLocalBlock
 from keras_attention.layers.non_local import MODES

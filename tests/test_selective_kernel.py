@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
-from helpers import randomize_weights, to_numpy
+from helpers import randomize_weights
+from helpers import to_numpy
 
 from keras_attention.layers import SelectiveKernel
 

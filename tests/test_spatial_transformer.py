@@ -5,7 +5,9 @@ import json
 import keras
 import numpy as np
 import pytest
-from helpers import randomize_weights, to_numpy, trainable_gradients
+from helpers import randomize_weights
+from helpers import to_numpy
+from helpers import trainable_gradients
 
 from keras_attention import ops as ka_ops
 from keras_attention.layers import SpatialTransformer

@@ -1,7 +1,8 @@
 import keras
 import numpy as np
 import pytest
-from helpers import randomize_weights, to_numpy
+from helpers import randomize_weights
+from helpers import to_numpy
 
 from keras_attention.layers import SqueezeExcitation
 from keras_attention.ops import spatial_mean

@@ -1,8 +1,12 @@
 """The attention layers, one mechanism (family) per module."""
 
-from keras_attention.layers.cbam import CBAM, ChannelGate, SpatialGate
+from keras_attention.layers.cbam import CBAM
+from keras_attention.layers.cbam import ChannelGate
+from keras_attention.layers.cbam import SpatialGate
 from keras_attention.layers.criss_cross import CrissCrossAttention
-from keras_attention.layers.dual_attention import ChannelAttention, DualAttention, PositionAttention
+from keras_attention.layers.dual_attention import ChannelAttention
+from keras_attention.layers.dual_attention import DualAttention
+from keras_attention.layers.dual_attention import PositionAttention
 from keras_attention.layers.efficient_channel import EfficientChannelAttention
 from keras_attention.layers.non_local import NonLocalBlock
 from keras_attention.layers.residual_attention import ResidualAttention

@@ -2,12 +2,10 @@ import keras
 from keras import ops
 
 from keras_attention import ops as ka_ops
-from keras_attention.layers.base import (
-    ImageAttentionLayer,
-    batch_norm,
-    check_choice,
-    check_positive_int,
-)
+from keras_attention.layers.base import ImageAttentionLayer
+from keras_attention.layers.base import batch_norm
+from keras_attention.layers.base import check_choice
+from keras_attention.layers.base import check_positive_int
 
 MODES = ("embedded_gaussian", "gaussian", "dot_product", "concatenation")
 

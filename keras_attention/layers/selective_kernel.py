@@ -2,7 +2,9 @@ import keras
 from keras import ops
 
 from keras_attention import ops as ka_ops
-from keras_attention.layers.base import ImageAttentionLayer, batch_norm, check_positive_int
+from keras_attention.layers.base import ImageAttentionLayer
+from keras_attention.layers.base import batch_norm
+from keras_attention.layers.base import check_positive_int
 
 
 def _cpu_only():

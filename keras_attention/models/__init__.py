@@ -5,12 +5,14 @@ Every model is made of registered layers only, so it saves to `.keras` and
 reloads in safe mode after `import keras_attention`.
 """
 
-from keras_attention.models.residual_attention_net import (
-    ResidualAttentionNet56,
-    ResidualAttentionNet92,
-)
+from keras_attention.models.residual_attention_net import ResidualAttentionNet56
+from keras_attention.models.residual_attention_net import ResidualAttentionNet92
 from keras_attention.models.resize import ResizeLike
-from keras_attention.models.resnet import ResNet18, ResNet34, ResNet50, ResNet101
-from keras_attention.models.segmentation import CCNet, DANet
+from keras_attention.models.resnet import ResNet18
+from keras_attention.models.resnet import ResNet34
+from keras_attention.models.resnet import ResNet50
+from keras_attention.models.resnet import ResNet101
+from keras_attention.models.segmentation import CCNet
+from keras_attention.models.segmentation import DANet
 from keras_attention.models.small_cnn import AttentionCNN
 from keras_attention.models.spatial_transformer_classifier import SpatialTransformerClassifier

@@ -2,7 +2,8 @@
 
 import keras
 
-from keras_attention.layers import CrissCrossAttention, DualAttention
+from keras_attention.layers import CrissCrossAttention
+from keras_attention.layers import DualAttention
 from keras_attention.models import _common
 from keras_attention.models.resize import ResizeLike
 

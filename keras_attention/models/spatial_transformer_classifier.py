@@ -7,7 +7,7 @@ from keras_attention.models import _common
 
 
 def SpatialTransformerClassifier(
-    input_shape=(28, 28, 1), classes=10, localization=None, output_size=None
+    input_shape=(28, 28, 1), classes=10, localization=None, output_size=None, transformer=True
 ):
     """Builds a classifier that first warps its input with a spatial transformer.
 
@@ -30,9 +30,12 @@ def SpatialTransformerClassifier(
             it is saved with the model.
         output_size: None (the input's size) or `(height, width)` of the
             warped image that the classifier sees.
+        transformer: bool. False builds the same CNN without the transformer,
+            named "plain_cnn": the baseline that shows what the transformer
+            adds. Defaults to True.
 
     Returns:
-        A functional `keras.Model` named "stn_classifier", of registered
+        A functional `keras.Model` named "stn_classifier" (or "plain_cnn"), of registered
         layers only, returning float32 logits.
 
     Example:
@@ -42,10 +45,18 @@ def SpatialTransformerClassifier(
     (None, 10)
     """
     _common.check_classes(classes)
+    if not transformer and (localization is not None or output_size is not None):
+        raise ValueError(
+            "`localization` and `output_size` configure the transformer; pass neither with "
+            f"transformer=False. Received: localization={localization!r}, "
+            f"output_size={output_size!r}"
+        )
     inputs = _common.image_input(input_shape)
-    x = SpatialTransformer(
-        localization=localization, output_size=output_size, name="spatial_transformer"
-    )(inputs)
+    x = inputs
+    if transformer:
+        x = SpatialTransformer(
+            localization=localization, output_size=output_size, name="spatial_transformer"
+        )(x)
     for i, filters in enumerate((32, 64, 128)):
         x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{i + 1}")(
             x
@@ -55,4 +66,4 @@ def SpatialTransformerClassifier(
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = keras.layers.Dropout(0.3, name="dropout")(x)
     outputs = keras.layers.Dense(classes, dtype="float32", name="predictions")(x)
-    return keras.Model(inputs, outputs, name="stn_classifier")
+    return keras.Model(inputs, outputs, name="stn_classifier" if transformer else "plain_cnn")
