@@ -70,6 +70,8 @@ import numpy as np
 import keras_attention
 
 BASELINE = "conv1x1"
+# What the harness itself costs: the call, the cast and sum of the loss and its gradient.
+IDENTITY = "identity"
 MIB = 2.0**20
 
 # Short name -> (shape family, constructor kwargs at the benchmark shapes). Names not
@@ -291,6 +293,8 @@ to the input and every trainable weight, as inside a network.
 def make_layer(name, kwargs, channels):
     if name == BASELINE:
         return keras.layers.Conv2D(channels, 1, use_bias=False, name=BASELINE)
+    if name == IDENTITY:
+        return keras.layers.Identity(name=IDENTITY)
     return keras_attention.get(name, **kwargs)
 
 
@@ -598,12 +602,12 @@ def peak_memory(cases, precision, jit, warmup=1, repeats=3):
 
 
 def layer_cases(names, shapes):
-    """(shape, [(name, kwargs), ...]) groups, the baseline first in each."""
+    """(shape, [(name, kwargs), ...]) groups: the baseline, the identity, then the layers."""
     groups = []
     for family in ("channel", "spatial"):
         members = [n for n in names if LAYER_SETTINGS.get(n, ("spatial", {}))[0] == family]
         for shape in shapes[family] if members else []:
-            cases = [(BASELINE, {})] + [
+            cases = [(BASELINE, {}), (IDENTITY, {})] + [
                 (n, LAYER_SETTINGS.get(n, ("spatial", {}))[1]) for n in members
             ]
             groups.append((shape, cases))
@@ -770,6 +774,8 @@ def render(env, args, layer_rows, targets, model_rows):
             "",
             (
                 f"Baseline: `{BASELINE}` = `Conv2D(C, 1, use_bias=False)` on the same input. "
+                f"`{IDENTITY}` returns its input: the cost of the measuring harness alone "
+                "(the call, and for fwd+bwd the float32 loss and its gradient). "
                 "Peak memory: bytes in use at the call's peak above those in use before it."
             ),
             "",

@@ -70,23 +70,29 @@ def expand_channels(v, data_format):
 
 
 def mean(x, axis, keepdims=False):
-    """`keras.ops.mean` without a float32 copy of a bfloat16 input.
+    """`keras.ops.mean` as a sum divided afterwards: cheaper gradients, no float32 copy.
 
-    bfloat16 inputs are summed in their own dtype and divided in float32:
-    every backend accumulates bfloat16 sums in float32, and bfloat16 has
-    float32's range, while `keras.ops.mean` first copies the whole map to
-    float32 on TensorFlow (twice the time of the sum there). Other dtypes use
-    `keras.ops.mean` (float16 sums would overflow at 65504).
+    TensorFlow's mean divides its whole broadcast gradient by the count (one
+    more pass over the map in every backward step of SE, ECA, SK and CBAM);
+    dividing the reduced sum instead leaves only the broadcast. It also
+    spares bfloat16 maps the float32 copy that `keras.ops.mean` makes on
+    TensorFlow: bfloat16 sums accumulate in float32 on every backend and
+    bfloat16 has float32's range, so they are summed in their own dtype and
+    divided in float32. float16 uses `keras.ops.mean` (its sums overflow at
+    65504).
     """
-    if keras.backend.standardize_dtype(x.dtype) != "bfloat16":
+    dtype = keras.backend.standardize_dtype(x.dtype)
+    if dtype == "float16":
         return ops.mean(x, axis=axis, keepdims=keepdims)
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
     shape = ops.shape(x)
     count = 1
     for a in axes:
         count = count * shape[a]
-    total = ops.cast(ops.sum(x, axis=axes, keepdims=keepdims), "float32")
-    return ops.cast(total / ops.cast(count, "float32"), x.dtype)
+    total = ops.sum(x, axis=axes, keepdims=keepdims)
+    if dtype == "bfloat16":
+        return ops.cast(ops.cast(total, "float32") / ops.cast(count, "float32"), dtype)
+    return total / ops.cast(count, dtype)
 
 
 def spatial_mean(x, data_format):

@@ -62,10 +62,11 @@ def test_small_run_has_a_row_per_layer_and_shape(benchmark, tmp_path):
     header, body = table(output.read_text(), "| layer |")
     assert header == COLUMNS
     names = keras_attention.available()
-    # One row per registered layer, plus the baseline once per shape group.
+    # One row per registered layer, plus the baseline and the identity once per shape group.
     layer_column = [row[0] for row in body]
-    assert sorted(n for n in layer_column if n != "conv1x1") == sorted(names)
-    assert layer_column.count("conv1x1") == len({row["shape"] for row in result["layers"]})
+    assert sorted(n for n in layer_column if n not in ("conv1x1", "identity")) == sorted(names)
+    groups = len({row["shape"] for row in result["layers"]})
+    assert layer_column.count("conv1x1") == layer_column.count("identity") == groups
     for row in body:
         assert float(row[3]) >= 0 and float(row[5]) >= 0
         assert row[7] == "n/a"  # memory skipped
@@ -93,7 +94,7 @@ def test_layer_selection_and_precision(benchmark):
             "1",
         ]
     )
-    assert [row["layer"] for row in result["layers"]] == ["conv1x1", "se", "eca"]
+    assert [row["layer"] for row in result["layers"]] == ["conv1x1", "identity", "se", "eca"]
     assert result["env"]["precision"] == "mixed_bfloat16"
     assert keras.config.dtype_policy().name == "float32"
 

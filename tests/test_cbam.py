@@ -150,3 +150,15 @@ def test_bfloat16_channel_mean_accumulates_in_float32(axis):
     np.testing.assert_allclose(
         to_numpy(mean), to_numpy(x).mean(axis=axis, keepdims=True), rtol=1e-2
     )
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("axis", [(1, 2), -1])
+def test_mean_matches_numpy(dtype, axis):
+    # float32 divides the sum (cheaper gradient); float16 keeps keras.ops.mean.
+    x = np.random.default_rng(4).normal(2.0, 1.0, size=(2, 7, 5, 16)).astype("float32")
+    mean = ka_ops.mean(keras.ops.cast(x, dtype), axis)
+    assert keras.backend.standardize_dtype(mean.dtype) == dtype
+    np.testing.assert_allclose(
+        to_numpy(mean), x.mean(axis=axis), rtol=2e-3 if dtype == "float16" else 1e-6
+    )
