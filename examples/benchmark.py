@@ -830,7 +830,7 @@ def _render_targets(targets):
             ratio = f"{nl[mode] / cc[mode]:.1f}x" if cc[mode] > 0 else "n/a"
             lines.append(
                 f"- {label} at 1x{size}x{size}x{channels}: non_local {nl[mode] / MIB:.1f} MiB, "
-                f"ccnet {cc[mode] / MIB:.1f} MiB: **{ratio} less** (paper: 11x)"
+                f"ccnet {cc[mode] / MIB:.1f} MiB: non_local / ccnet = **{ratio}** (paper: 11x)"
             )
     lines += [
         "",

@@ -141,8 +141,8 @@ def test_report_renders_targets_and_models(benchmark):
         for a, t in (("none", 100.0), ("se", 104.0))
     ]
     text = benchmark["render"]({"device": "cpu"}, args, [], targets, models)
-    assert "non_local 40.0 MiB, ccnet 4.0 MiB: **10.0x less**" in text
-    assert "ccnet 0.0 MiB: **n/a less**" in text  # no division by a zero peak
+    assert "non_local 40.0 MiB, ccnet 4.0 MiB: non_local / ccnet = **10.0x**" in text
+    assert "ccnet 0.0 MiB: non_local / ccnet = **n/a**" in text  # no division by a zero peak
     # 40/10 MiB over 81/25 positions: log(4) / log(3.24) = 1.18
     assert "non_local ~ (H*W)^1.18" in text
     header, body = table(text, "| attention |")
