@@ -127,8 +127,9 @@ def attend(query, key, value):
     `query` (batch, T, d), `key` (batch, S, d), `value` (batch, S, dv) ->
     (batch, T, dv). It runs through `keras.ops.dot_product_attention` as one
     head with `scale=1.0` (SAGAN and non-local blocks do not scale by
-    1/sqrt(d)), so that JAX and PyTorch GPUs can use a fused kernel that never
-    stores the T x S matrix; TensorFlow computes it the plain way.
+    1/sqrt(d)), so that a fused kernel that never stores the T x S matrix can
+    run: PyTorch's, on the CPU as on GPUs, and JAX's on GPUs. TensorFlow (and
+    JAX on a CPU) compute it the plain way; docs/benchmarks.md has both.
     """
     backend = keras.backend.backend()
     dtype = keras.backend.standardize_dtype(value.dtype)
@@ -139,8 +140,9 @@ def attend(query, key, value):
         # accumulate them in float32). It never fuses, so nothing is lost.
         query, key, value = (ops.cast(t, "float32") for t in (query, key, value))
     elif backend != "tensorflow" and depth != value_depth:
-        # JAX needs equal head sizes, and so do the flash kernels. Zero
-        # channels add nothing to the dot products, so pad the smaller side.
+        # JAX needs equal head sizes, and PyTorch's flash kernels do too (it
+        # falls back to its unfused kernel otherwise). Zero channels add
+        # nothing to the dot products, so pad the smaller side.
         width = max(depth, value_depth)
         query = ops.pad(query, ((0, 0), (0, 0), (0, width - depth)))
         key = ops.pad(key, ((0, 0), (0, 0), (0, width - depth)))

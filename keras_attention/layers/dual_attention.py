@@ -20,7 +20,7 @@ class PositionAttention(ImageAttentionLayer):
     unscaled query-key products, computed in float32. A learnable scalar
     `gamma`, initialised to 0, scales the aggregate, so `gamma * o + x` starts
     as the identity. The output is computed with `keras.ops.dot_product_attention`
-    (through `keras_attention.ops.attend`: fused kernels on JAX and PyTorch
+    (through `keras_attention.ops.attend`: fused on PyTorch, and on JAX
     GPUs); only `return_attention=True` materialises the (H*W, H*W) matrix.
 
     Args:
