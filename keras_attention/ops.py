@@ -90,9 +90,9 @@ def mean(x, axis, keepdims=False):
     for a in axes:
         count = count * shape[a]
     total = ops.sum(x, axis=axes, keepdims=keepdims)
-    if dtype == "bfloat16":
-        return ops.cast(ops.cast(total, "float32") / ops.cast(count, "float32"), dtype)
-    return total / ops.cast(count, dtype)
+    # bfloat16 divides in float32: one rounding of the result, not two.
+    divide_in = "float32" if dtype == "bfloat16" else dtype
+    return ops.cast(ops.cast(total, divide_in) / ops.cast(count, divide_in), dtype)
 
 
 def spatial_mean(x, data_format):

@@ -22,9 +22,8 @@ class CrissCrossAttention(ImageAttentionLayer):
     learnable scalar `gamma` initialised to 0, and added to the input. The
     block is applied `recurrence` times with the same weights: two passes
     connect every pixel to every other. Memory grows with H*W*(H+W), not
-    (H*W)^2 as in non-local attention computed without a fused kernel (on
-    TensorFlow: 3.8x less than `NonLocalBlock` at 97x97x512 in float32,
-    10.7x in mixed_bfloat16; see docs/benchmarks.md).
+    (H*W)^2 as in non-local attention computed without a fused kernel, as on
+    TensorFlow (measured in docs/benchmarks.md).
 
     Args:
         reduction: int, the query/key channel ratio; they have
