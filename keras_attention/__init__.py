@@ -23,5 +23,6 @@ from keras_attention.layers import SelfAttention2D
 from keras_attention.layers import SpatialGate
 from keras_attention.layers import SpatialTransformer
 from keras_attention.layers import SqueezeExcitation
+from keras_attention import registry
 from keras_attention.registry import available
 from keras_attention.registry import get

@@ -1,14 +1,24 @@
-"""Short names -> layer classes, for `keras_attention.get("cbam", reduction=8)`."""
+"""Short names -> layer classes, for `keras_attention.get("cbam", reduction=8)`.
+
+One table per domain, matching the folders of `keras_attention.layers`: a new
+mechanism adds one line to its domain's table.
+"""
 
 from keras_attention import layers
 
-_LAYERS = {
+CHANNEL = {
     "se": layers.SqueezeExcitation,
     "eca": layers.EfficientChannelAttention,
     "sk": layers.SelectiveKernel,
+}
+
+SPATIAL = {
     "self_attention": layers.SelfAttention2D,
     "non_local": layers.NonLocalBlock,
     "stn": layers.SpatialTransformer,
+}
+
+MIXED = {
     "cbam": layers.CBAM,
     "channel_gate": layers.ChannelGate,
     "spatial_gate": layers.SpatialGate,
@@ -19,10 +29,23 @@ _LAYERS = {
     "residual": layers.ResidualAttention,
 }
 
+DOMAINS = {"channel": CHANNEL, "spatial": SPATIAL, "mixed": MIXED}
+_LAYERS = {name: cls for table in DOMAINS.values() for name, cls in table.items()}
 
-def available():
-    """The sorted short names that `get` accepts."""
-    return sorted(_LAYERS)
+
+def available(domain=None):
+    """The sorted short names that `get` accepts, optionally of one domain.
+
+    Args:
+        domain: None for every name, or one of "channel", "spatial", "mixed".
+    """
+    if domain is None:
+        return sorted(_LAYERS)
+    if domain not in DOMAINS:
+        raise ValueError(
+            f"`domain` must be None or one of {tuple(DOMAINS)}. Received: domain={domain!r}"
+        )
+    return sorted(DOMAINS[domain])
 
 
 def get_class(name):

@@ -8,7 +8,7 @@ from helpers import to_numpy
 from helpers import trainable_gradients
 
 from keras_attention.layers import NonLocalBlock
-from keras_attention.layers.non_local import MODES
+from keras_attention.layers.spatial.non_local import MODES
 
 
 def images(shape, scale=1.0, seed=0):

@@ -26,3 +26,24 @@ def test_unknown_name_lists_the_known_ones():
 
 def test_version_is_exposed():
     assert keras_attention.__version__.count(".") == 2
+
+
+@pytest.mark.parametrize("domain", ["channel", "spatial", "mixed"])
+def test_domains_partition_the_names_and_match_the_folders(domain):
+    names = keras_attention.available(domain)
+    assert names == sorted(names)
+    for name in names:
+        module = keras_attention.registry.get_class(name).__module__
+        assert module.startswith(f"keras_attention.layers.{domain}."), (name, module)
+    others = [d for d in ("channel", "spatial", "mixed") if d != domain]
+    assert not set(names) & {n for d in others for n in keras_attention.available(d)}
+
+
+def test_every_name_has_a_domain():
+    by_domain = [n for d in ("channel", "spatial", "mixed") for n in keras_attention.available(d)]
+    assert sorted(by_domain) == keras_attention.available()
+
+
+def test_unknown_domain_raises():
+    with pytest.raises(ValueError, match="domain='colour'"):
+        keras_attention.available("colour")

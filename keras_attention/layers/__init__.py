@@ -1,16 +1,22 @@
-"""The attention layers, one mechanism (family) per module."""
+"""The attention layers, one mechanism (family) per module, grouped by domain.
 
-from keras_attention.layers.cbam import CBAM
-from keras_attention.layers.cbam import ChannelGate
-from keras_attention.layers.cbam import SpatialGate
-from keras_attention.layers.criss_cross import CrissCrossAttention
-from keras_attention.layers.dual_attention import ChannelAttention
-from keras_attention.layers.dual_attention import DualAttention
-from keras_attention.layers.dual_attention import PositionAttention
-from keras_attention.layers.efficient_channel import EfficientChannelAttention
-from keras_attention.layers.non_local import NonLocalBlock
-from keras_attention.layers.residual_attention import ResidualAttention
-from keras_attention.layers.selective_kernel import SelectiveKernel
-from keras_attention.layers.self_attention import SelfAttention2D
-from keras_attention.layers.spatial_transformer import SpatialTransformer
-from keras_attention.layers.squeeze_excitation import SqueezeExcitation
+`channel/` reweights channels, `spatial/` relates positions, `mixed/` does both.
+Every public class is re-exported here: `keras_attention.layers.X` is the import
+path whatever folder X lives in, and registered names ("keras_attention>X") do
+not depend on the folder, so saved files load after a file moves.
+"""
+
+from keras_attention.layers.channel import EfficientChannelAttention
+from keras_attention.layers.channel import SelectiveKernel
+from keras_attention.layers.channel import SqueezeExcitation
+from keras_attention.layers.mixed import CBAM
+from keras_attention.layers.mixed import ChannelAttention
+from keras_attention.layers.mixed import ChannelGate
+from keras_attention.layers.mixed import CrissCrossAttention
+from keras_attention.layers.mixed import DualAttention
+from keras_attention.layers.mixed import PositionAttention
+from keras_attention.layers.mixed import ResidualAttention
+from keras_attention.layers.mixed import SpatialGate
+from keras_attention.layers.spatial import NonLocalBlock
+from keras_attention.layers.spatial import SelfAttention2D
+from keras_attention.layers.spatial import SpatialTransformer
