@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 from keras_attention import layers
 from keras_attention import models
+from keras_attention import registry
 from keras_attention.layers import CBAM
 from keras_attention.layers import ChannelAttention
 from keras_attention.layers import ChannelGate
@@ -23,6 +24,5 @@ from keras_attention.layers import SelfAttention2D
 from keras_attention.layers import SpatialGate
 from keras_attention.layers import SpatialTransformer
 from keras_attention.layers import SqueezeExcitation
-from keras_attention import registry
 from keras_attention.registry import available
 from keras_attention.registry import get
