@@ -3,15 +3,20 @@
 import keras
 
 from keras_attention import registry
+from keras_attention.layers.base import BATCH_NORM_EPSILON
 from keras_attention.layers.base import BATCH_NORM_MOMENTUM
 
 POOLINGS = (None, "avg", "max")
 
 
 def batch_norm(x, name, **kwargs):
-    """BatchNormalization over the channel axis, with the layers' momentum (0.9)."""
+    """BatchNormalization over the channel axis, with the layers' momentum and epsilon."""
     return keras.layers.BatchNormalization(
-        axis=channel_axis(), momentum=BATCH_NORM_MOMENTUM, name=name, **kwargs
+        axis=channel_axis(),
+        momentum=BATCH_NORM_MOMENTUM,
+        epsilon=BATCH_NORM_EPSILON,
+        name=name,
+        **kwargs,
     )(x)
 
 

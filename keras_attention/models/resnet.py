@@ -11,7 +11,6 @@ _DEPTHS = {
     50: ("bottleneck", (3, 4, 6, 3)),
     101: ("bottleneck", (3, 4, 23, 3)),
 }
-_BN_EPSILON = 1e-5  # PyTorch's default, as in the torchvision models
 
 
 def _conv_bn(x, filters, kernel_size, strides, name, relu=True):
@@ -24,7 +23,7 @@ def _conv_bn(x, filters, kernel_size, strides, name, relu=True):
     x = keras.layers.Conv2D(
         filters, kernel_size, strides=strides, padding=padding, use_bias=False, name=f"{name}_conv"
     )(x)
-    x = _common.batch_norm(x, f"{name}_bn", epsilon=_BN_EPSILON)
+    x = _common.batch_norm(x, f"{name}_bn")
     return keras.layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
 
 
