@@ -30,6 +30,7 @@ class Case:
 CASES = [
     Case(layers.SqueezeExcitation, {"reduction": 4}, 16, {"reduction": 0}),
     Case(layers.EfficientChannelAttention, {}, 16, {"kernel_size": 4, "gamma": -1}),
+    Case(layers.EfficientChannelAttention, {"padding": "circular"}, 16, {"padding": "reflect"}),
     Case(
         layers.SelectiveKernel, {"groups": 4, "min_units": 4}, 16, {"groups": 0, "dilations": (1,)}
     ),

@@ -3,7 +3,10 @@ from keras import ops
 
 from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
+from keras_attention.layers.base import check_choice
 from keras_attention.layers.base import check_positive_int
+
+PADDINGS = ("same", "circular")
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -20,10 +23,20 @@ class EfficientChannelAttention(ImageAttentionLayer):
     `t = int(|(log2(C) + b) / gamma|)` and k is t, or t + 1 when t is even
     (C=64 -> 3, C=256 -> 5, C=2048 -> 7).
 
+    `padding="circular"` is timm's circular ECA (CECA, `CecaModule`): the
+    channel axis wraps around, so the first and last channels are neighbours
+    instead of seeing zeros. Same parameters, same cost.
+
+    The 1-D convolution runs on the pooled `(batch, C)` vector, which has no
+    image data format: it is channels_last whatever `data_format` is, so
+    `channels_first` works on CPUs without NCHW kernels too.
+
     Args:
         kernel_size: positive odd int or None (adaptive). Defaults to None.
         gamma: positive number, the slope of the adaptive rule. Defaults to 2.
         b: number, the offset of the adaptive rule. Defaults to 1.
+        padding: `"same"` (zeros beyond the first and last channel, the
+            paper's ECA) or `"circular"` (timm's CECA). Defaults to `"same"`.
         data_format: `"channels_last"`, `"channels_first"` or `None` (Keras's
             global `image_data_format`).
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
@@ -48,7 +61,7 @@ class EfficientChannelAttention(ImageAttentionLayer):
     5
     """
 
-    def __init__(self, kernel_size=None, gamma=2, b=1, data_format=None, **kwargs):
+    def __init__(self, kernel_size=None, gamma=2, b=1, padding="same", data_format=None, **kwargs):
         super().__init__(data_format=data_format, **kwargs)
         check_positive_int("kernel_size", kernel_size, allow_none=True)
         if kernel_size is not None and kernel_size % 2 == 0:
@@ -60,9 +73,11 @@ class EfficientChannelAttention(ImageAttentionLayer):
             raise ValueError(f"`gamma` must be a positive number. Received: gamma={gamma!r}")
         if isinstance(b, bool) or not isinstance(b, (int, float)):
             raise ValueError(f"`b` must be a number. Received: b={b!r}")  # noqa: TRY004
+        check_choice("padding", padding, PADDINGS)
         self.kernel_size = kernel_size
         self.gamma = gamma
         self.b = b
+        self.padding = padding
 
     def kernel_size_for(self, channels):
         """The 1-D kernel size used for `channels` input channels."""
@@ -72,11 +87,21 @@ class EfficientChannelAttention(ImageAttentionLayer):
 
     def build(self, input_shape):
         channels = self._input_channels(input_shape)
+        kernel_size = self.kernel_size_for(channels)
+        if self.padding == "circular" and kernel_size // 2 > channels:
+            raise ValueError(
+                f"`padding`='circular' wraps at most C={channels} channels on each "
+                f"side, but kernel_size={kernel_size} needs {kernel_size // 2}"
+            )
+        # Circular padding is done by hand in `call`; the conv then pads nothing.
+        # data_format is fixed: the pooled vector has no image layout, and a
+        # Conv1D would otherwise follow the global setting to an NCW conv.
         self.conv = keras.layers.Conv1D(
             1,
-            self.kernel_size_for(channels),
-            padding="same",
+            kernel_size,
+            padding="same" if self.padding == "same" else "valid",
             use_bias=False,
+            data_format="channels_last",
             dtype=self.dtype_policy,
             name="conv",
         )
@@ -85,6 +110,12 @@ class EfficientChannelAttention(ImageAttentionLayer):
 
     def call(self, inputs, training=None, return_attention=False):
         squeezed = ka_ops.spatial_mean(inputs, self.data_format)
+        if self.padding == "circular":
+            half = self.conv.kernel_size[0] // 2
+            if half:
+                squeezed = ops.concatenate(
+                    [squeezed[:, -half:], squeezed, squeezed[:, :half]], axis=-1
+                )
         # Channels become the 1-D conv's "steps": (batch, C) -> (batch, C, 1).
         gate = ops.sigmoid(self.conv(squeezed[:, :, None])[:, :, 0])
         outputs = inputs * ka_ops.expand_channels(gate, self.data_format)
@@ -92,5 +123,12 @@ class EfficientChannelAttention(ImageAttentionLayer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"kernel_size": self.kernel_size, "gamma": self.gamma, "b": self.b})
+        config.update(
+            {
+                "kernel_size": self.kernel_size,
+                "gamma": self.gamma,
+                "b": self.b,
+                "padding": self.padding,
+            }
+        )
         return config
