@@ -16,6 +16,8 @@ SPATIAL = {
     "self_attention": layers.SelfAttention2D,
     "non_local": layers.NonLocalBlock,
     "stn": layers.SpatialTransformer,
+    "attention_gate": layers.AttentionGate,
+    "lka": layers.LargeKernelAttention,
 }
 
 MIXED = {
@@ -27,6 +29,12 @@ MIXED = {
     "channel_attention": layers.ChannelAttention,
     "ccnet": layers.CrissCrossAttention,
     "residual": layers.ResidualAttention,
+    "scse": layers.SpatialChannelSqueezeExcitation,
+    "sge": layers.SpatialGroupEnhance,
+    "shuffle": layers.ShuffleAttention,
+    "ema": layers.EfficientMultiScaleAttention,
+    "ela": layers.EfficientLocalAttention,
+    "gam": layers.GlobalAttention,
 }
 
 DOMAINS = {"channel": CHANNEL, "spatial": SPATIAL, "mixed": MIXED}

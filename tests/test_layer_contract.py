@@ -50,6 +50,23 @@ CASES = [
         16,
         {"depth": 0, "p": -1, "t": 0, "r": 0},
     ),
+    Case(
+        layers.SpatialChannelSqueezeExcitation,
+        {"reduction": 4, "combine": "max"},
+        16,
+        {"reduction": 0, "combine": "mul"},
+    ),
+    Case(layers.SpatialGroupEnhance, {"groups": 4}, 16, {"groups": 0}),
+    Case(layers.ShuffleAttention, {"groups": 4}, 16, {"groups": -1}),
+    Case(layers.EfficientMultiScaleAttention, {"groups": 4}, 16, {"groups": 0}),
+    Case(
+        layers.EfficientLocalAttention,
+        {"kernel_size": 3, "norm_groups": 4},
+        16,
+        {"kernel_size": 4, "norm_groups": 0},
+    ),
+    Case(layers.GlobalAttention, {"reduction": 4}, 16, {"reduction": 0}),
+    Case(layers.LargeKernelAttention, {}, 16, {"data_format": "NCHW"}),
 ]
 
 ALL_CASES = [pytest.param(case, id=case.cls.__name__) for case in CASES]

@@ -14,9 +14,17 @@ from keras_attention.layers.mixed import ChannelAttention
 from keras_attention.layers.mixed import ChannelGate
 from keras_attention.layers.mixed import CrissCrossAttention
 from keras_attention.layers.mixed import DualAttention
+from keras_attention.layers.mixed import EfficientLocalAttention
+from keras_attention.layers.mixed import EfficientMultiScaleAttention
+from keras_attention.layers.mixed import GlobalAttention
 from keras_attention.layers.mixed import PositionAttention
 from keras_attention.layers.mixed import ResidualAttention
+from keras_attention.layers.mixed import ShuffleAttention
+from keras_attention.layers.mixed import SpatialChannelSqueezeExcitation
 from keras_attention.layers.mixed import SpatialGate
+from keras_attention.layers.mixed import SpatialGroupEnhance
+from keras_attention.layers.spatial import AttentionGate
+from keras_attention.layers.spatial import LargeKernelAttention
 from keras_attention.layers.spatial import NonLocalBlock
 from keras_attention.layers.spatial import SelfAttention2D
 from keras_attention.layers.spatial import SpatialTransformer

@@ -7,4 +7,12 @@ from keras_attention.layers.mixed.criss_cross import CrissCrossAttention
 from keras_attention.layers.mixed.dual_attention import ChannelAttention
 from keras_attention.layers.mixed.dual_attention import DualAttention
 from keras_attention.layers.mixed.dual_attention import PositionAttention
+from keras_attention.layers.mixed.efficient_local import EfficientLocalAttention
+from keras_attention.layers.mixed.efficient_multi_scale import EfficientMultiScaleAttention
+from keras_attention.layers.mixed.global_attention import GlobalAttention
 from keras_attention.layers.mixed.residual_attention import ResidualAttention
+from keras_attention.layers.mixed.shuffle_attention import ShuffleAttention
+from keras_attention.layers.mixed.spatial_channel_squeeze_excitation import (
+    SpatialChannelSqueezeExcitation,
+)
+from keras_attention.layers.mixed.spatial_group_enhance import SpatialGroupEnhance

@@ -1,5 +1,7 @@
 """Spatial attention: positions attend to positions (self-attention) or are resampled."""
 
+from keras_attention.layers.spatial.attention_gate import AttentionGate
+from keras_attention.layers.spatial.large_kernel import LargeKernelAttention
 from keras_attention.layers.spatial.non_local import NonLocalBlock
 from keras_attention.layers.spatial.self_attention import SelfAttention2D
 from keras_attention.layers.spatial.spatial_transformer import SpatialTransformer

@@ -1,0 +1,100 @@
+import keras
+from keras import ops
+
+from keras_attention import ops as ka_ops
+from keras_attention.layers.base import ImageAttentionLayer
+from keras_attention.layers.base import batch_norm
+from keras_attention.layers.base import check_positive_int
+
+
+@keras.saving.register_keras_serializable(package="keras_attention")
+class GlobalAttention(ImageAttentionLayer):
+    """Global Attention Mechanism (GAM): channel then spatial attention without pooling.
+
+    Reference: Liu, Shao and Hoffmann, "Global Attention Mechanism: Retain
+    Information to Enhance Channel-Spatial Interactions", 2021
+    (https://arxiv.org/abs/2112.05561).
+
+    Channel attention: an MLP `Dense(C // reduction, relu) -> Dense(C)` (with
+    biases) runs on the channel vector of every pixel (the paper's 3-D
+    permutation; nothing is pooled), a sigmoid gates `x` element-wise.
+    Spatial attention on the result: `7x7 conv to C // reduction -> BN ->
+    ReLU -> 7x7 conv to C -> BN -> sigmoid` (convs with biases), which gates
+    it element-wise again. The paper's optional group convolution with
+    channel shuffle (used for ResNet-50) is not included. The authors released
+    no code; this follows the paper and the implementation everyone uses
+    (`GAM_Attention`, rate=4). With C=256 and reduction=4: 1,640,320
+    parameters (1,639,552 trainable).
+
+    Args:
+        reduction: int >= 1, the ratio r of both branches; hidden widths are
+            `max(1, C // reduction)`. Defaults to 4.
+        data_format: `"channels_last"`, `"channels_first"` or `None` (Keras's
+            global `image_data_format`).
+        **kwargs: base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: a 4-D feature map.
+        training: bool, BatchNormalization's mode.
+        return_attention: if True, also return a dict of the two gates,
+            `"channel"` and `"spatial"`, each the same shape as the input.
+
+    Input shape:
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+
+    Output shape:
+        Same as the input.
+
+    Example:
+
+    >>> x = keras.Input((None, None, 64))
+    >>> y = GlobalAttention(reduction=4)(x)
+    >>> y.shape
+    (None, None, None, 64)
+    """
+
+    def __init__(self, reduction=4, data_format=None, **kwargs):
+        super().__init__(data_format=data_format, **kwargs)
+        check_positive_int("reduction", reduction)
+        self.reduction = reduction
+
+    def build(self, input_shape):
+        channels = self._input_channels(input_shape)
+        hidden = max(1, channels // self.reduction)
+        self.channel_hidden = keras.layers.Dense(
+            hidden, activation="relu", dtype=self.dtype_policy, name="channel_hidden"
+        )
+        self.channel_hidden.build((None, channels))
+        self.channel_logits = keras.layers.Dense(
+            channels, dtype=self.dtype_policy, name="channel_logits"
+        )
+        self.channel_logits.build((None, hidden))
+        # The convolutions run channels_last (inputs transposed in `call`).
+        common = {"padding": "same", "data_format": "channels_last", "dtype": self.dtype_policy}
+        self.spatial_reduce = keras.layers.Conv2D(hidden, 7, name="spatial_reduce", **common)
+        self.spatial_reduce.build((None, None, None, channels))
+        self.reduce_norm = batch_norm("reduce_norm", (None, None, None, hidden), self.dtype_policy)
+        self.spatial_expand = keras.layers.Conv2D(channels, 7, name="spatial_expand", **common)
+        self.spatial_expand.build((None, None, None, hidden))
+        self.expand_norm = batch_norm(
+            "expand_norm", (None, None, None, channels), self.dtype_policy
+        )
+        self.built = True
+
+    def call(self, inputs, training=None, return_attention=False):
+        x = ka_ops.to_channels_last(inputs, self.data_format)
+        channel = ops.sigmoid(self.channel_logits(self.channel_hidden(x)))
+        x = x * channel
+        hidden = ops.relu(self.reduce_norm(self.spatial_reduce(x), training=training))
+        spatial = ops.sigmoid(self.expand_norm(self.spatial_expand(hidden), training=training))
+        outputs = ka_ops.from_channels_last(x * spatial, self.data_format)
+        attention = {
+            "channel": ka_ops.from_channels_last(channel, self.data_format),
+            "spatial": ka_ops.from_channels_last(spatial, self.data_format),
+        }
+        return self._outputs(outputs, attention, return_attention)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"reduction": self.reduction})
+        return config

@@ -1,0 +1,115 @@
+import keras
+from keras import ops
+
+from keras_attention import ops as ka_ops
+from keras_attention.layers.base import ImageAttentionLayer
+from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.group_norm import group_norm
+from keras_attention.layers.mixed.spatial_group_enhance import check_groups_divide
+
+
+@keras.saving.register_keras_serializable(package="keras_attention")
+class ShuffleAttention(ImageAttentionLayer):
+    """Shuffle Attention (SA-Net): per-group channel and spatial gates, then a channel shuffle.
+
+    Reference: Zhang and Yang, "SA-Net: Shuffle Attention for Deep
+    Convolutional Neural Networks", ICASSP 2021
+    (https://arxiv.org/abs/2102.00240).
+
+    The C channels are split into `groups` contiguous groups and each group
+    into two halves of n = C / (2 * groups) channels. The first half gets a
+    channel gate: global average pooling, `sigmoid(cweight * s + cbias)`. The
+    second half gets a spatial gate: GroupNorm with one channel a group
+    (normalised over H x W, with its own affine weights), then
+    `sigmoid(sweight * . + sbias)`. The n-vectors cweight, cbias, sweight,
+    sbias and the GroupNorm's scale and shift are shared by all groups
+    (6 * n parameters: 12 at C=256 with the default 64 groups). The gated
+    halves are concatenated back in place and the channels shuffled across
+    the two halves of C, as in the authors' code (wofmanaf/SA-Net), which
+    keeps the GroupNorm's own affine weights beside sweight and sbias.
+    cweight and sweight start at 0 and cbias and sbias at 1, so every gate is
+    sigmoid(1) at initialisation.
+
+    Args:
+        groups: int >= 1; `2 * groups` must divide C. Defaults to 64.
+        data_format: `"channels_last"`, `"channels_first"` or `None` (Keras's
+            global `image_data_format`).
+        **kwargs: base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: a 4-D feature map.
+        training: unused; accepted for a uniform signature.
+        return_attention: if True, also return the gate of every input
+            channel at every position (before the shuffle, in the input's
+            channel order), the same shape as the input.
+
+    Input shape:
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+
+    Output shape:
+        Same as the input.
+
+    Example:
+
+    >>> x = keras.Input((None, None, 256))
+    >>> y = ShuffleAttention(groups=64)(x)
+    >>> y.shape
+    (None, None, None, 256)
+    """
+
+    def __init__(self, groups=64, data_format=None, **kwargs):
+        super().__init__(data_format=data_format, **kwargs)
+        check_positive_int("groups", groups)
+        self.groups = groups
+
+    def build(self, input_shape):
+        channels = self._input_channels(input_shape)
+        check_groups_divide(self.__class__.__name__, self.groups, channels, parts=2)
+        half = channels // (2 * self.groups)
+        for name, value in (
+            ("cweight", "zeros"),
+            ("cbias", "ones"),
+            ("sweight", "zeros"),
+            ("sbias", "ones"),
+            ("norm_gamma", "ones"),
+            ("norm_beta", "zeros"),
+        ):
+            setattr(self, name, self.add_weight(shape=(half,), initializer=value, name=name))
+        self.built = True
+
+    def call(self, inputs, training=None, return_attention=False):
+        x = ka_ops.to_channels_last(inputs, self.data_format)
+        shape = ops.shape(x)
+        channels = x.shape[-1]
+        half = channels // (2 * self.groups)
+        # (batch, H, W, groups, 2n): the two halves of each group side by side.
+        grouped = ops.reshape(x, (-1, shape[1], shape[2], self.groups, 2 * half))
+        pooled = ka_ops.mean(grouped[..., :half], (1, 2), keepdims=True)
+        channel_gate = ops.sigmoid(pooled * self.cweight + self.cbias)
+        normed = group_norm(
+            ops.reshape(grouped[..., half:], (-1, shape[1], shape[2], self.groups * half)),
+            self.groups * half,
+            ops.tile(self.norm_gamma, (self.groups,)),
+            ops.tile(self.norm_beta, (self.groups,)),
+        )
+        normed = ops.reshape(normed, (-1, shape[1], shape[2], self.groups, half))
+        spatial_gate = ops.sigmoid(normed * self.sweight + self.sbias)
+        channel_gate = ops.broadcast_to(channel_gate, ops.shape(spatial_gate))
+        gate = ops.reshape(
+            ops.concatenate([channel_gate, spatial_gate], axis=-1),
+            (-1, shape[1], shape[2], channels),
+        )
+        gated = x * gate
+        # Channel shuffle with 2 groups: channel s * C/2 + k moves to 2k + s.
+        shuffled = ops.reshape(gated, (-1, shape[1], shape[2], 2, channels // 2))
+        shuffled = ops.reshape(
+            ops.transpose(shuffled, (0, 1, 2, 4, 3)), (-1, shape[1], shape[2], channels)
+        )
+        outputs = ka_ops.from_channels_last(shuffled, self.data_format)
+        gate = ka_ops.from_channels_last(gate, self.data_format)
+        return self._outputs(outputs, gate, return_attention)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"groups": self.groups})
+        return config
