@@ -17,6 +17,7 @@ from keras_attention.layers import CrissCrossAttention
 from keras_attention.layers import DualAttention
 from keras_attention.layers import EfficientChannelAttention
 from keras_attention.layers import NonLocalBlock
+from keras_attention.layers import OutlookAttention
 from keras_attention.layers import PositionAttention
 from keras_attention.layers import ResidualAttention
 from keras_attention.layers import SelectiveKernel

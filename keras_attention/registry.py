@@ -16,6 +16,7 @@ SPATIAL = {
     "self_attention": layers.SelfAttention2D,
     "non_local": layers.NonLocalBlock,
     "stn": layers.SpatialTransformer,
+    "outlook": layers.OutlookAttention,
 }
 
 MIXED = {

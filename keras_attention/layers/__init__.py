@@ -18,5 +18,6 @@ from keras_attention.layers.mixed import PositionAttention
 from keras_attention.layers.mixed import ResidualAttention
 from keras_attention.layers.mixed import SpatialGate
 from keras_attention.layers.spatial import NonLocalBlock
+from keras_attention.layers.spatial import OutlookAttention
 from keras_attention.layers.spatial import SelfAttention2D
 from keras_attention.layers.spatial import SpatialTransformer

@@ -1,5 +1,6 @@
 """Spatial attention: positions attend to positions (self-attention) or are resampled."""
 
 from keras_attention.layers.spatial.non_local import NonLocalBlock
+from keras_attention.layers.spatial.outlook import OutlookAttention
 from keras_attention.layers.spatial.self_attention import SelfAttention2D
 from keras_attention.layers.spatial.spatial_transformer import SpatialTransformer
