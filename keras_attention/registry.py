@@ -17,6 +17,9 @@ SPATIAL = {
     "non_local": layers.NonLocalBlock,
     "stn": layers.SpatialTransformer,
     "outlook": layers.OutlookAttention,
+    "polarized": layers.PolarizedSelfAttention,
+    "cot": layers.ContextualTransformer,
+    "axial": layers.AxialAttention,
 }
 
 MIXED = {
