@@ -49,6 +49,15 @@ CASES = [
         16,
         {"depth": 0, "p": -1, "t": 0, "r": 0},
     ),
+    Case(layers.PolarizedSelfAttention, {}, 16, {"layout": "both"}),
+    Case(layers.AxialAttention, {"span": 10, "num_heads": 2}, 16, {"span": 0, "num_heads": 0}),
+    Case(layers.ContextualTransformer, {}, 16, {"kernel_size": 4}),
+    Case(
+        layers.OutlookAttention,
+        {"num_heads": 2, "stride": 2},
+        16,
+        {"num_heads": 0, "kernel_size": 2, "stride": 0},
+    ),
 ]
 
 ALL_CASES = [pytest.param(case, id=case.cls.__name__) for case in CASES]
