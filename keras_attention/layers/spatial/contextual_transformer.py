@@ -24,19 +24,21 @@ class ContextualTransformer(ImageAttentionLayer):
     1. Static context `K1`: a k x k convolution in 4 groups (no bias) + BN +
        ReLU on the input (the keys).
     2. Local weights: `[x, K1]` -> 1x1 conv to C/2 (no bias) + BN + ReLU ->
-       1x1 conv to k*k*C/8 (bias) -> GroupNorm in C/8 groups: for every
-       position, C/8 sets of k*k weights, set `g` shared by the channels
-       `c` with `c % (C/8) == g` (interleaved, as the CUDA kernel indexes).
+       1x1 conv to k*k*C/8 (bias) -> GroupNorm in C/8 groups (each over its
+       k*k slots at all positions, as PyTorch's): for every position, C/8
+       sets of k*k weights, set `g` shared by the channels `c` with
+       `c % (C/8) == g` (interleaved, as the CUDA kernel indexes).
     3. Dynamic context `K2`: values (1x1 conv, no bias, + BN) aggregated over
        each k x k window (zero padding) with those weights, then BN + swish.
     4. Fusion: global mean of `K1 + K2` -> 1x1 conv (max(C/2, 32), bias) + BN +
        ReLU -> 1x1 conv to 2C -> softmax over the two contexts per channel
        (float32) -> `a0 * K2 + a1 * K1`.
 
-    Where the code differs from the paper: the local weights are normalised
-    by GroupNorm, not a softmax over the window, and the two contexts are
-    fused by the split-attention softmax of step 4. The aggregation is a
-    per-position k x k mixing with no softmax, so
+    Where the paper's equations leave the form open, the code is followed:
+    the local weights are normalised by GroupNorm (no softmax over the
+    window; a weight set's statistics span the whole map), and the two
+    contexts are fused by the split-attention softmax of step 4. The
+    aggregation is a per-position k x k mixing with no softmax, so
     `keras.ops.dot_product_attention` does not apply. The grouped key
     convolution runs as one convolution per group (the same result; fast and
     builtin on every backend and in TFLite). Memory grows linearly with H*W
