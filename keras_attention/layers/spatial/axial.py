@@ -144,7 +144,8 @@ class AxialAttention(ImageAttentionLayer):
     def _check_size(self, shape):
         shape = ka_ops.shape_to_channels_last(tuple(shape), self.data_format)
         for axis, size, span in zip(AXES, shape[1:3], self._spans):
-            if size is not None and size > span:
+            # JAX traces unknown sizes as symbolic dimensions, not None.
+            if isinstance(size, int) and size > span:
                 raise ValueError(
                     f"AxialAttention with span={self.span!r} accepts a {axis} of at most "
                     f"{span}. Received `inputs` with shape {tuple(shape)} (channels_last "
