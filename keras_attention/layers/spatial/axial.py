@@ -205,6 +205,20 @@ class AxialAttention(ImageAttentionLayer):
         attention = {"height": height_weights, "width": width_weights} if return_attention else None
         return self._outputs(outputs, attention, return_attention)
 
+    def compute_output_spec(self, inputs, training=None, return_attention=False):
+        # Stated, not traced: the torch backend traces unknown sizes as 83,
+        # which the span check would reject.
+        outputs = keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
+        if not return_attention:
+            return outputs
+        batch, height, width, _ = ka_ops.shape_to_channels_last(inputs.shape, self.data_format)
+        heads = self.num_heads
+        attention = {
+            "height": keras.KerasTensor((batch, width, heads, height, height), self.compute_dtype),
+            "width": keras.KerasTensor((batch, height, heads, width, width), self.compute_dtype),
+        }
+        return outputs, attention
+
     def get_config(self):
         config = super().get_config()
         config.update({"span": self.span, "num_heads": self.num_heads})
