@@ -12,8 +12,10 @@ from keras_attention import models
 from keras_attention import registry
 from keras_attention.layers import CBAM
 from keras_attention.layers import AttentionGate
+from keras_attention.layers import AxialAttention
 from keras_attention.layers import ChannelAttention
 from keras_attention.layers import ChannelGate
+from keras_attention.layers import ContextualTransformer
 from keras_attention.layers import CrissCrossAttention
 from keras_attention.layers import DualAttention
 from keras_attention.layers import EfficientChannelAttention
@@ -22,6 +24,8 @@ from keras_attention.layers import EfficientMultiScaleAttention
 from keras_attention.layers import GlobalAttention
 from keras_attention.layers import LargeKernelAttention
 from keras_attention.layers import NonLocalBlock
+from keras_attention.layers import OutlookAttention
+from keras_attention.layers import PolarizedSelfAttention
 from keras_attention.layers import PositionAttention
 from keras_attention.layers import ResidualAttention
 from keras_attention.layers import SelectiveKernel

@@ -18,6 +18,10 @@ SPATIAL = {
     "stn": layers.SpatialTransformer,
     "attention_gate": layers.AttentionGate,
     "lka": layers.LargeKernelAttention,
+    "outlook": layers.OutlookAttention,
+    "polarized": layers.PolarizedSelfAttention,
+    "cot": layers.ContextualTransformer,
+    "axial": layers.AxialAttention,
 }
 
 MIXED = {

@@ -67,6 +67,15 @@ CASES = [
     ),
     Case(layers.GlobalAttention, {"reduction": 4}, 16, {"reduction": 0}),
     Case(layers.LargeKernelAttention, {}, 16, {"data_format": "NCHW"}),
+    Case(layers.PolarizedSelfAttention, {}, 16, {"layout": "both"}),
+    Case(layers.AxialAttention, {"span": 10, "num_heads": 2}, 16, {"span": 0, "num_heads": 0}),
+    Case(layers.ContextualTransformer, {}, 16, {"kernel_size": 4}),
+    Case(
+        layers.OutlookAttention,
+        {"num_heads": 2, "stride": 2},
+        16,
+        {"num_heads": 0, "kernel_size": 2, "stride": 0},
+    ),
 ]
 
 ALL_CASES = [pytest.param(case, id=case.cls.__name__) for case in CASES]

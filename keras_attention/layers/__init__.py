@@ -25,6 +25,10 @@ from keras_attention.layers.mixed import SpatialGate
 from keras_attention.layers.mixed import SpatialGroupEnhance
 from keras_attention.layers.spatial import AttentionGate
 from keras_attention.layers.spatial import LargeKernelAttention
+from keras_attention.layers.spatial import AxialAttention
+from keras_attention.layers.spatial import ContextualTransformer
 from keras_attention.layers.spatial import NonLocalBlock
+from keras_attention.layers.spatial import OutlookAttention
+from keras_attention.layers.spatial import PolarizedSelfAttention
 from keras_attention.layers.spatial import SelfAttention2D
 from keras_attention.layers.spatial import SpatialTransformer
