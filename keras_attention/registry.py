@@ -10,6 +10,10 @@ CHANNEL = {
     "se": layers.SqueezeExcitation,
     "eca": layers.EfficientChannelAttention,
     "sk": layers.SelectiveKernel,
+    "ge": layers.GatherExcite,
+    "ese": layers.EffectiveSqueezeExcitation,
+    "srm": layers.StyleRecalibration,
+    "fca": layers.FrequencyChannelAttention,
 }
 
 SPATIAL = {
@@ -27,6 +31,10 @@ MIXED = {
     "channel_attention": layers.ChannelAttention,
     "ccnet": layers.CrissCrossAttention,
     "residual": layers.ResidualAttention,
+    "coord": layers.CoordinateAttention,
+    "bam": layers.BottleneckAttention,
+    "triplet": layers.TripletAttention,
+    "simam": layers.SimAM,
 }
 
 DOMAINS = {"channel": CHANNEL, "spatial": SPATIAL, "mixed": MIXED}
