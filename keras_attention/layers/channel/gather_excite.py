@@ -100,8 +100,8 @@ class GatherExcite(ImageAttentionLayer):
                 raise ValueError(f"`{name}` must be a bool. Received: {name}={value!r}")  # noqa: TRY004
         if extra_params and extent == 0:
             raise ValueError(
-                "`extra_params=True` needs `extent` >= 2: a parametric global gather "
-                "needs a fixed input size. Received: extent=0"
+                "`extra_params` needs `extent` >= 2: a parametric global gather needs "
+                "a fixed input size. Received: extra_params=True, extent=0"
             )
         check_positive_int("reduction", reduction)
         self.extent = extent
