@@ -80,8 +80,10 @@ class CoordinateAttention(ImageAttentionLayer):
         # One convolution and one normalisation over the H + W strips together.
         strips = ops.concatenate([rows, columns], axis=1)
         strips = ops.hard_silu(self.norm(self.conv(strips), training=training))
-        gate_h = ops.sigmoid(self.conv_h(strips[:, :height]))[:, :, None, :]
-        gate_w = ops.sigmoid(self.conv_w(strips[:, height:]))[:, None, :, :]
+        rows, columns = strips[:, :height], strips[:, height:]
+        # expand_dims, not [:, None]: TFLite rejects new-axis slices of run-time shapes.
+        gate_h = ops.expand_dims(ops.sigmoid(self.conv_h(rows)), 2)
+        gate_w = ops.expand_dims(ops.sigmoid(self.conv_w(columns)), 1)
         outputs = ka_ops.from_channels_last(x * gate_w * gate_h, self.data_format)
         attention = {
             "height": ka_ops.from_channels_last(gate_h, self.data_format),
