@@ -11,7 +11,7 @@ from helpers import to_numpy
 
 from keras_attention.layers import FrequencyChannelAttention
 
-# The paper's top-16 (u, v) pairs of the 7x7 DCT space, best first (fig. 4 / the authors' code).
+# The top-16 (u, v) pairs of the 7x7 DCT space, best first (the authors' selection table).
 TOP16 = [(0, 0), (0, 1), (6, 0), (0, 5), (0, 2), (1, 0), (1, 2), (4, 0),
          (5, 0), (1, 6), (3, 0), (0, 4), (0, 6), (0, 3), (3, 5), (2, 2)]  # fmt: skip
 

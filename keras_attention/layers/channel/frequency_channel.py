@@ -9,7 +9,7 @@ from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import check_choice
 from keras_attention.layers.base import check_positive_int
 
-# FcaNet's two-step "top" selection (Qin et al. 2021, fig. 4): the 32 best
+# FcaNet's two-step "top" selection (Qin et al. 2021; the authors' table): the 32 best
 # single frequencies (u, v) of a 7x7 DCT space, best first; "top k" takes the
 # first k. u indexes the height, v the width.
 TOP_FREQUENCIES_U = (0, 0, 6, 0, 0, 1, 1, 4, 5, 1, 3, 0, 0, 0, 3, 2,
