@@ -10,6 +10,10 @@ CHANNEL = {
     "se": layers.SqueezeExcitation,
     "eca": layers.EfficientChannelAttention,
     "sk": layers.SelectiveKernel,
+    "ge": layers.GatherExcite,
+    "ese": layers.EffectiveSqueezeExcitation,
+    "srm": layers.StyleRecalibration,
+    "fca": layers.FrequencyChannelAttention,
 }
 
 SPATIAL = {
@@ -39,6 +43,10 @@ MIXED = {
     "ema": layers.EfficientMultiScaleAttention,
     "ela": layers.EfficientLocalAttention,
     "gam": layers.GlobalAttention,
+    "coord": layers.CoordinateAttention,
+    "bam": layers.BottleneckAttention,
+    "triplet": layers.TripletAttention,
+    "simam": layers.SimAM,
 }
 
 DOMAINS = {"channel": CHANNEL, "spatial": SPATIAL, "mixed": MIXED}

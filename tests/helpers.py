@@ -62,3 +62,37 @@ def trainable_gradients(layer, x, training=True):
             for v in layer.trainable_variables
         ]
     raise NotImplementedError(backend)
+
+
+def input_gradient(layer, x, training=True):
+    """Gradient of a random projection of the layer's output w.r.t. its input `x`.
+
+    For parameter-free layers (SimAM), whose only gradient path is the input.
+    """
+    backend = keras.backend.backend()
+    rng = np.random.default_rng(1)
+    projection = rng.normal(size=tuple(keras.ops.shape(layer(x, training=training))))
+    projection = keras.ops.convert_to_tensor(projection.astype("float32"))
+
+    def loss_of(out):
+        return keras.ops.sum(keras.ops.cast(out, "float32") * projection)
+
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.convert_to_tensor(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = loss_of(layer(x, training=training))
+        return to_numpy(tape.gradient(loss, x))
+    if backend == "jax":
+        import jax
+
+        return to_numpy(jax.grad(lambda v: loss_of(layer(v, training=training)))(x))
+    if backend == "torch":
+        import torch
+
+        x = torch.tensor(x, requires_grad=True)
+        loss_of(layer(x, training=training)).backward()
+        return to_numpy(x.grad)
+    raise NotImplementedError(backend)

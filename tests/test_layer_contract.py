@@ -10,6 +10,7 @@ import dataclasses
 import keras
 import numpy as np
 import pytest
+from helpers import input_gradient
 from helpers import randomize_weights
 from helpers import to_numpy
 from helpers import trainable_gradients
@@ -75,6 +76,29 @@ CASES = [
         {"num_heads": 2, "stride": 2},
         16,
         {"num_heads": 0, "kernel_size": 2, "stride": 0},
+    ),
+    Case(
+        layers.GatherExcite,
+        {"extent": 2, "extra_params": True, "reduction": 4},
+        16,
+        {"extent": 3, "extra_params": 1, "reduction": 0},
+    ),
+    Case(layers.CoordinateAttention, {"reduction": 4}, 16, {"reduction": 0, "min_units": 0}),
+    Case(layers.EffectiveSqueezeExcitation, {}, 16, {"gate": "relu"}),
+    Case(
+        layers.BottleneckAttention,
+        {"reduction": 4, "dilation_rate": 2},
+        16,
+        {"reduction": 0, "dilation_rate": 0, "combine": "mean"},
+    ),
+    Case(layers.TripletAttention, {"kernel_size": 3}, 16, {"kernel_size": 4, "spatial": "no"}),
+    Case(layers.SimAM, {}, 16, {"e_lambda": 0}),
+    Case(layers.StyleRecalibration, {}, 16, {"data_format": "NCHW"}),
+    Case(
+        layers.FrequencyChannelAttention,
+        {"reduction": 4},
+        16,
+        {"reduction": 0, "dct_height": 4, "num_frequencies": 3},
     ),
 ]
 
@@ -165,6 +189,11 @@ def test_mixed_precision(case, policy):
 @pytest.mark.parametrize("case", ALL_CASES)
 def test_gradients_reach_every_trainable_weight(case):
     layer = built_randomized(case)
+    if not layer.trainable_weights:
+        # Parameter-free mechanisms (SimAM): the gradient must reach the input instead.
+        gradient = input_gradient(layer, random_input(case))
+        assert np.isfinite(gradient).all() and np.abs(gradient).max() > 0
+        return
     gradients = trainable_gradients(layer, random_input(case))
     assert len(gradients) == len(layer.trainable_weights) > 0
     for weight, gradient in zip(layer.trainable_weights, gradients):

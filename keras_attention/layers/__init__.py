@@ -6,12 +6,18 @@ path whatever folder X lives in, and registered names ("keras_attention>X") do
 not depend on the folder, so saved files load after a file moves.
 """
 
+from keras_attention.layers.channel import EffectiveSqueezeExcitation
 from keras_attention.layers.channel import EfficientChannelAttention
+from keras_attention.layers.channel import FrequencyChannelAttention
+from keras_attention.layers.channel import GatherExcite
 from keras_attention.layers.channel import SelectiveKernel
 from keras_attention.layers.channel import SqueezeExcitation
+from keras_attention.layers.channel import StyleRecalibration
 from keras_attention.layers.mixed import CBAM
+from keras_attention.layers.mixed import BottleneckAttention
 from keras_attention.layers.mixed import ChannelAttention
 from keras_attention.layers.mixed import ChannelGate
+from keras_attention.layers.mixed import CoordinateAttention
 from keras_attention.layers.mixed import CrissCrossAttention
 from keras_attention.layers.mixed import DualAttention
 from keras_attention.layers.mixed import EfficientLocalAttention
@@ -20,13 +26,15 @@ from keras_attention.layers.mixed import GlobalAttention
 from keras_attention.layers.mixed import PositionAttention
 from keras_attention.layers.mixed import ResidualAttention
 from keras_attention.layers.mixed import ShuffleAttention
+from keras_attention.layers.mixed import SimAM
 from keras_attention.layers.mixed import SpatialChannelSqueezeExcitation
 from keras_attention.layers.mixed import SpatialGate
 from keras_attention.layers.mixed import SpatialGroupEnhance
+from keras_attention.layers.mixed import TripletAttention
 from keras_attention.layers.spatial import AttentionGate
-from keras_attention.layers.spatial import LargeKernelAttention
 from keras_attention.layers.spatial import AxialAttention
 from keras_attention.layers.spatial import ContextualTransformer
+from keras_attention.layers.spatial import LargeKernelAttention
 from keras_attention.layers.spatial import NonLocalBlock
 from keras_attention.layers.spatial import OutlookAttention
 from keras_attention.layers.spatial import PolarizedSelfAttention

@@ -1,0 +1,78 @@
+import keras
+from keras import ops
+
+from keras_attention import ops as ka_ops
+from keras_attention.layers.base import ImageAttentionLayer
+
+
+@keras.saving.register_keras_serializable(package="keras_attention")
+class SimAM(ImageAttentionLayer):
+    """SimAM: parameter-free attention from each neuron's minimal energy.
+
+    Reference: Yang, Zhang, Li and Xie, "SimAM: A Simple, Parameter-Free
+    Attention Module for Convolutional Neural Networks", ICML 2021
+    (http://proceedings.mlr.press/v139/yang21o.html).
+
+    For every channel, with `mu` the spatial mean and
+    `var = sum((x - mu)^2) / (H*W - 1)`, each position gets the inverse
+    energy `e = (x - mu)^2 / (4 * (var + e_lambda)) + 0.5`, and the output is
+    `x * sigmoid(e)`: positions that stand out from their channel are kept
+    more. There are no weights. As in the authors' code, the variance divides
+    by `H*W - 1`; on a 1x1 map (where that is 0 and their code gives NaN) this
+    layer divides by 1 instead, which changes nothing else since the squared
+    deviations are then 0. The energy is computed in float32 under mixed
+    precision (the sum of squares overflows float16).
+
+    Args:
+        e_lambda: positive float, the regulariser lambda. Defaults to 1e-4.
+        data_format: `"channels_last"`, `"channels_first"` or `None` (Keras's
+            global `image_data_format`).
+        **kwargs: base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: a 4-D feature map.
+        training: unused; accepted for a uniform signature.
+        return_attention: if True, also return the gate `sigmoid(e)`, the
+            input's shape.
+
+    Input shape:
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+
+    Output shape:
+        Same as the input.
+
+    Example:
+
+    >>> x = keras.Input((None, None, 64))
+    >>> y = SimAM()(x)
+    >>> y.shape
+    (None, None, None, 64)
+    """
+
+    def __init__(self, e_lambda=1e-4, data_format=None, **kwargs):
+        super().__init__(data_format=data_format, **kwargs)
+        if isinstance(e_lambda, bool) or not isinstance(e_lambda, (int, float)) or e_lambda <= 0:
+            raise ValueError(
+                f"`e_lambda` must be a positive number. Received: e_lambda={e_lambda!r}"
+            )
+        self.e_lambda = e_lambda
+
+    def build(self, input_shape):
+        self._input_channels(input_shape)
+        self.built = True
+
+    def call(self, inputs, training=None, return_attention=False):
+        axes = ka_ops.spatial_axes(self.data_format)
+        x = ops.cast(inputs, "float32")
+        shape = ops.shape(x)
+        count = ops.cast(shape[axes[0]] * shape[axes[1]], "float32")
+        squared = ops.square(x - ops.mean(x, axis=axes, keepdims=True))
+        variance = ops.sum(squared, axis=axes, keepdims=True) / ops.maximum(count - 1.0, 1.0)
+        energy = squared / (4.0 * (variance + self.e_lambda)) + 0.5
+        gate = ops.cast(ops.sigmoid(energy), inputs.dtype)
+        return self._outputs(inputs * gate, gate, return_attention)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"e_lambda": self.e_lambda})
+        return config
