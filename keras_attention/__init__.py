@@ -11,11 +11,16 @@ from keras_attention import layers
 from keras_attention import models
 from keras_attention import registry
 from keras_attention.layers import CBAM
+from keras_attention.layers import BottleneckSelfAttention
 from keras_attention.layers import ChannelAttention
 from keras_attention.layers import ChannelGate
 from keras_attention.layers import CrissCrossAttention
+from keras_attention.layers import DoubleAttention
 from keras_attention.layers import DualAttention
 from keras_attention.layers import EfficientChannelAttention
+from keras_attention.layers import ExternalAttention
+from keras_attention.layers import HaloAttention
+from keras_attention.layers import LambdaLayer
 from keras_attention.layers import NonLocalBlock
 from keras_attention.layers import PositionAttention
 from keras_attention.layers import ResidualAttention

@@ -16,6 +16,11 @@ SPATIAL = {
     "self_attention": layers.SelfAttention2D,
     "non_local": layers.NonLocalBlock,
     "stn": layers.SpatialTransformer,
+    "bot": layers.BottleneckSelfAttention,
+    "halo": layers.HaloAttention,
+    "lambda": layers.LambdaLayer,
+    "a2": layers.DoubleAttention,
+    "external": layers.ExternalAttention,
 }
 
 MIXED = {

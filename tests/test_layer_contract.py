@@ -25,6 +25,11 @@ class Case:
     channels: int
     # argument -> an invalid value; each must raise a ValueError naming the argument.
     bad_kwargs: dict
+    # (height, width) pairs for the dynamic-size test. A layer whose weights fix
+    # the size (BoT's relative embeddings) or that needs multiples of a block
+    # lists sizes it accepts; the others keep the default. Other tests use
+    # HEIGHT x WIDTH, which every case accepts.
+    sizes: tuple = ((5, 7), (8, 6))
 
 
 CASES = [
@@ -49,6 +54,33 @@ CASES = [
         16,
         {"depth": 0, "p": -1, "t": 0, "r": 0},
     ),
+    Case(
+        layers.BottleneckSelfAttention,
+        {"feature_size": (6, 10), "num_heads": 2},
+        16,
+        {"feature_size": 0, "num_heads": 0, "key_dim": -1, "use_bias": 1},
+        sizes=((6, 10),),
+    ),
+    Case(
+        layers.HaloAttention,
+        {"block_size": 2, "halo_size": 1, "num_heads": 2},
+        16,
+        {"block_size": 0, "halo_size": -1, "num_heads": 0, "scale_position_logits": "no"},
+        sizes=((4, 6), (8, 2)),
+    ),
+    Case(
+        layers.LambdaLayer,
+        {"num_heads": 2, "key_dim": 4, "context_size": 3},
+        16,
+        {"num_heads": 0, "key_dim": 0, "context_size": 4, "feature_size": (5, 7)},
+    ),
+    Case(
+        layers.DoubleAttention,
+        {"feature_channels": 4, "descriptors": 3},
+        16,
+        {"feature_channels": 0, "descriptors": -1},
+    ),
+    Case(layers.ExternalAttention, {"units": 8}, 16, {"units": 0}),
 ]
 
 ALL_CASES = [pytest.param(case, id=case.cls.__name__) for case in CASES]
@@ -90,7 +122,7 @@ def test_output_shape_on_non_square_input(case):
 def test_dynamic_spatial_size(case):
     inputs = keras.Input((None, None, case.channels))
     model = keras.Model(inputs, make(case)(inputs))
-    for height, width in ((5, 7), (8, 6)):
+    for height, width in case.sizes:
         # predict() runs a traced graph, where shape bugs that eager mode hides show up.
         y = model.predict(random_input(case, height, width), verbose=0)
         assert tuple(y.shape[1:3]) == (height, width)

@@ -17,6 +17,11 @@ from keras_attention.layers.mixed import DualAttention
 from keras_attention.layers.mixed import PositionAttention
 from keras_attention.layers.mixed import ResidualAttention
 from keras_attention.layers.mixed import SpatialGate
+from keras_attention.layers.spatial import BottleneckSelfAttention
+from keras_attention.layers.spatial import DoubleAttention
+from keras_attention.layers.spatial import ExternalAttention
+from keras_attention.layers.spatial import HaloAttention
+from keras_attention.layers.spatial import LambdaLayer
 from keras_attention.layers.spatial import NonLocalBlock
 from keras_attention.layers.spatial import SelfAttention2D
 from keras_attention.layers.spatial import SpatialTransformer
