@@ -99,9 +99,8 @@ class BottleneckSelfAttention(ImageAttentionLayer):
 
     def _check_spatial_size(self, shape):
         height, width = ka_ops.shape_to_channels_last(tuple(shape), self.data_format)[1:3]
-        if (height is not None and height != self.feature_size[0]) or (
-            width is not None and width != self.feature_size[1]
-        ):
+        # Unknown sizes (None, or JAX's symbolic dimensions) pass.
+        if any(isinstance(s, int) and s != f for s, f in zip((height, width), self.feature_size)):
             raise ValueError(
                 f"{self.__class__.__name__} was created with "
                 f"feature_size={self.feature_size} (its relative position "

@@ -105,7 +105,7 @@ class HaloAttention(ImageAttentionLayer):
 
     def _check_spatial_size(self, shape):
         size = ka_ops.shape_to_channels_last(tuple(shape), self.data_format)[1:3]
-        if any(s is not None and s % self.block_size for s in size):
+        if any(isinstance(s, int) and s % self.block_size for s in size):
             raise ValueError(
                 f"{self.__class__.__name__} needs a height and width that are "
                 f"multiples of `block_size`={self.block_size}. Received `inputs` "

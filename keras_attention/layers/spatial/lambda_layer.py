@@ -129,7 +129,7 @@ class LambdaLayer(ImageAttentionLayer):
         if self.feature_size is None:
             return
         size = ka_ops.shape_to_channels_last(tuple(shape), self.data_format)[1:3]
-        if any(s is not None and s != f for s, f in zip(size, self.feature_size)):
+        if any(isinstance(s, int) and s != f for s, f in zip(size, self.feature_size)):
             raise ValueError(
                 f"{self.__class__.__name__} with context_size=None was created with "
                 f"feature_size={self.feature_size} (its relative embeddings fix the "
