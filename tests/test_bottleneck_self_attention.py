@@ -55,7 +55,9 @@ def reference(layer, x):
 
 
 @pytest.mark.parametrize(
-    "scale_position_logits, return_attention", [(False, False), (True, True)], ids=["fused", "explicit"]
+    "scale_position_logits, return_attention",
+    [(False, False), (True, True)],
+    ids=["fused", "explicit"],
 )
 def test_matches_numpy_reference(scale_position_logits, return_attention):
     x = images((2, 3, 4, 16), seed=1)
@@ -80,7 +82,9 @@ def to_timm(layer, channels):
         scale_pos_embed=layer.scale_position_logits,
     ).eval()
     with torch.no_grad():
-        module.qkv.weight.copy_(torch.from_numpy(to_numpy(layer.qkv.kernel)[0, 0].T[..., None, None]))
+        module.qkv.weight.copy_(
+            torch.from_numpy(to_numpy(layer.qkv.kernel)[0, 0].T[..., None, None])
+        )
         if layer.use_bias:
             module.qkv.bias.copy_(torch.from_numpy(to_numpy(layer.qkv.bias)))
         module.pos_embed.height_rel.copy_(torch.from_numpy(to_numpy(layer.height_rel)))

@@ -60,9 +60,7 @@ def reference(layer, x):
                     ky, kx = divmod(s, w)
                     embedding = rows[ky - qy + w - 1] + columns[kx - qx + w - 1]
                     relative = block[:, t] @ embedding
-                    logits[:, :, t, s] += relative * (
-                        scale if layer.scale_position_logits else 1.0
-                    )
+                    logits[:, :, t, s] += relative * (scale if layer.scale_position_logits else 1.0)
             weights = softmax(logits)
             attention.append(weights)
             attended = np.einsum("bhts,bshd->bthd", weights, values)

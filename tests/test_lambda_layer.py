@@ -26,9 +26,9 @@ def randomized(shape, **kwargs):
 
 def batch_norm(t, norm):
     w = {v.name: to_numpy(v).astype("float64") for v in norm.weights}
-    return (t - w["moving_mean"]) / np.sqrt(w["moving_variance"] + norm.epsilon) * w[
-        "gamma"
-    ] + w["beta"]
+    return (t - w["moving_mean"]) / np.sqrt(w["moving_variance"] + norm.epsilon) * w["gamma"] + w[
+        "beta"
+    ]
 
 
 def reference(layer, x):
@@ -94,7 +94,9 @@ def to_timm(layer, channels):
         qkv_bias=layer.use_bias,
     ).eval()
     with torch.no_grad():
-        module.qkv.weight.copy_(torch.from_numpy(to_numpy(layer.qkv.kernel)[0, 0].T[..., None, None]))
+        module.qkv.weight.copy_(
+            torch.from_numpy(to_numpy(layer.qkv.kernel)[0, 0].T[..., None, None])
+        )
         if layer.use_bias:
             module.qkv.bias.copy_(torch.from_numpy(to_numpy(layer.qkv.bias)))
         for ours, theirs in ((layer.norm_q, module.norm_q), (layer.norm_v, module.norm_v)):

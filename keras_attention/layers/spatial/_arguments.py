@@ -28,6 +28,4 @@ def check_size(name, value, allow_none=False):
 def check_non_negative_int(name, value):
     """Raises a ValueError naming `name` unless `value` is an int >= 0."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(
-            f"`{name}` must be a non-negative integer. Received: {name}={value!r}"
-        )
+        raise ValueError(f"`{name}` must be a non-negative integer. Received: {name}={value!r}")

@@ -64,9 +64,7 @@ def attend(query, key, value, bias, scale, return_attention=False):
     if dtype == "float16":
         query, key, value, bias = (ops.cast(t, "float32") for t in (query, key, value, bias))
     if return_attention:
-        logits = ops.einsum(
-            "nthd,nshd->nhts", ops.cast(query, "float32"), ops.cast(key, "float32")
-        )
+        logits = ops.einsum("nthd,nshd->nhts", ops.cast(query, "float32"), ops.cast(key, "float32"))
         logits = logits * scale + ops.cast(bias, "float32")
         weights = ops.cast(ops.softmax(logits, axis=-1), value.dtype)
         outputs = ops.einsum("nhts,nshd->nthd", weights, value)

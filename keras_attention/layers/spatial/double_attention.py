@@ -110,7 +110,5 @@ class DoubleAttention(ImageAttentionLayer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {"feature_channels": self.feature_channels, "descriptors": self.descriptors}
-        )
+        config.update({"feature_channels": self.feature_channels, "descriptors": self.descriptors})
         return config
