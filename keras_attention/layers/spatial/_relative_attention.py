@@ -53,9 +53,9 @@ def attend(query, key, value, bias, scale, return_attention=False):
 
     `query` (N, T, heads, d), `key` (N, S, heads, d), `value` (N, S, heads,
     dv), `bias` (N, heads, T, S). Without `return_attention` it runs through
-    `keras.ops.dot_product_attention` (a fused kernel where the backend has one
-    that takes a bias: JAX's cuDNN, PyTorch's memory-efficient kernel); the
-    bias itself is a (T x S) tensor per head, so memory stays that of the
+    `keras.ops.dot_product_attention`, so a backend's fused kernel can run
+    where it accepts an additive bias (not checked on a GPU here); the bias
+    itself is a (T x S) tensor per head, so memory stays that of the
     attention matrix. float16 runs in float32: the energies and relative logits
     of large activations leave float16's range (TensorFlow also forms the
     logits in the input dtype). The softmax is float32 on every path.
