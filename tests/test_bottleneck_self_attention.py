@@ -168,3 +168,11 @@ def test_config_keeps_the_size_as_a_pair():
     layer = BottleneckSelfAttention(feature_size=[3, 5])
     assert layer.get_config()["feature_size"] == (3, 5)
     assert BottleneckSelfAttention.from_config(layer.get_config()).feature_size == (3, 5)
+
+
+def test_symbolic_attention_shape_matches_the_eager_one():
+    layer = BottleneckSelfAttention(feature_size=(3, 4), num_heads=2)
+    outputs, attention = layer(keras.Input((3, 4, 8)), return_attention=True)
+    eager = layer(images((2, 3, 4, 8)), return_attention=True)[1]
+    assert tuple(outputs.shape) == (None, 3, 4, 8)
+    assert tuple(attention.shape) == (None,) + tuple(eager.shape[1:]) == (None, 2, 12, 12)

@@ -174,3 +174,13 @@ def test_halo_beyond_the_map_sees_zero_keys():
     np.testing.assert_allclose(attention.sum(-1), 1.0, rtol=1e-5)
     assert (attention[:, ~inside.reshape(-1)] > 0).all()
     np.testing.assert_allclose(to_numpy(layer(x)), reference(layer, x)[0], rtol=1e-4, atol=1e-5)
+
+
+def test_symbolic_attention_shape_matches_the_eager_one():
+    layer = HaloAttention(block_size=2, halo_size=1, num_heads=2)
+    outputs, attention = layer(keras.Input((4, 6, 8)), return_attention=True)
+    eager = layer(images((2, 4, 6, 8)), return_attention=True)[1]
+    assert tuple(outputs.shape) == (None, 4, 6, 8)
+    assert tuple(attention.shape) == (None,) + tuple(eager.shape[1:]) == (None, 6, 2, 4, 16)
+    unknown = layer(keras.Input((None, None, 8)), return_attention=True)[1]
+    assert tuple(unknown.shape) == (None, None, 2, 4, 16)

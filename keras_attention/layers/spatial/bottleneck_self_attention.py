@@ -163,6 +163,16 @@ class BottleneckSelfAttention(ImageAttentionLayer):
         outputs = ka_ops.from_channels_last(outputs, self.data_format)
         return self._outputs(outputs, attention, return_attention)
 
+    def compute_output_spec(self, inputs, training=None, return_attention=False):
+        # Shapes from the arguments, not by tracing `call`: PyTorch traces with
+        # placeholder sizes and JAX with symbolic ones, which the fixed size rejects.
+        outputs = keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
+        if not return_attention:
+            return outputs
+        positions = self.feature_size[0] * self.feature_size[1]
+        shape = (inputs.shape[0], self.num_heads, positions, positions)
+        return outputs, keras.KerasTensor(shape, dtype=self.compute_dtype)
+
     def get_config(self):
         config = super().get_config()
         config.update(

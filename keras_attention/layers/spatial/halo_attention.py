@@ -203,6 +203,20 @@ class HaloAttention(ImageAttentionLayer):
             )
         return self._outputs(outputs, attention, return_attention)
 
+    def compute_output_spec(self, inputs, training=None, return_attention=False):
+        # Shapes by arithmetic, not by tracing `call`: PyTorch traces with
+        # placeholder sizes (not multiples of the block) and JAX with symbolic ones.
+        outputs = keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
+        if not return_attention:
+            return outputs
+        height, width = ka_ops.shape_to_channels_last(tuple(inputs.shape), self.data_format)[1:3]
+        blocks = None
+        if isinstance(height, int) and isinstance(width, int):
+            blocks = (height // self.block_size) * (width // self.block_size)
+        window = self.block_size + 2 * self.halo_size
+        shape = (inputs.shape[0], blocks, self.num_heads, self.block_size**2, window**2)
+        return outputs, keras.KerasTensor(shape, dtype=self.compute_dtype)
+
     def get_config(self):
         config = super().get_config()
         config.update(
