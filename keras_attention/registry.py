@@ -26,6 +26,11 @@ SPATIAL = {
     "polarized": layers.PolarizedSelfAttention,
     "cot": layers.ContextualTransformer,
     "axial": layers.AxialAttention,
+    "bot": layers.BottleneckSelfAttention,
+    "halo": layers.HaloAttention,
+    "lambda": layers.LambdaLayer,
+    "a2": layers.DoubleAttention,
+    "external": layers.ExternalAttention,
 }
 
 MIXED = {

@@ -26,6 +26,16 @@ class Case:
     channels: int
     # argument -> an invalid value; each must raise a ValueError naming the argument.
     bad_kwargs: dict
+    # (height, width) pairs for the dynamic-size test. A layer whose weights fix
+    # the size (BoT's relative embeddings) or that needs multiples of a block
+    # lists sizes it accepts; the others keep the default. Other tests use
+    # HEIGHT x WIDTH, which every case accepts.
+    sizes: tuple = ((5, 7), (8, 6))
+    # Input scale of the mixed-precision test. A layer whose outputs are bilinear
+    # in its inputs (Lambda: queries times values) turns x50 into ~x2500, past
+    # float16's range by arithmetic alone; it uses a smaller scale and tests
+    # its softmax at large logits in its own file.
+    mixed_precision_scale: float = 50.0
 
 
 CASES = [
@@ -100,6 +110,34 @@ CASES = [
         16,
         {"reduction": 0, "dct_height": 4, "num_frequencies": 3},
     ),
+    Case(
+        layers.BottleneckSelfAttention,
+        {"feature_size": (6, 10), "num_heads": 2},
+        16,
+        {"feature_size": 0, "num_heads": 0, "key_dim": -1, "use_bias": 1},
+        sizes=((6, 10),),
+    ),
+    Case(
+        layers.HaloAttention,
+        {"block_size": 2, "halo_size": 1, "num_heads": 2},
+        16,
+        {"block_size": 0, "halo_size": -1, "num_heads": 0, "scale_position_logits": "no"},
+        sizes=((4, 6), (8, 2)),
+    ),
+    Case(
+        layers.LambdaLayer,
+        {"num_heads": 2, "key_dim": 4, "context_size": 3},
+        16,
+        {"num_heads": 0, "key_dim": 0, "context_size": 4, "feature_size": (5, 7)},
+        mixed_precision_scale=10.0,
+    ),
+    Case(
+        layers.DoubleAttention,
+        {"feature_channels": 4, "descriptors": 3},
+        16,
+        {"feature_channels": 0, "descriptors": -1},
+    ),
+    Case(layers.ExternalAttention, {"units": 8}, 16, {"units": 0}),
 ]
 
 ALL_CASES = [pytest.param(case, id=case.cls.__name__) for case in CASES]
@@ -141,7 +179,7 @@ def test_output_shape_on_non_square_input(case):
 def test_dynamic_spatial_size(case):
     inputs = keras.Input((None, None, case.channels))
     model = keras.Model(inputs, make(case)(inputs))
-    for height, width in ((5, 7), (8, 6)):
+    for height, width in case.sizes:
         # predict() runs a traced graph, where shape bugs that eager mode hides show up.
         y = model.predict(random_input(case, height, width), verbose=0)
         assert tuple(y.shape[1:3]) == (height, width)
@@ -179,7 +217,7 @@ def test_keras_file_round_trip_in_safe_mode(case, tmp_path):
 @pytest.mark.parametrize("case", ALL_CASES)
 def test_mixed_precision(case, policy):
     layer = make(case, dtype=policy)
-    x = random_input(case, scale=50.0)
+    x = random_input(case, scale=case.mixed_precision_scale)
     outputs = layer(x)
     assert keras.backend.standardize_dtype(outputs.dtype) == policy.split("_")[1]
     assert all(keras.backend.standardize_dtype(w.dtype) == "float32" for w in layer.weights)

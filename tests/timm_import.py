@@ -58,6 +58,6 @@ def import_timm():
     """timm, with placeholder torchvision modules where the real one cannot load."""
     try:
         import torchvision  # noqa: F401
-    except Exception:  # ImportError, or RuntimeError from a mismatched build
+    except (ImportError, RuntimeError, OSError):  # missing, or a mismatched build
         _stub_torchvision()
     return importlib.import_module("timm")

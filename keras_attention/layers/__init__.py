@@ -33,7 +33,12 @@ from keras_attention.layers.mixed import SpatialGroupEnhance
 from keras_attention.layers.mixed import TripletAttention
 from keras_attention.layers.spatial import AttentionGate
 from keras_attention.layers.spatial import AxialAttention
+from keras_attention.layers.spatial import BottleneckSelfAttention
 from keras_attention.layers.spatial import ContextualTransformer
+from keras_attention.layers.spatial import DoubleAttention
+from keras_attention.layers.spatial import ExternalAttention
+from keras_attention.layers.spatial import HaloAttention
+from keras_attention.layers.spatial import LambdaLayer
 from keras_attention.layers.spatial import LargeKernelAttention
 from keras_attention.layers.spatial import NonLocalBlock
 from keras_attention.layers.spatial import OutlookAttention

@@ -1,0 +1,82 @@
+"""Multi-head softmax attention with 2-D relative position logits (BoTNet, HaloNet).
+
+Shared by `BottleneckSelfAttention` and `HaloAttention`: both add to the
+scaled query-key energies a logit per (query, key) pair from learned relative
+height and width embeddings, in timm's layout (`height_rel`, `width_rel` of
+`2 * window - 1` rows, row `k - q + window - 1` for a query at `q` and a key at
+`k` along that axis).
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+
+def default_key_dim(channels, num_heads):
+    """timm's query/key width per head: C rounded to a multiple of 8, split over heads.
+
+    timm's `make_divisible(C, 8)`: to the nearest multiple of 8, one step up if
+    that loses more than 10%.
+    """
+    rounded = max(8, int(channels + 4) // 8 * 8)
+    if rounded < 0.9 * channels:
+        rounded += 8
+    return rounded // num_heads
+
+
+def relative_index(queries, window):
+    """(queries, window) int32: the embedding row of each (query, key) pair along one axis."""
+    return (np.arange(window)[None, :] - np.arange(queries)[:, None] + window - 1).astype("int32")
+
+
+def relative_logits(query, height_rel, width_rel, key_height, key_width):
+    """The relative position logits of every query of a (qh x qw) grid to a (kh x kw) grid.
+
+    `query` (N, qh, qw, heads, d); `height_rel` (2 kh - 1, d) and `width_rel`
+    (2 kw - 1, d). Returns (N, heads, qh * qw, kh * kw) in `query`'s dtype:
+    `q . height_rel[ky - qy + kh - 1] + q . width_rel[kx - qx + kw - 1]`. The
+    tables are gathered per (query row, key row) pair, so the logits are two
+    small einsums, with no (T x S x d) tensor formed.
+    """
+    query_height, query_width = query.shape[1], query.shape[2]
+    rows = ops.take(height_rel, relative_index(query_height, key_height), axis=0)
+    columns = ops.take(width_rel, relative_index(query_width, key_width), axis=0)
+    by_row = ops.einsum("nyxhd,ykd->nhyxk", query, ops.cast(rows, query.dtype))
+    by_column = ops.einsum("nyxhd,xkd->nhyxk", query, ops.cast(columns, query.dtype))
+    logits = by_row[..., :, None] + by_column[..., None, :]
+    heads = query.shape[3]
+    return ops.reshape(logits, (-1, heads, query_height * query_width, key_height * key_width))
+
+
+def attend(query, key, value, bias, scale, return_attention=False):
+    """`softmax(scale * q k^T + bias) v` per head: outputs (N, T, heads, dv) and the weights.
+
+    `query` (N, T, heads, d), `key` (N, S, heads, d), `value` (N, S, heads,
+    dv), `bias` (N, heads, T, S). Without `return_attention` it runs through
+    `keras.ops.dot_product_attention`, so a backend's fused kernel can run
+    where it accepts an additive bias (not checked on a GPU here); the bias
+    itself is a (T x S) tensor per head, so memory stays that of the
+    attention matrix. float16 runs in float32: the energies and relative logits
+    of large activations leave float16's range (TensorFlow also forms the
+    logits in the input dtype). The softmax is float32 on every path.
+    """
+    dtype = keras.backend.standardize_dtype(value.dtype)
+    if dtype == "float16":
+        query, key, value, bias = (ops.cast(t, "float32") for t in (query, key, value, bias))
+    if return_attention:
+        logits = ops.einsum("nthd,nshd->nhts", ops.cast(query, "float32"), ops.cast(key, "float32"))
+        logits = logits * scale + ops.cast(bias, "float32")
+        weights = ops.cast(ops.softmax(logits, axis=-1), value.dtype)
+        outputs = ops.einsum("nhts,nshd->nthd", weights, value)
+        return ops.cast(outputs, dtype), ops.cast(weights, dtype)
+    depth, value_depth = query.shape[-1], value.shape[-1]
+    if keras.backend.backend() != "tensorflow" and depth != value_depth:
+        # JAX needs equal head sizes (PyTorch's fused kernels too); zero
+        # channels change no dot product.
+        width = max(depth, value_depth)
+        pad = ((0, 0), (0, 0), (0, 0))
+        query = ops.pad(query, pad + ((0, width - depth),))
+        key = ops.pad(key, pad + ((0, width - depth),))
+        value = ops.pad(value, pad + ((0, width - value_depth),))
+    outputs = ops.dot_product_attention(query, key, value, bias=bias, scale=scale)
+    return ops.cast(outputs[..., :value_depth], dtype), None

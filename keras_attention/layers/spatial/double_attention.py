@@ -1,0 +1,114 @@
+import keras
+from keras import ops
+
+from keras_attention import ops as ka_ops
+from keras_attention.layers.base import ImageAttentionLayer
+from keras_attention.layers.base import check_positive_int
+
+
+@keras.saving.register_keras_serializable(package="keras_attention")
+class DoubleAttention(ImageAttentionLayer):
+    """Double attention: gather global descriptors by attention, distribute them by attention (A²).
+
+    Reference: Chen, Kalantidis, Li, Yan and Feng, "A²-Nets: Double
+    Attention Networks", NeurIPS 2018 (https://arxiv.org/abs/1810.11579).
+
+    1x1 convolutions give features A (`feature_channels` = m), attention maps
+    B (`descriptors` = n) and attention vectors V (n). Gather: each of the n
+    maps is normalised by a softmax over positions and pools the features
+    bilinearly, `G = A^T softmax_positions(B)` (m x n global descriptors).
+    Distribute: at each position a softmax over the n descriptors mixes them,
+    `Z_p = G softmax_descriptors(V_p)` (m channels). A 1x1 convolution takes Z
+    back to C and the block is residual: `outputs = inputs + conv(Z)`. Both
+    softmaxes run in float32. Nothing of size (HW x HW) is formed: memory grows
+    linearly with H*W.
+
+    The authors released no code, so this follows the paper's equations
+    (1)-(4) and its block figure (the 1x1 expansion and the residual sum).
+    Deviations, all exact rewrites or choices the paper leaves open: the
+    convolutions of A and B carry no bias (B's is a constant per map under
+    the softmax over positions, which cancels it; A's reaches Z unchanged,
+    because the distribution weights sum to 1, so the output convolution's
+    bias covers it); m and n default to C/4.
+
+    Args:
+        feature_channels: int or None, m, the channels of the gathered
+            features; None means `max(1, C // 4)`.
+        descriptors: int or None, n, the number of global descriptors; None
+            means `max(1, C // 4)`.
+        data_format: `"channels_last"`, `"channels_first"` or `None` (Keras's
+            global `image_data_format`).
+        **kwargs: base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: a 4-D feature map.
+        training: unused; accepted for a uniform signature.
+        return_attention: if True, also return a dict: `"gather"`, the
+            attention maps `(batch, H * W, n)` (each column sums to 1 over
+            positions), and `"distribute"`, the attention vectors
+            `(batch, H * W, n)` (each row sums to 1 over descriptors).
+
+    Input shape:
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+
+    Output shape:
+        Same as the input.
+
+    Example:
+
+    >>> x = keras.Input((None, None, 256))
+    >>> y = DoubleAttention(feature_channels=64, descriptors=64)(x)
+    >>> y.shape
+    (None, None, None, 256)
+    """
+
+    def __init__(self, feature_channels=None, descriptors=None, data_format=None, **kwargs):
+        super().__init__(data_format=data_format, **kwargs)
+        check_positive_int("feature_channels", feature_channels, allow_none=True)
+        check_positive_int("descriptors", descriptors, allow_none=True)
+        self.feature_channels = feature_channels
+        self.descriptors = descriptors
+
+    def build(self, input_shape):
+        channels = self._input_channels(input_shape)
+        features = self.feature_channels or max(1, channels // 4)
+        descriptors = self.descriptors or max(1, channels // 4)
+        self.features = self._conv(features, "features", False, channels)
+        self.gather = self._conv(descriptors, "gather", False, channels)
+        self.distribute = self._conv(descriptors, "distribute", True, channels)
+        self.project = self._conv(channels, "project", True, features)
+        self.built = True
+
+    def _conv(self, filters, name, use_bias, channels):
+        conv = keras.layers.Conv2D(
+            filters,
+            1,
+            use_bias=use_bias,
+            data_format="channels_last",
+            dtype=self.dtype_policy,
+            name=name,
+        )
+        conv.build((None, None, None, channels))
+        return conv
+
+    def call(self, inputs, training=None, return_attention=False):
+        x = ka_ops.to_channels_last(inputs, self.data_format)
+        _, height, width, _ = ops.shape(x)
+
+        def positions(t):  # (batch, H, W, d) -> (batch, H * W, d)
+            return ops.reshape(t, (-1, height * width, t.shape[-1]))
+
+        features = positions(self.features(x))
+        gather = ka_ops.softmax_float32(positions(self.gather(x)), axis=1)
+        distribute = ka_ops.softmax_float32(positions(self.distribute(x)), axis=-1)
+        descriptors = ops.einsum("bpm,bpn->bmn", features, gather)
+        distributed = ops.einsum("bpn,bmn->bpm", distribute, descriptors)
+        distributed = ops.reshape(distributed, (-1, height, width, distributed.shape[-1]))
+        outputs = ka_ops.from_channels_last(x + self.project(distributed), self.data_format)
+        attention = {"gather": gather, "distribute": distribute} if return_attention else None
+        return self._outputs(outputs, attention, return_attention)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"feature_channels": self.feature_channels, "descriptors": self.descriptors})
+        return config

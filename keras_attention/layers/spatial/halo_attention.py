@@ -1,0 +1,232 @@
+import keras
+from keras import ops
+
+from keras_attention import ops as ka_ops
+from keras_attention.layers.base import ImageAttentionLayer
+from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.spatial import _relative_attention as relative
+from keras_attention.layers.spatial._arguments import check_bool
+from keras_attention.layers.spatial._arguments import check_non_negative_int
+
+
+@keras.saving.register_keras_serializable(package="keras_attention")
+class HaloAttention(ImageAttentionLayer):
+    """Blocked local self-attention: each block of queries attends to its haloed neighbourhood.
+
+    Reference: Vaswani, Ramachandran, Srinivas, Parmar, Hechtman and Shlens,
+    "Scaling Local Self-Attention for Parameter Efficient Visual Backbones",
+    CVPR 2021 (https://arxiv.org/abs/2103.12731).
+
+    The map is cut into non-overlapping `block_size x block_size` blocks of
+    queries. The keys and values of a block come from the block grown by
+    `halo_size` pixels on every side (a window of `w = block_size + 2 *
+    halo_size`), zero-padded at the borders. Per head,
+    `softmax(q k^T / sqrt(key_dim) + r)` over the `w * w` window, with the
+    relative logit `r = q . height_rel[ky - qy + w - 1] + q . width_rel[kx - qx
+    + w - 1]` (query coordinates inside the block, key coordinates inside the
+    window; `2w - 1` embedding rows each). Keys and values of the zero padding
+    are zero, so their logits are the relative term alone and they still take
+    part in the softmax, as in timm. The heads' outputs are concatenated (C
+    channels); no residual.
+
+    H and W must be multiples of `block_size` (a ValueError says so wherever
+    the size is known; no padding, as in timm). Matches timm's `HaloAttn`
+    (stride 1) numerically with the same weights: `query`/`key_value` kernels
+    are timm's `q.weight`/`kv.weight` transposed (`key_value` keeps timm's
+    channel order: per head, its key then its value channels).
+
+    The relative logits enter `keras.ops.dot_product_attention` as its
+    `bias`, so fused kernels that take a bias can run; each block's attention
+    is `block_size^2 x w^2`, so memory grows linearly with H*W (plus the
+    gathered windows, `(w / block_size)^2` times the keys and values). The
+    softmax runs in float32; under `mixed_float16` the whole attention does.
+
+    Args:
+        block_size: int, the side of a block of queries. Defaults to 8.
+        halo_size: int >= 0, the pixels added around a block for its keys
+            and values. Defaults to 3.
+        num_heads: int, attention heads; must divide C. Defaults to 8.
+        key_dim: int or None, query/key channels per head; None means timm's
+            default, C rounded to a multiple of 8 divided by `num_heads`.
+        use_bias: bool, biases in the query and key/value convolutions.
+            Defaults to False (timm's `qkv_bias`).
+        scale_position_logits: bool, scale the relative logits by
+            `1 / sqrt(key_dim)` too (timm's `scale_pos_embed`). Defaults to False.
+        data_format: `"channels_last"`, `"channels_first"` or `None` (Keras's
+            global `image_data_format`).
+        **kwargs: base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: a 4-D feature map, H and W multiples of `block_size`.
+        training: unused; accepted for a uniform signature.
+        return_attention: if True, also return the attention weights, shape
+            `(batch, num_blocks, num_heads, block_size**2, w**2)` (blocks,
+            queries in the block and keys in the window all row-major); each
+            row sums to 1.
+
+    Input shape:
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+
+    Output shape:
+        Same as the input.
+
+    Example:
+
+    >>> x = keras.Input((None, None, 64))
+    >>> y = HaloAttention(block_size=8, halo_size=3, num_heads=4)(x)
+    >>> y.shape
+    (None, None, None, 64)
+    """
+
+    def __init__(
+        self,
+        block_size=8,
+        halo_size=3,
+        num_heads=8,
+        key_dim=None,
+        use_bias=False,
+        scale_position_logits=False,
+        data_format=None,
+        **kwargs,
+    ):
+        super().__init__(data_format=data_format, **kwargs)
+        check_positive_int("block_size", block_size)
+        check_non_negative_int("halo_size", halo_size)
+        check_positive_int("num_heads", num_heads)
+        check_positive_int("key_dim", key_dim, allow_none=True)
+        check_bool("use_bias", use_bias)
+        check_bool("scale_position_logits", scale_position_logits)
+        self.block_size = block_size
+        self.halo_size = halo_size
+        self.num_heads = num_heads
+        self.key_dim = key_dim
+        self.use_bias = use_bias
+        self.scale_position_logits = scale_position_logits
+
+    def _check_spatial_size(self, shape):
+        size = ka_ops.shape_to_channels_last(tuple(shape), self.data_format)[1:3]
+        if any(isinstance(s, int) and s % self.block_size for s in size):
+            raise ValueError(
+                f"{self.__class__.__name__} needs a height and width that are "
+                f"multiples of `block_size`={self.block_size}. Received `inputs` "
+                f"of spatial size {tuple(size)}. Pad or resize the map, or pick "
+                f"a `block_size` that divides both."
+            )
+
+    def build(self, input_shape):
+        channels = self._input_channels(input_shape)
+        self._check_spatial_size(input_shape)
+        if channels % self.num_heads:
+            raise ValueError(
+                f"`num_heads` must divide the input channels ({channels}). "
+                f"Received: num_heads={self.num_heads}"
+            )
+        self._key_dim = self.key_dim or relative.default_key_dim(channels, self.num_heads)
+        self._value_dim = channels // self.num_heads
+        kernel = keras.initializers.RandomNormal(stddev=channels**-0.5)
+        self.query = self._conv(self.num_heads * self._key_dim, "query", kernel, channels)
+        self.key_value = self._conv(
+            self.num_heads * (self._key_dim + self._value_dim), "key_value", kernel, channels
+        )
+        window = self.block_size + 2 * self.halo_size
+        embedding = keras.initializers.RandomNormal(stddev=self._key_dim**-0.5)
+        self.height_rel = self.add_weight(
+            shape=(2 * window - 1, self._key_dim), initializer=embedding, name="height_rel"
+        )
+        self.width_rel = self.add_weight(
+            shape=(2 * window - 1, self._key_dim), initializer=embedding, name="width_rel"
+        )
+        self.built = True
+
+    def _conv(self, filters, name, initializer, channels):
+        conv = keras.layers.Conv2D(
+            filters,
+            1,
+            use_bias=self.use_bias,
+            kernel_initializer=initializer,
+            data_format="channels_last",
+            dtype=self.dtype_policy,
+            name=name,
+        )
+        conv.build((None, None, None, channels))
+        return conv
+
+    def _windows(self, t, blocks, axis):
+        """The `w` rows (or columns) of each block's haloed window, gathered along `axis`.
+
+        `t` is already zero-padded by the halo, so window i starts at row i * block_size.
+        """
+        window = self.block_size + 2 * self.halo_size
+        starts = ops.arange(blocks, dtype="int32")[:, None] * self.block_size
+        index = starts + ops.arange(window, dtype="int32")[None, :]
+        return ops.take(t, index, axis=axis)
+
+    def call(self, inputs, training=None, return_attention=False):
+        self._check_spatial_size(inputs.shape)
+        x = ka_ops.to_channels_last(inputs, self.data_format)
+        _, height, width, _ = ops.shape(x)
+        block, halo = self.block_size, self.halo_size
+        window = block + 2 * halo
+        heads, key_dim, value_dim = self.num_heads, self._key_dim, self._value_dim
+        rows, columns = height // block, width // block
+
+        # Queries: (batch * blocks, block, block, heads, key_dim).
+        query = ops.reshape(self.query(x), (-1, rows, block, columns, block, heads * key_dim))
+        query = ops.transpose(query, (0, 1, 3, 2, 4, 5))
+        query = ops.reshape(query, (-1, block, block, heads, key_dim))
+
+        # Keys and values: each block's haloed window, zeros beyond the border.
+        key_value = self.key_value(x)
+        key_value = ops.pad(key_value, ((0, 0), (halo, halo), (halo, halo), (0, 0)))
+        key_value = self._windows(key_value, rows, axis=1)  # (B, rows, w, W + 2h, c)
+        key_value = self._windows(key_value, columns, axis=3)  # (B, rows, w, cols, w, c)
+        key_value = ops.transpose(key_value, (0, 1, 3, 2, 4, 5))
+        key_value = ops.reshape(key_value, (-1, window * window, heads, key_dim + value_dim))
+        key, value = key_value[..., :key_dim], key_value[..., key_dim:]
+
+        scale = key_dim**-0.5
+        bias = relative.relative_logits(
+            ops.cast(query, "float32"), self.height_rel, self.width_rel, window, window
+        )
+        if self.scale_position_logits:
+            bias = bias * scale
+        query = ops.reshape(query, (-1, block * block, heads, key_dim))
+        attended, attention = relative.attend(query, key, value, bias, scale, return_attention)
+
+        outputs = ops.reshape(attended, (-1, rows, columns, block, block, heads * value_dim))
+        outputs = ops.transpose(outputs, (0, 1, 3, 2, 4, 5))
+        outputs = ops.reshape(outputs, (-1, height, width, heads * value_dim))
+        outputs = ka_ops.from_channels_last(outputs, self.data_format)
+        if return_attention:
+            attention = ops.reshape(
+                attention, (-1, rows * columns, heads, block * block, window * window)
+            )
+        return self._outputs(outputs, attention, return_attention)
+
+    def compute_output_spec(self, inputs, training=None, return_attention=False):
+        # Shapes by arithmetic, not by tracing `call`: PyTorch traces with
+        # placeholder sizes (not multiples of the block) and JAX with symbolic ones.
+        outputs = keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
+        if not return_attention:
+            return outputs
+        height, width = ka_ops.shape_to_channels_last(tuple(inputs.shape), self.data_format)[1:3]
+        blocks = None
+        if isinstance(height, int) and isinstance(width, int):
+            blocks = (height // self.block_size) * (width // self.block_size)
+        window = self.block_size + 2 * self.halo_size
+        shape = (inputs.shape[0], blocks, self.num_heads, self.block_size**2, window**2)
+        return outputs, keras.KerasTensor(shape, dtype=self.compute_dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "block_size": self.block_size,
+                "halo_size": self.halo_size,
+                "num_heads": self.num_heads,
+                "key_dim": self.key_dim,
+                "use_bias": self.use_bias,
+                "scale_position_logits": self.scale_position_logits,
+            }
+        )
+        return config
