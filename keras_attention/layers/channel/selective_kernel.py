@@ -226,6 +226,19 @@ class SelectiveKernel(ImageAttentionLayer):
 
     def _grouped_conv(self, x, kernel, rate, padding, strides=1):
         def conv(x, kernel):
+            if keras.backend.backend() == "torch":
+                # Keras's PyTorch conv copies a channels_last input twice (to NCHW, then
+                # to channels_last memory for the kernel). The NCHW view of an NHWC
+                # tensor already is channels_last memory: the same kernel runs, no copy.
+                outputs = ops.conv(
+                    ops.transpose(x, (0, 3, 1, 2)),
+                    kernel,
+                    strides=strides,
+                    padding=padding,
+                    data_format="channels_first",
+                    dilation_rate=rate,
+                )
+                return ops.transpose(outputs, (0, 2, 3, 1))
             return ops.conv(
                 x,
                 kernel,
