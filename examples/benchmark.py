@@ -24,6 +24,10 @@ the machine and backend at hand, side by side:
   H*W.
 * **Models.** One training step of ResNet-50 with each attention, divided by plain
   ResNet-50's, and batch-1 inference, the setting of the SE paper's CPU figure.
+* **timm** (`--vs-timm`, with torch and timm installed). timm's own module for every layer
+  that timm has, timed on the same input in the same rounds (PyTorch on the GPU when CUDA is
+  available), and ours/timm per layer; with the targets, timm's non-local block's memory.
+  `--threads` sets the same CPU thread count on both sides.
 
 Run it with the backend you care about, e.g.
 `KERAS_BACKEND=jax python examples/benchmark.py --precision mixed_bfloat16 --output jax.md`.
@@ -55,6 +59,7 @@ Run it with the backend you care about, e.g.
 
 import argparse
 import gc
+import importlib
 import inspect
 import json
 import os
@@ -64,12 +69,18 @@ import subprocess
 import sys
 import time
 
+# On a GPU, JAX would otherwise take 75% of its memory up front, starving timm's PyTorch
+# beside it (--vs-timm); set before JAX loads. The peak-memory figures are unaffected.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
 import keras
 import numpy as np
 
 import keras_attention
 
 BASELINE = "conv1x1"
+# timm's NonLocalAttn in the memory targets (--vs-timm).
+TIMM_NON_LOCAL = "timm NonLocalAttn"
 # What the harness itself costs: the call, the cast and sum of the loss and its gradient.
 IDENTITY = "identity"
 MIB = 2.0**20
@@ -91,7 +102,25 @@ LAYER_SETTINGS = {
     "channel_attention": ("spatial", {}),
     "ccnet": ("spatial", {"recurrence": 2}),
     "residual": ("spatial", {}),
+    # Layers that need the feature size or a block size dividing it: see `layer_kwargs`.
+    "bot": ("spatial", {"num_heads": 4}),
+    "halo": ("spatial", {"num_heads": 8}),
+    "lambda": ("spatial", {}),
 }
+
+
+def layer_kwargs(name, shape):
+    """Constructor kwargs of `name` at `shape` (NHWC): the table's, plus shape-bound ones."""
+    kwargs = dict(LAYER_SETTINGS.get(name, ("spatial", {}))[1])
+    height, width = shape[1], shape[2]
+    if name == "bot":
+        kwargs["feature_size"] = (height, width)
+    if name == "halo":
+        # timm's HaloAttn needs the block size to divide H and W (8 divides neither 28 nor 56).
+        block = next(b for b in (8, 7, 4, 3, 2, 1) if height % b == 0 and width % b == 0)
+        kwargs.update(block_size=block, halo_size=max(1, block // 2))
+    return kwargs
+
 
 # --shapes: the paper-scale shapes, or tiny ones for smoke tests.
 SHAPES = {
@@ -100,12 +129,41 @@ SHAPES = {
         "spatial": [(8, 28, 28, 512), (1, 56, 56, 512)],
         "target": (1, 97, 97, 512),
         "growth": [14, 28, 56, 97],
+        "model_size": 224,
+        "model_batch": 16,
+        "warmup": 2,
+        "repeats": 5,
+        "model_repeats": 9,
+        "models": "none,scale,se,eca,cbam,sk",
+        "layer_memory": True,
+    },
+    # The shapes of the issue's ours-vs-timm table: a quarter of "standard"'s channel batch.
+    "timm": {
+        "channel": [(8, 56, 56, 256)],
+        "spatial": [(4, 28, 28, 512)],
+        "target": (1, 97, 97, 512),
+        "growth": [56, 97],
+        "model_size": 224,
+        "model_batch": 16,
+        "warmup": 2,
+        "repeats": 7,
+        "model_repeats": 9,
+        "models": "none,scale,se,eca,cbam,sk",
+        "layer_memory": True,
     },
     "small": {
         "channel": [(2, 8, 8, 32)],
         "spatial": [(1, 6, 6, 32)],
         "target": (1, 9, 9, 32),
         "growth": [5, 9],
+        "model_size": 32,
+        "model_batch": 2,
+        "warmup": 1,
+        "repeats": 2,
+        "model_repeats": 1,
+        "models": "none,se",
+        # Tiny maps say nothing about memory, and each probe process re-traces every layer.
+        "layer_memory": False,
     },
 }
 
@@ -134,7 +192,8 @@ def parse_args(argv=None):
         choices=sorted(SHAPES),
         default="standard",
         help="'standard': (32,56,56,256) for channel attention, (8,28,28,512) and "
-        "(1,56,56,512) for spatial attention, 97x97x512 for the targets; 'small': tiny "
+        "(1,56,56,512) for spatial attention, 97x97x512 for the targets; 'timm': "
+        "(8,56,56,256) and (4,28,28,512), the shapes of the ours-vs-timm tables; 'small': tiny "
         "shapes that only check the script runs",
     )
     parser.add_argument(
@@ -151,15 +210,28 @@ def parse_args(argv=None):
         "only; JAX: always); ignored by PyTorch",
     )
     parser.add_argument(
-        "--warmup", type=int, default=2, help="untimed calls per case, compilation included"
+        "--warmup",
+        type=int,
+        default=None,
+        help="untimed calls per case, compilation included (default: 2; 1 with --shapes small)",
     )
     parser.add_argument(
-        "--repeats", type=int, default=5, help="timed rounds per layer case (median reported)"
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed rounds per layer case, median reported (default: 5; 2 with --shapes small)",
     )
     parser.add_argument(
         "--no-memory",
         action="store_true",
-        help="skip the peak-memory subprocesses (memory columns then read n/a)",
+        help="skip the peak-memory subprocesses (memory columns then read n/a); --shapes "
+        "small measures only the CCNet/non-local targets' memory",
+    )
+    parser.add_argument(
+        "--no-layer-memory",
+        action="store_true",
+        help="skip the per-layer peak-memory subprocesses but keep the targets' (on a GPU "
+        "with JAX every case is a fresh process: this saves most of the run)",
     )
     parser.add_argument(
         "--skip-targets",
@@ -169,25 +241,51 @@ def parse_args(argv=None):
     parser.add_argument("--skip-models", action="store_true", help="skip the ResNet-50 comparison")
     parser.add_argument(
         "--models",
-        default="none,scale,se,eca,cbam,sk",
+        default=None,
         help="attentions for keras_attention.models.ResNet50(attention=...): short "
         "names, 'none' (plain ResNet-50, the baseline) and 'scale' (a bare learnable "
-        "per-channel multiply, the floor of channel gating)",
+        "per-channel multiply, the floor of channel gating); default "
+        "'none,scale,se,eca,cbam,sk' ('none,se' with --shapes small)",
     )
     parser.add_argument(
-        "--model-batch", type=int, default=16, help="batch size of the timed training step"
+        "--model-batch",
+        type=int,
+        default=None,
+        help="batch size of the timed training step (default: 16; 2 with --shapes small)",
     )
     parser.add_argument(
-        "--model-size", type=int, default=224, help="input height and width of the models"
+        "--model-size",
+        type=int,
+        default=None,
+        help="input height and width of the models (default: 224; 32 with --shapes small)",
     )
     parser.add_argument(
-        "--model-repeats", type=int, default=9, help="timed rounds per model (median reported)"
+        "--model-repeats",
+        type=int,
+        default=None,
+        help="timed rounds per model, median reported (default: 9; 1 with --shapes small)",
+    )
+    parser.add_argument(
+        "--vs-timm",
+        action="store_true",
+        help="also time timm's equivalent module (PyTorch, on the GPU when torch.cuda is "
+        "available) for every layer that timm has, in the same rounds, and print ours/timm",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count(),
+        help="CPU threads for TensorFlow (intra- and inter-op) and PyTorch, set equal on "
+        "both sides of --vs-timm (default: all cores)",
     )
     parser.add_argument(
         "--output", default=None, help="also write the Markdown report to this file"
     )
     args = parser.parse_args(argv)
-    for flag in ("warmup", "repeats", "model_batch", "model_size", "model_repeats"):
+    for flag in ("model_size", "model_batch", "warmup", "repeats", "model_repeats", "models"):
+        if getattr(args, flag) is None:
+            setattr(args, flag, SHAPES[args.shapes][flag])
+    for flag in ("warmup", "repeats", "model_batch", "model_size", "model_repeats", "threads"):
         if getattr(args, flag) < (0 if flag == "warmup" else 1):
             parser.error(f"--{flag.replace('_', '-')} must be positive")
     return args
@@ -440,9 +538,15 @@ class PeakMeter:
     PyTorch's device allocator on a GPU, else the process's resident set.
     """
 
-    def __init__(self):
-        self.backend = keras.backend.backend()
-        self.gpu = _accelerator() is not None
+    def __init__(self, framework=None):
+        # framework="torch": a timm module, whatever Keras's backend is.
+        self.backend = framework or keras.backend.backend()
+        if framework == "torch":
+            import torch
+
+            self.gpu = torch.cuda.is_available()
+        else:
+            self.gpu = _accelerator() is not None
         self.source = "resident set"
         if self.backend == "tensorflow":
             import tensorflow as tf
@@ -464,7 +568,12 @@ class PeakMeter:
         return self
 
     def __exit__(self, *exc):
-        sync()
+        if self.backend == "torch" and self.gpu:
+            import torch
+
+            torch.cuda.synchronize()
+        else:
+            sync()
         self.peak = self._peak() - self.before
 
     def _reset_and_read(self):
@@ -531,13 +640,21 @@ def measure_peak_memory(spec):
         layer = make_layer(case["name"], case["kwargs"], shape[-1])
         x = random_input(shape)
         forward, train = compiled_calls(layer, x, spec["jit"])
+        framework = None
+        if case.get("timm"):  # timm's module, built from ours, instead of ours
+            timm = import_timm()
+            module, note = timm_module(timm, case["name"], layer, shape)
+            if module is None:
+                raise ValueError(f"no timm module for {case['name']}: {note}")
+            forward, train = timm_calls(timm, module, x)
+            framework = "torch"
         peaks = {}
         for mode, call in (("forward", forward), ("train", train)):
             for _ in range(spec["warmup"]):
                 call()
             samples = []
             for _ in range(spec["repeats"]):
-                with PeakMeter() as meter:
+                with PeakMeter(framework) as meter:
                     out = call()
                 del out
                 samples.append(meter.peak)
@@ -552,7 +669,12 @@ def peak_memory(cases, precision, jit, warmup=1, repeats=3):
     meter = PeakMeter()
     if meter.source == "resident set" and not os.path.exists("/proc/self/clear_refs"):
         return [None] * len(cases)  # no resettable resident-set peak on this OS
-    batches = [cases] if meter.resettable else [[case] for case in cases]
+    # timm's cases get processes of their own: the resident set then counts only them.
+    if meter.resettable:
+        batches = [[c for c in cases if not c.get("timm")]] + [[c] for c in cases if c.get("timm")]
+        batches = [batch for batch in batches if batch]
+    else:
+        batches = [[case] for case in cases]
     env = dict(os.environ)
     env.update(
         KERAS_BACKEND=keras.backend.backend(),
@@ -597,6 +719,290 @@ def peak_memory(cases, precision, jit, warmup=1, repeats=3):
 
 
 """
+## Against timm
+
+`--vs-timm` times timm's own module for each layer that timm implements, on the same
+input (NCHW, as timm runs it), in the same interleaved rounds as ours. Each entry of
+`TIMM_EQUIVALENTS` builds timm's module from our built layer, with timm's settings set to
+do the same work (the text beside it says which); short names missing from
+`keras_attention.available()` are skipped, so entries for layers of other branches can sit
+here before those land. timm's forward runs in `eval()` under `torch.no_grad()`, its
+forward+backward in `train()` mode with the gradient of `sum(outputs)` (float32) to the
+input and every parameter, like ours. Under a mixed policy timm runs under
+`torch.autocast` with the policy's compute dtype. On a GPU (`torch.cuda.is_available()`)
+timm runs there and each call ends with `torch.cuda.synchronize()`.
+"""
+
+
+def _timm_class(timm, path):
+    """A class of timm.layers by "module.Class" (not all are re-exported by timm.layers)."""
+    module, name = path.rsplit(".", 1)
+    return getattr(importlib.import_module(f"timm.layers.{module}"), name)
+
+
+def _units(layer, channels, attribute="units", minimum=1):
+    """Our hidden width: the explicit `units` or C // reduction (at least `minimum`)."""
+    units = getattr(layer, attribute, None)
+    return units or max(minimum, channels // layer.reduction)
+
+
+def _timm_se(timm, layer, channels, shape):
+    return timm.layers.SEModule(channels, rd_channels=_units(layer, channels), bias=True)
+
+
+def _timm_eca(timm, layer, channels, shape):
+    if getattr(layer, "padding", "zeros") == "circular":
+        return timm.layers.CecaModule(channels, kernel_size=layer.conv.kernel.shape[0])
+    return timm.layers.EcaModule(channels, kernel_size=layer.conv.kernel.shape[0])
+
+
+def _timm_cbam(timm, layer, channels, shape):
+    return _timm_class(timm, "cbam.CbamModule")(
+        channels,
+        rd_channels=_units(layer, channels),
+        spatial_kernel_size=layer.kernel_size,
+        mlp_bias=True,
+    )
+
+
+def _timm_channel_gate(timm, layer, channels, shape):
+    return _timm_class(timm, "cbam.ChannelAttn")(
+        channels, rd_channels=_units(layer, channels), mlp_bias=True
+    )
+
+
+def _timm_spatial_gate(timm, layer, channels, shape):
+    return _timm_class(timm, "cbam.SpatialAttn")(layer.kernel_size)
+
+
+def _timm_sk(timm, layer, channels, shape):
+    return timm.layers.SelectiveKernel(
+        channels,
+        layer.filters or channels,
+        kernel_size=[1 + 2 * d for d in layer.dilations],  # 3x3 with dilation d (keep_3x3)
+        stride=getattr(layer, "strides", 1),
+        groups=layer.groups,
+        rd_channels=layer.fuse_dense.units,
+        split_input=getattr(layer, "split_input", False),
+    )
+
+
+def _timm_non_local(timm, layer, channels, shape):
+    if layer.mode != "embedded_gaussian" or layer.sub_sample:
+        raise ValueError("timm's NonLocalAttn is embedded Gaussian without sub-sampling")
+    inter = layer.inter_channels or max(1, channels // 2)
+    return timm.layers.NonLocalAttn(channels, use_scale=False, rd_channels=inter)
+
+
+def _timm_gc(timm, layer, channels, shape):
+    fusion = layer.fusion
+    return timm.layers.GlobalContext(
+        channels,
+        use_attn=layer.pooling == "attention",
+        fuse_add="add" in fusion,
+        fuse_scale="mul" in fusion,
+        rd_channels=layer.units or max(1, int(channels / layer.reduction + 0.5)),
+    )
+
+
+def _timm_split_attention(timm, layer, channels, shape):
+    return timm.layers.SplitAttn(
+        channels,
+        layer.filters or channels,
+        kernel_size=layer.kernel_size,
+        stride=layer.strides,
+        groups=layer.cardinality,
+        radix=layer.radix,
+        rd_channels=layer._units,
+        norm_layer=timm.torch.nn.BatchNorm2d,
+    )
+
+
+def _timm_ge(timm, layer, channels, shape):
+    return timm.layers.GatherExcite(
+        channels,
+        feat_size=shape[1:3],
+        extra_params=layer.extra_params,
+        extent=layer.extent,
+        use_mlp=layer.use_mlp,
+        rd_channels=_units(layer, channels),
+    )
+
+
+def _timm_coord(timm, layer, channels, shape):
+    units = max(layer.min_units, channels // layer.reduction)
+    return _timm_class(timm, "coord_attn.CoordAttn")(channels, rd_channels=units, bias=True)
+
+
+def _timm_ese(timm, layer, channels, shape):
+    return timm.layers.EffectiveSEModule(channels, gate_layer=layer.gate)
+
+
+def _timm_bot(timm, layer, channels, shape):
+    return _timm_class(timm, "bottleneck_attn.BottleneckAttn")(
+        channels,
+        feat_size=shape[1:3],
+        num_heads=layer.num_heads,
+        dim_head=layer.key_dim,
+        qkv_bias=layer.use_bias,
+        scale_pos_embed=layer.scale_position_logits,
+    )
+
+
+def _timm_halo(timm, layer, channels, shape):
+    return _timm_class(timm, "halo_attn.HaloAttn")(
+        channels,
+        feat_size=shape[1:3],
+        num_heads=layer.num_heads,
+        dim_head=layer.key_dim,
+        block_size=layer.block_size,
+        halo_size=layer.halo_size,
+        qkv_bias=layer.use_bias,
+        scale_pos_embed=layer.scale_position_logits,
+    )
+
+
+def _timm_lambda(timm, layer, channels, shape):
+    return _timm_class(timm, "lambda_layer.LambdaLayer")(
+        channels,
+        feat_size=shape[1:3],
+        num_heads=layer.num_heads,
+        dim_head=layer.key_dim,
+        r=layer.context_size,
+        qkv_bias=layer.use_bias,
+    )
+
+
+# Short name -> (timm's class, builder from our built layer, the settings matched to ours).
+TIMM_EQUIVALENTS = {
+    "se": ("SEModule", _timm_se, "rd_channels=C//reduction, bias=True (ReLU, sigmoid)"),
+    "eca": ("EcaModule", _timm_eca, "our kernel size (CecaModule for circular padding)"),
+    "cbam": ("CbamModule", _timm_cbam, "rd_channels=C//reduction, mlp_bias=True, our kernel"),
+    "channel_gate": ("cbam.ChannelAttn", _timm_channel_gate, "rd_channels, mlp_bias=True"),
+    "spatial_gate": ("cbam.SpatialAttn", _timm_spatial_gate, "our kernel size (conv+BN)"),
+    "sk": (
+        "SelectiveKernel",
+        _timm_sk,
+        "our groups, dilations (keep_3x3), stride, split_input and fuse width",
+    ),
+    "non_local": (
+        "NonLocalAttn",
+        _timm_non_local,
+        "use_scale=False, rd_channels=C/2 (its extra phi, g, W biases kept)",
+    ),
+    "gc": ("GlobalContext", _timm_gc, "our pooling, fusion and width"),
+    "split_attention": (
+        "SplitAttn",
+        _timm_split_attention,
+        "our radix, cardinality, width; BatchNorm",
+    ),
+    "ge": ("GatherExcite", _timm_ge, "our extent, extra_params, use_mlp and width"),
+    "coord": ("CoordAttn", _timm_coord, "rd_channels=max(min_units, C//reduction), bias=True"),
+    "ese": ("EffectiveSEModule", _timm_ese, "our gate"),
+    "bot": ("BottleneckAttn", _timm_bot, "our heads, key width, feature size"),
+    "halo": ("HaloAttn", _timm_halo, "our heads, key width, block and halo"),
+    "lambda": ("LambdaLayer", _timm_lambda, "our heads, key width, context size r"),
+}
+
+
+def import_timm():
+    """timm (with `timm.torch`), or None (the reason on stderr) when it cannot load."""
+    try:
+        importlib.import_module("timm.layers")
+    except (ImportError, RuntimeError):
+        # PyPI's torchvision does not load beside a CPU torch wheel: the tests' stubs.
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+        try:
+            importlib.import_module("timm_import").import_timm()
+            importlib.import_module("timm.layers")
+        except (ImportError, RuntimeError) as error:
+            print(f"--vs-timm: timm cannot be imported ({error})", file=sys.stderr)
+            return None
+    timm = sys.modules["timm"]
+    timm.torch = importlib.import_module("torch")
+    return timm
+
+
+def timm_module(timm, name, layer, shape):
+    """timm's module equivalent to our built `layer` at `shape`, or an error message."""
+    entry = TIMM_EQUIVALENTS.get(name)
+    if entry is None:
+        return None, "no timm equivalent"
+    try:
+        return entry[1](timm, layer, shape[-1], tuple(shape)), None
+    except Exception as error:  # noqa: BLE001 (any argument timm cannot express)
+        return None, f"{type(error).__name__}: {error}"
+
+
+def _timm_device(torch):
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def timm_calls(timm, module, x):
+    """forward() and train() of a timm module on `x` (our NHWC input), like ours."""
+    torch = timm.torch
+    device = _timm_device(torch)
+    compute_dtype = keras.config.dtype_policy().compute_dtype
+    dtype = getattr(torch, compute_dtype)
+    values = keras.ops.convert_to_numpy(keras.ops.cast(x, "float32")).transpose(0, 3, 1, 2)
+    x = torch.from_numpy(values.copy()).to(device=device, dtype=dtype)
+    module = module.to(device)
+    mixed = compute_dtype != "float32"
+
+    def autocast():
+        return torch.autocast(device, dtype=dtype, enabled=mixed)
+
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    def run_forward():
+        module.eval()
+        with torch.no_grad(), autocast():
+            out = module(x)
+        sync()
+        return out
+
+    def run_train():
+        module.train()
+        for parameter in module.parameters():
+            parameter.grad = None
+        leaf = x.detach().requires_grad_(True)
+        with autocast():
+            out = module(leaf)
+        out.float().sum().backward()
+        sync()
+        return leaf.grad
+
+    return run_forward, run_train
+
+
+def pin_threads(threads):
+    """The same number of CPU threads for our backend and PyTorch; what each really uses."""
+    pinned = {}
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:  # the runtime already started (e.g. imported by a test)
+            pass
+        intra = tf.config.threading.get_intra_op_parallelism_threads()
+        pinned["tensorflow"] = intra or f"default ({os.cpu_count()})"
+    elif backend == "jax":
+        pinned["jax"] = f"XLA's default ({os.cpu_count()} cores)"
+    try:
+        import torch
+    except ImportError:
+        return pinned
+    torch.set_num_threads(threads)
+    pinned["torch"] = torch.get_num_threads()
+    return pinned
+
+
+"""
 ## Layers
 """
 
@@ -608,27 +1014,35 @@ def layer_cases(names, shapes):
         members = [n for n in names if LAYER_SETTINGS.get(n, ("spatial", {}))[0] == family]
         for shape in shapes[family] if members else []:
             cases = [(BASELINE, {}), (IDENTITY, {})] + [
-                (n, LAYER_SETTINGS.get(n, ("spatial", {}))[1]) for n in members
+                (n, layer_kwargs(n, shape)) for n in members
             ]
             groups.append((shape, cases))
     return groups
 
 
-def bench_layers(names, args, jit):
+def bench_layers(names, args, jit, timm=None):
     rows = []
     for shape, cases in layer_cases(names, SHAPES[args.shapes]):
         print(f"timing {len(cases)} cases at {shape} ...", flush=True)
         x = random_input(shape)
-        calls = {}
+        calls, timm_names = {}, {}
         for name, kwargs in cases:
-            forward, train = compiled_calls(make_layer(name, kwargs, shape[-1]), x, jit)
+            layer = make_layer(name, kwargs, shape[-1])
+            forward, train = compiled_calls(layer, x, jit)
             calls[(name, "forward")] = forward
             calls[(name, "train")] = train
+            if timm is not None and name in TIMM_EQUIVALENTS:
+                module, note = timm_module(timm, name, layer, shape)
+                timm_names[name] = (TIMM_EQUIVALENTS[name][0], note)
+                if module is not None:
+                    forward, train = timm_calls(timm, module, x)
+                    calls[(name, "timm forward")] = forward
+                    calls[(name, "timm train")] = train
         samples = time_interleaved(calls, args.warmup, args.repeats)
         del calls, x
         gc.collect()
         peaks = [None] * len(cases)
-        if not args.no_memory:
+        if not (args.no_memory or args.no_layer_memory) and SHAPES[args.shapes]["layer_memory"]:
             memory_cases = [{"name": n, "kwargs": k, "shape": list(shape)} for n, k in cases]
             peaks = peak_memory(memory_cases, args.precision, jit)
         base_peak = peaks[0] or {}
@@ -642,6 +1056,12 @@ def bench_layers(names, args, jit):
                 row[f"{mode}_mib_ratio"] = (
                     peak[mode] / base_peak[mode] if peak and base_peak.get(mode) else None
                 )
+            if name in timm_names:
+                row["timm"], row["timm_note"] = timm_names[name]
+                for mode in ("forward", "train"):
+                    theirs = samples.get((name, f"timm {mode}"))
+                    row[f"timm_{mode}_ms"] = theirs and 1000 * statistics.median(theirs)
+                    row[f"vs_timm_{mode}"] = theirs and paired_ratio(samples[(name, mode)], theirs)
             rows.append(row)
     return rows
 
@@ -665,6 +1085,14 @@ def bench_targets(names, args, jit):
         kwargs = LAYER_SETTINGS[name][1]
         cases = [{"name": name, "kwargs": kwargs, "shape": [1, s, s, channels]} for s in sizes]
         peaks[name] = dict(zip(sizes, peak_memory(cases, args.precision, jit)))
+    if args.vs_timm and import_timm() is not None:
+        print(f"memory of timm's NonLocalAttn over sizes {sizes} ...", flush=True)
+        kwargs = LAYER_SETTINGS["non_local"][1]
+        cases = [
+            {"name": "non_local", "kwargs": kwargs, "shape": [1, s, s, channels], "timm": True}
+            for s in sizes
+        ]
+        peaks[TIMM_NON_LOCAL] = dict(zip(sizes, peak_memory(cases, args.precision, jit)))
     return {
         "sizes": sizes,
         "target_size": shapes["target"][1],
@@ -794,6 +1222,9 @@ def render(env, args, layer_rows, targets, model_rows):
                 f"| {_fmt(r['train_mib'], '.1f')} | {_fmt(r['train_mib_ratio'], '.2f')} |"
             )
         lines.append("")
+    timm_rows = [r for r in layer_rows or [] if "timm" in r]
+    if timm_rows:
+        lines += _render_vs_timm(timm_rows)
     if targets:
         lines += _render_targets(targets)
     if model_rows:
@@ -821,6 +1252,32 @@ def render(env, args, layer_rows, targets, model_rows):
     return "\n".join(lines)
 
 
+def _render_vs_timm(rows):
+    lines = [
+        "## Against timm",
+        "",
+        (
+            "timm's equivalent module on the same input (NCHW), in the same interleaved "
+            "rounds; ours/timm is the median of per-round ratios (below 1: ours is faster)."
+        ),
+        "",
+        (
+            "| layer | input | timm module | timm settings | ours fwd ms | timm fwd ms "
+            "| ours/timm fwd | ours fwd+bwd ms | timm fwd+bwd ms | ours/timm fwd+bwd |"
+        ),
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        settings = r["timm_note"] or TIMM_EQUIVALENTS[r["layer"]][2]
+        lines.append(
+            f"| {r['layer']} | {'x'.join(map(str, r['shape']))} | {r['timm']} | {settings} "
+            f"| {_fmt(r['forward_ms'], '.1f')} | {_fmt(r['timm_forward_ms'], '.1f')} "
+            f"| {_fmt(r['vs_timm_forward'], '.2f')} | {_fmt(r['train_ms'], '.1f')} "
+            f"| {_fmt(r['timm_train_ms'], '.1f')} | {_fmt(r['vs_timm_train'], '.2f')} |"
+        )
+    return lines + [""]
+
+
 def _render_targets(targets):
     peaks, size, channels = targets["peaks"], targets["target_size"], targets["channels"]
     lines = ["## CCNet vs non-local: peak memory", ""]
@@ -832,17 +1289,19 @@ def _render_targets(targets):
                 f"- {label} at 1x{size}x{size}x{channels}: non_local {nl[mode] / MIB:.1f} MiB, "
                 f"ccnet {cc[mode] / MIB:.1f} MiB: non_local / ccnet = **{ratio}** (paper: 11x)"
             )
-    lines += [
-        "",
-        (
-            "| H=W | H*W | non_local fwd MiB | non_local fwd+bwd MiB "
-            "| ccnet fwd MiB | ccnet fwd+bwd MiB |"
-        ),
-        "|---:|---:|---:|---:|---:|---:|",
-    ]
+    timm_peak = peaks.get(TIMM_NON_LOCAL, {}).get(size)
+    for mode, label in (("forward", "forward"), ("train", "forward+backward")):
+        if nl and timm_peak:
+            lines.append(
+                f"- {label} at 1x{size}x{size}x{channels}: non_local {nl[mode] / MIB:.1f} MiB, "
+                f"timm's NonLocalAttn {timm_peak[mode] / MIB:.1f} MiB"
+            )
+    names = [n for n in ("non_local", "ccnet", TIMM_NON_LOCAL) if n in peaks]
+    header = "".join(f" {n} fwd MiB | {n} fwd+bwd MiB |" for n in names)
+    lines += ["", "| H=W | H*W |" + header, "|---:|---:|" + "---:|" * (2 * len(names))]
     for s in targets["sizes"]:
         cells = []
-        for name in ("non_local", "ccnet"):
+        for name in names:
             peak = peaks[name].get(s)
             cells += [_fmt(peak and peak[m] / MIB, ".1f") for m in ("forward", "train")]
         lines.append(f"| {s} | {s * s} | " + " | ".join(cells) + " |")
@@ -874,13 +1333,21 @@ def main(argv=None):
 
         # Each case is a new tf.function: TF's retracing warnings say nothing here.
         tf.get_logger().setLevel("ERROR")
+    threads = pin_threads(args.threads)
     names = selected_layers(args.layers)
+    timm = import_timm() if args.vs_timm else None
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(args.precision)
     try:
         jit = resolve_jit(args.jit_compile)
         env = environment(args, jit)
-        layer_rows = bench_layers(names, args, jit)
+        env["threads"] = ", ".join(f"{k} {v}" for k, v in threads.items())
+        if timm is not None:
+            env["timm"] = (
+                f"timm {timm.__version__}, torch {timm.torch.__version__} on "
+                f"{_timm_device(timm.torch)}"
+            )
+        layer_rows = bench_layers(names, args, jit, timm)
         targets = None if args.skip_targets else bench_targets(names, args, jit)
         model_rows = None if args.skip_models else bench_models(args, jit)
     finally:

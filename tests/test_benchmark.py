@@ -148,3 +148,79 @@ def test_report_renders_targets_and_models(benchmark):
     header, body = table(text, "| attention |")
     assert header[0] == "attention" and [row[0] for row in body] == ["none", "se"]
     assert body[1][3] == "1.040"
+
+
+def test_vs_timm_times_timm_beside_ours(benchmark, tmp_path):
+    """--vs-timm at tiny sizes: a timm row per layer that timm has, ratios reported."""
+    pytest.importorskip("torch")
+    output = tmp_path / "bench.md"
+    result = benchmark["main"](
+        [
+            "--layers",
+            "se,eca,cbam,sk,non_local,stn",
+            "--shapes",
+            "small",
+            "--vs-timm",
+            "--no-memory",
+            "--skip-models",
+            "--skip-targets",
+            "--warmup",
+            "1",
+            "--repeats",
+            "1",
+            "--threads",
+            "1",
+            "--output",
+            str(output),
+        ]
+    )
+    header, body = table(output.read_text(), "| layer | input | timm module |")
+    assert header[4:] == [
+        "ours fwd ms",
+        "timm fwd ms",
+        "ours/timm fwd",
+        "ours fwd+bwd ms",
+        "timm fwd+bwd ms",
+        "ours/timm fwd+bwd",
+    ]
+    # stn has no timm equivalent: no row; every other layer has timm's module timed.
+    assert [row[0] for row in body] == ["se", "eca", "cbam", "sk", "non_local"]
+    assert [row[2] for row in body] == [
+        "SEModule",
+        "EcaModule",
+        "CbamModule",
+        "SelectiveKernel",
+        "NonLocalAttn",
+    ]
+    for row in result["layers"]:
+        if "timm" in row:
+            assert row["timm_forward_ms"] > 0 and row["vs_timm_train"] > 0
+    assert "torch 1" in result["env"]["threads"]
+
+
+def test_timm_equivalents_do_the_same_work(benchmark):
+    """The table's timm modules have as many parameters as our layers."""
+    pytest.importorskip("torch")
+    timm = benchmark["import_timm"]()
+    shape = (1, 8, 8, 64)
+    for name in ("se", "eca", "cbam", "channel_gate", "spatial_gate", "sk", "non_local"):
+        kwargs = benchmark["layer_kwargs"](name, shape)
+        layer = keras_attention.get(name, **kwargs)
+        layer.build(shape)
+        module, note = benchmark["timm_module"](timm, name, layer, shape)
+        assert note is None, (name, note)
+        ours = sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
+        theirs = sum(p.numel() for p in module.parameters())
+        # timm's non-local has biases on phi, g and W that ours drops (a softmax over
+        # keys and the BatchNormalization after W cancel them): 2 * C/2 + C weights.
+        extra = 2 * 32 + 64 if name == "non_local" else 0
+        assert ours + extra == theirs, (name, ours, theirs)
+
+
+def test_timm_table_skips_layers_not_registered(benchmark):
+    names = benchmark["selected_layers"]("all")
+    timm_names = [n for n in benchmark["TIMM_EQUIVALENTS"] if n in names]
+    assert {"se", "eca", "cbam", "sk", "non_local"} <= set(timm_names)
+    shapes = benchmark["SHAPES"]["small"]
+    grouped = [n for _, cases in benchmark["layer_cases"](timm_names, shapes) for n, _ in cases]
+    assert set(grouped) - {"conv1x1", "identity"} == set(timm_names)

@@ -52,6 +52,63 @@ def test_fuse_width_is_max_of_reduced_channels_and_floor():
     assert layer.fuse_dense.units == 64
 
 
+def test_select_and_fuse_have_no_bias():
+    layer, _ = built()
+    assert not layer.select.use_bias and not layer.fuse_dense.use_bias
+    # Paper defaults at C=256: 2 x (3*3*8*256 + 2*256) + 256*32 + 2*32 + 32*512.
+    layer = SelectiveKernel(groups=32)
+    layer.build((None, 8, 8, 256))
+    assert sum(int(np.prod(w.shape)) for w in layer.trainable_weights) == 62528
+
+
+def test_units_override_the_fuse_width():
+    layer = SelectiveKernel(groups=8, units=24)
+    layer.build((None, 8, 8, 256))
+    assert layer.fuse_dense.units == 24
+    assert SelectiveKernel.from_config(layer.get_config()).units == 24
+
+
+def test_split_input_gives_each_branch_its_share_of_channels():
+    layer, x = built(channels=32, groups=4, split_input=True)
+    for conv in layer.branch_convs:
+        assert tuple(conv.kernel.shape) == (3, 3, 16 // 4, 32)
+    outputs, weights = layer(x, return_attention=True)
+    halves = np.split(x, 2, axis=-1)
+    branches = [
+        np.maximum(to_numpy(norm(conv(half), training=False)), 0)
+        for conv, norm, half in zip(layer.branch_convs, layer.branch_norms, halves)
+    ]
+    weights = to_numpy(weights)
+    expected = sum(weights[:, m, None, None, :] * b for m, b in enumerate(branches))
+    np.testing.assert_allclose(to_numpy(outputs), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("strides", [2, 3])
+@pytest.mark.parametrize("size", [5, 6])
+def test_strides_give_pytorch_output_sizes(strides, size):
+    layer = SelectiveKernel(groups=4, strides=strides, dilations=(1, 2, 3))
+    y = layer(np.zeros((1, size, size + 1, 16), "float32"))
+    # PyTorch: floor((H + 2p - d(k-1) - 1) / s) + 1 with p = ((s-1) + d(k-1)) // 2.
+    expected = [(n + 2 * ((strides - 1) // 2) - 1) // strides + 1 for n in (size, size + 1)]
+    assert tuple(y.shape) == (1, *expected, 16)
+    assert layer.compute_output_shape((1, size, size + 1, 16)) == tuple(y.shape)
+
+
+@pytest.mark.parametrize("split_input", [False, True])
+def test_channels_first_matches_channels_last_with_split_and_strides(split_input):
+    # The branches run channels_last inside: TensorFlow without oneDNN (this
+    # CPU) has no NCHW convolution.
+    last, x = built(channels=32, groups=4, strides=2, split_input=split_input)
+    first = SelectiveKernel(
+        groups=4, min_units=8, strides=2, split_input=split_input, data_format="channels_first"
+    )
+    first(np.transpose(x, (0, 3, 1, 2)))
+    first.set_weights(last.get_weights())
+    expected = to_numpy(last(x))
+    actual = to_numpy(first(np.transpose(x, (0, 3, 1, 2))))
+    np.testing.assert_allclose(np.transpose(actual, (0, 2, 3, 1)), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_filters_change_the_output_channels():
     layer = SelectiveKernel(filters=16, groups=8, min_units=8)
     y = layer(np.zeros((1, 5, 7, 32), "float32"))
@@ -75,8 +132,19 @@ def test_groups_that_do_not_divide_the_channels_raise_at_build():
         ({"kernel_size": 0}, "kernel_size"),
         ({"reduction": -1}, "reduction"),
         ({"min_units": 0}, "min_units"),
+        ({"units": 0}, "units"),
+        ({"strides": 0}, "strides"),
+        ({"strides": 2, "kernel_size": 4}, "kernel_size"),
+        ({"split_input": "yes"}, "split_input"),
     ],
 )
 def test_bad_arguments_raise(kwargs, name):
     with pytest.raises(ValueError, match=f"`{name}`"):
         SelectiveKernel(**kwargs)
+
+
+def test_split_input_needs_channels_the_branches_divide():
+    with pytest.raises(ValueError, match="`split_input=True`.*15 channels"):
+        SelectiveKernel(groups=1, split_input=True).build((None, 8, 8, 15))
+    with pytest.raises(ValueError, match="`groups`.*8 per branch"):
+        SelectiveKernel(groups=16, split_input=True).build((None, 8, 8, 16))

@@ -24,20 +24,42 @@ class SelectiveKernel(ImageAttentionLayer):
     Split: M branches of grouped `kernel_size` convolutions, one per dilation
     (the paper's 5x5 branch is a 3x3 with dilation 2), each without bias and
     followed by BatchNormalization and ReLU. Fuse: the branches are summed,
-    globally average-pooled and squeezed by `Dense(d) + BN + ReLU` with
-    `d = max(filters // reduction, min_units)`. Select: one `Dense(filters)` per
-    branch gives logits, and a softmax *across the branch axis* (not the
-    channels) weighs the branches, which are summed.
+    globally average-pooled and squeezed by `Dense(d, no bias) + BN + ReLU`
+    with `d = max(filters // reduction, min_units)` (or `units`). Select: one
+    bias-free `Dense(filters)` per branch gives logits (the paper's eq. 5 and
+    timm have no bias; under a softmax across branches a bias would not
+    cancel), and a softmax *across the branch axis* (not the channels) weighs
+    the branches, which are summed.
+
+    With the defaults (the paper's SKNet-50 unit) at 256 channels the layer has
+    62,528 trainable weights: 2 x 18,432 in the branch convolutions, 2 x 512 in
+    their BatchNormalizations, 8,192 + 64 in the fuse step and 16,384 in the
+    select step (and 1,088 BatchNormalization statistics).
+
+    `split_input=True` is timm's variant (its `SelectiveKernel` default, used by
+    `skresnet18`/`skresnet34`): the input channels are split evenly across the
+    branches, each branch convolving only its share. With the same weights the
+    layer equals `timm.layers.SelectiveKernel` (float32, eval mode) given
+    timm's `stride`, `groups`, `split_input` and `rd_channels=units`.
 
     Args:
         filters: int or None, the output channels; None keeps the input's.
         kernel_size: int, the size of every branch's kernel. Defaults to 3.
         dilations: sequence of ints, one dilation rate per branch (at least
             two branches). Defaults to `(1, 2)`.
-        groups: int, the groups of each branch convolution; it must divide the
-            input channels and `filters`. Defaults to 32.
+        groups: int, the groups of each branch convolution; it must divide
+            each branch's input channels and `filters`. Defaults to 32.
         reduction: int, the ratio r of the fuse layer. Defaults to 16.
         min_units: int, the lower bound L of the fuse layer. Defaults to 32.
+        units: int or None, the fuse layer's width d, overriding
+            `max(filters // reduction, min_units)`. Defaults to None.
+        strides: int, the stride of the branch convolutions. Above 1 they pad
+            symmetrically by `((strides - 1) + dilation * (kernel_size - 1)) // 2`
+            as PyTorch (and timm) do, and `kernel_size` must be odd.
+            Defaults to 1.
+        split_input: bool, whether the branches split the input channels
+            evenly between them (timm) instead of each convolving all of them
+            (the paper). Defaults to False.
         data_format: `"channels_last"`, `"channels_first"` or `None` (Keras's
             global `image_data_format`).
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
@@ -52,7 +74,10 @@ class SelectiveKernel(ImageAttentionLayer):
         `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
 
     Output shape:
-        `(batch, H, W, filters)` (channels_last) or `(batch, filters, H, W)`.
+        `(batch, H', W', filters)` (channels_last) or `(batch, filters, H', W')`,
+        with `H' = (H + 2 * ((strides - 1) // 2) - 1) // strides + 1` (PyTorch's
+        size for the padding above: H at stride 1, `ceil(H / 2)` at stride 2),
+        and W' alike.
 
     Example:
 
@@ -70,6 +95,9 @@ class SelectiveKernel(ImageAttentionLayer):
         groups=32,
         reduction=16,
         min_units=32,
+        units=None,
+        strides=1,
+        split_input=False,
         data_format=None,
         **kwargs,
     ):
@@ -88,6 +116,17 @@ class SelectiveKernel(ImageAttentionLayer):
         check_positive_int("groups", groups)
         check_positive_int("reduction", reduction)
         check_positive_int("min_units", min_units)
+        check_positive_int("units", units, allow_none=True)
+        check_positive_int("strides", strides)
+        if strides > 1 and kernel_size % 2 == 0:
+            raise ValueError(
+                "`kernel_size` must be odd when `strides` > 1 (the branches must "
+                f"keep equal sizes). Received: kernel_size={kernel_size}, strides={strides}"
+            )
+        if not isinstance(split_input, bool):
+            raise ValueError(  # noqa: TRY004
+                f"`split_input` must be True or False. Received: split_input={split_input!r}"
+            )
         if filters is not None and filters % groups:
             raise ValueError(
                 f"`groups` must divide `filters`. Received: groups={groups}, filters={filters}"
@@ -98,20 +137,44 @@ class SelectiveKernel(ImageAttentionLayer):
         self.groups = groups
         self.reduction = reduction
         self.min_units = min_units
+        self.units = units
+        self.strides = strides
+        self.split_input = split_input
 
     def _filters(self, channels):
         return self.filters or channels
 
+    def _branch_channels(self, channels):
+        """The input channels of each branch: all, or an even share (`split_input`)."""
+        branch_count = len(self.dilations)
+        if not self.split_input:
+            return channels
+        if channels % branch_count:
+            raise ValueError(
+                f"`split_input=True` needs input channels divisible by the {branch_count} "
+                f"branches. Received an input with {channels} channels"
+            )
+        return channels // branch_count
+
+    def _padding(self, rate):
+        """PyTorch's symmetric padding of a strided branch (None: "same" at stride 1)."""
+        if self.strides == 1:
+            return None
+        return ((self.strides - 1) + rate * (self.kernel_size - 1)) // 2
+
     def build(self, input_shape):
         channels = self._input_channels(input_shape)
-        if channels % self.groups:
+        branch_channels = self._branch_channels(channels)
+        if branch_channels % self.groups:
             raise ValueError(
-                f"`groups` must divide the input channels. Received: "
+                f"`groups` must divide the input channels of each branch. Received: "
                 f"groups={self.groups} for an input with {channels} channels"
+                + (f" ({branch_channels} per branch)" if self.split_input else "")
             )
         filters = self._filters(channels)
         # The branches run channels_last (the input is transposed in `call`), so
-        # the weights are the same whatever `data_format` is.
+        # the weights are the same whatever `data_format` is. The Conv2D layers
+        # hold the kernels; `_branch_conv` applies them (strides, padding).
         self.branch_convs, self.branch_norms = [], []
         for i, rate in enumerate(self.dilations):
             conv = keras.layers.Conv2D(
@@ -125,57 +188,91 @@ class SelectiveKernel(ImageAttentionLayer):
                 dtype=self.dtype_policy,
                 name=f"branch{i}_conv",
             )
-            conv.build((None, None, None, channels))
+            conv.build((None, None, None, branch_channels))
             norm = batch_norm(f"branch{i}_bn", (None, None, None, filters), self.dtype_policy)
             self.branch_convs.append(conv)
             self.branch_norms.append(norm)
-        units = max(filters // self.reduction, self.min_units)
+        units = self.units or max(filters // self.reduction, self.min_units)
+        # No bias: BatchNormalization follows and would cancel it.
         self.fuse_dense = keras.layers.Dense(
             units, use_bias=False, dtype=self.dtype_policy, name="fuse_dense"
         )
         self.fuse_dense.build((None, filters))
         self.fuse_bn = batch_norm("fuse_bn", (None, units), self.dtype_policy)
         # The paper's M fully connected select layers, stored as one Dense of
-        # M * filters units (the same matrices side by side).
+        # M * filters units (the same matrices side by side); no bias (eq. 5).
         self.select = keras.layers.Dense(
-            len(self.dilations) * filters, dtype=self.dtype_policy, name="select"
+            len(self.dilations) * filters, use_bias=False, dtype=self.dtype_policy, name="select"
         )
         self.select.build((None, units))
         self._per_group = self.groups > 1 and _cpu_only()
         self.built = True
 
-    def _branch_conv(self, conv, x, parts):
+    def _branch_conv(self, conv, x, rate):
+        kernel = ops.cast(conv.kernel, x.dtype)
+        padding = self._padding(rate)
+        if padding is None:
+            return self._grouped_conv(x, kernel, rate, "same")
+        x = ops.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+        if rate == 1:
+            return self._grouped_conv(x, kernel, rate, "valid", self.strides)
+        # TensorFlow has no strided dilated convolution. Where the stride divides
+        # the dilation, the taps all fall on every stride-th pixel: sub-sample first.
+        if rate % self.strides == 0:
+            x = x[:, :: self.strides, :: self.strides]
+            return self._grouped_conv(x, kernel, rate // self.strides, "valid")
+        y = self._grouped_conv(x, kernel, rate, "valid")
+        return y[:, :: self.strides, :: self.strides]
+
+    def _grouped_conv(self, x, kernel, rate, padding, strides=1):
+        def conv(x, kernel):
+            if keras.backend.backend() == "torch":
+                # Keras's PyTorch conv copies a channels_last input twice (to NCHW, then
+                # to channels_last memory for the kernel). The NCHW view of an NHWC
+                # tensor already is channels_last memory: the same kernel runs, no copy.
+                outputs = ops.conv(
+                    ops.transpose(x, (0, 3, 1, 2)),
+                    kernel,
+                    strides=strides,
+                    padding=padding,
+                    data_format="channels_first",
+                    dilation_rate=rate,
+                )
+                return ops.transpose(outputs, (0, 2, 3, 1))
+            return ops.conv(
+                x,
+                kernel,
+                strides=strides,
+                padding=padding,
+                data_format="channels_last",
+                dilation_rate=rate,
+            )
+
         if not self._per_group:
-            return conv(x)
+            return conv(x, kernel)
         # One dense convolution per group, concatenated: the same result as the
         # grouped convolution, whose gradients TensorFlow and XLA compute ~200x
         # slower on a CPU (docs/benchmarks.md).
-        kernels = ops.split(ops.cast(conv.kernel, x.dtype), self.groups, axis=-1)
-        return ops.concatenate(
-            [
-                ops.conv(
-                    part,
-                    kernel,
-                    padding="same",
-                    data_format="channels_last",
-                    dilation_rate=conv.dilation_rate,
-                )
-                for part, kernel in zip(parts, kernels)
-            ],
-            axis=-1,
-        )
+        parts = ops.split(x, self.groups, axis=-1)
+        kernels = ops.split(kernel, self.groups, axis=-1)
+        return ops.concatenate([conv(p, k) for p, k in zip(parts, kernels)], axis=-1)
 
     def call(self, inputs, training=None, return_attention=False):
         x = ka_ops.to_channels_last(inputs, self.data_format)
-        parts = ops.split(x, self.groups, axis=-1) if self._per_group else None
+        branch_count = len(self.dilations)
+        if self.split_input:
+            branch_inputs = ops.split(x, branch_count, axis=-1)
+        else:
+            branch_inputs = [x] * branch_count
         branches = [
-            ops.relu(norm(self._branch_conv(conv, x, parts), training=training))
-            for conv, norm in zip(self.branch_convs, self.branch_norms)
+            ops.relu(norm(self._branch_conv(conv, branch_input, rate), training=training))
+            for conv, norm, branch_input, rate in zip(
+                self.branch_convs, self.branch_norms, branch_inputs, self.dilations
+            )
         ]
         # The mean of the sum is the sum of the means: no summed map is stored.
         pooled = sum(ka_ops.spatial_mean(branch, "channels_last") for branch in branches)
         z = ops.relu(self.fuse_bn(self.fuse_dense(pooled), training=training))
-        branch_count = len(self.dilations)
         logits = ops.reshape(self.select(z), (-1, branch_count, self.select.units // branch_count))
         weights = ka_ops.softmax_float32(logits, axis=1)  # across branches
         outputs = sum(branch * weights[:, i, None, None, :] for i, branch in enumerate(branches))
@@ -183,9 +280,18 @@ class SelectiveKernel(ImageAttentionLayer):
         return self._outputs(outputs, weights, return_attention)
 
     def compute_output_shape(self, input_shape):
-        shape = ka_ops.shape_to_channels_last(input_shape, self.data_format)
-        filters = self._filters(shape[-1])
-        return ka_ops.shape_from_channels_last((*shape[:3], filters), self.data_format)
+        batch, height, width, channels = ka_ops.shape_to_channels_last(
+            input_shape, self.data_format
+        )
+
+        def strided(size):
+            # PyTorch's output size of the symmetric padding above (odd kernels).
+            if size is None:
+                return None
+            return (size + 2 * ((self.strides - 1) // 2) - 1) // self.strides + 1
+
+        shape = (batch, strided(height), strided(width), self._filters(channels))
+        return ka_ops.shape_from_channels_last(shape, self.data_format)
 
     def get_config(self):
         config = super().get_config()
@@ -197,6 +303,9 @@ class SelectiveKernel(ImageAttentionLayer):
                 "groups": self.groups,
                 "reduction": self.reduction,
                 "min_units": self.min_units,
+                "units": self.units,
+                "strides": self.strides,
+                "split_input": self.split_input,
             }
         )
         return config
