@@ -125,6 +125,47 @@ def test_train_classifier_on_a_tfds_dataset(tmp_path):
     assert summary["dataset"] == "mnist" and 0.0 <= summary["test_accuracy"] <= 1.0
 
 
+OFFLINE = """
+import runpy, socket, sys, time
+import keras, tensorflow_datasets  # imported first: their import time is not the point
+
+
+def refuse(*args, **kwargs):
+    raise OSError("network is unreachable (test)")
+
+
+socket.create_connection = refuse  # no network, whatever this machine has
+sys.argv = [{script!r}, "--dataset", "cifar10"]
+start = time.perf_counter()
+try:
+    runpy.run_path({script!r}, run_name="__main__")
+finally:
+    print("SECONDS", time.perf_counter() - start)
+"""
+
+
+def test_tfds_dataset_offline_stops_in_seconds_with_one_line(tmp_path):
+    pytest.importorskip("tensorflow_datasets")
+    script = os.path.join(EXAMPLES, "train_classifier.py")
+    env = dict(os.environ, TFDS_DATA_DIR=str(tmp_path), KERAS_BACKEND="tensorflow")
+    result = subprocess.run(
+        [sys.executable, "-c", OFFLINE.format(script=script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,  # the exit status is asserted below
+        cwd=tmp_path,
+    )
+    seconds = float(result.stdout.split("SECONDS")[-1])
+    assert seconds < 60  # TFDS alone retried for 3 min 45 s (a few seconds on an idle machine)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: The TFDS dataset 'cifar10' is not downloaded")
+    assert "'digits'" in last
+
+
 def test_attention_choices_follow_the_registry():
     assert train_classifier.attention_choices() == ["none"] + keras_attention.available()
     with pytest.raises(SystemExit):
