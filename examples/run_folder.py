@@ -293,8 +293,8 @@ def train(
             `model.keras` and `summary.json` stay until the new ones replace them).
         verbose: `fit` verbosity.
         callbacks: appended to the run's own callbacks.
-        scope: a context (a distribution strategy's scope) for restoring and
-            recomputing statistics.
+        scope: a function returning a context (a distribution strategy's
+            `scope`) for restoring and recomputing statistics.
         describe: dict of JSON values put in the summary (model name, data, ...).
 
     Returns:
@@ -302,7 +302,7 @@ def train(
         again without `overwrite`: its summary is returned with
         `"already_finished": True`.
     """
-    scope = scope or contextlib.nullcontext()
+    scope = scope or contextlib.nullcontext
     os.makedirs(folder, exist_ok=True)
     remove_partials(folder)
     checkpoints = Checkpoints(os.path.join(folder, "backup"))
@@ -318,7 +318,7 @@ def train(
                 "again, or give another --output-dir."
             )
             return {**done, "already_finished": True}
-    with scope:
+    with scope():
         start = checkpoints.restore(model)
     if start == 0:
         shutil.rmtree(log_dir, ignore_errors=True)  # one run, one set of curves
@@ -346,7 +346,7 @@ def train(
     seconds = time.perf_counter() - start_time
     batches = 0
     if stale > STALE_STATISTICS:
-        with scope:
+        with scope():
             batches = recalibrate_batch_norm(model, train_data)
         print(f"BatchNorm statistics recomputed on {batches} training batches.")
     model_path = os.path.join(folder, "model.keras")

@@ -185,21 +185,21 @@ def compile_model(model, learning_rate, steps):
 
 
 def distribution_scope(enabled):
-    """A scope for building the model, and the number of replicas.
+    """A function returning a scope for building the model, and the number of replicas.
 
     TensorFlow mirrors the model on every GPU (or every logical CPU when there
     is no GPU); JAX shards each batch across its devices. With one device it
     warns: the run is then an ordinary one.
     """
     if not enabled:
-        return contextlib.nullcontext(), 1
+        return contextlib.nullcontext, 1
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
-        scope, replicas = strategy.scope(), strategy.num_replicas_in_sync
+        scope, replicas = strategy.scope, strategy.num_replicas_in_sync
         trial = (
             "to try it on a CPU, split the CPU into logical devices first with "
             "tf.config.set_logical_device_configuration(cpu, "
@@ -208,7 +208,7 @@ def distribution_scope(enabled):
     elif backend == "jax":
         distribution = keras.distribution.DataParallel()
         keras.distribution.set_distribution(distribution)
-        scope, replicas = contextlib.nullcontext(), len(distribution.device_mesh.devices.flatten())
+        scope, replicas = contextlib.nullcontext, len(distribution.device_mesh.devices.flatten())
         trial = (
             "to try it on a CPU, set "
             "XLA_FLAGS=--xla_force_host_platform_device_count=2 before starting"
@@ -272,7 +272,7 @@ def main(argv=None, callbacks=()):
     steps = int(dataset.train.cardinality())
     scope, replicas = distribution_scope(args.distribute)
     try:
-        with scope:
+        with scope():
             model = build_model(
                 args.model, args.attention, dataset.input_shape, dataset.num_classes
             )
