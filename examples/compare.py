@@ -23,8 +23,9 @@ say nothing about them:
   difference would not be the attention's. `train_classifier.py --model ran56`
   trains the network it was designed for.
 
-Name them in `--attention` to include them anyway. Each run is resumable and
-keeps its model in `<output-dir>/<mechanism>/`. Times are wall-clock seconds per
+Name them in `--attention` to include them anyway. Each run keeps its model in
+`<output-dir>/<mechanism>/`: a killed comparison resumes where it stopped, and
+finished runs are reused unless `--overwrite` is given. Times are wall-clock seconds per
 epoch, validation included, the median after the first (compiling) epoch: on a
 shared machine they are rough.
 """
@@ -43,6 +44,7 @@ import keras_attention
 from keras_attention import precision
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run_folder
 import train_classifier
 
 EXCLUDED = ("stn", "residual")
@@ -82,6 +84,12 @@ def parse_args(argv=None):
         default=os.path.join("runs", "compare"),
         help="Where the runs and tables go.",
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Train every mechanism again; without it, finished runs in --output-dir "
+        "are reused and killed ones resume.",
+    )
     args = parser.parse_args(argv)
     args.attention = [name.strip() for name in args.attention.split(",") if name.strip()]
     known = set(train_classifier.attention_choices())
@@ -115,6 +123,8 @@ def run(args, mechanism):
     ]  # fmt: skip
     if args.limit:
         argv += ["--limit", str(args.limit)]
+    if args.overwrite:
+        argv.append("--overwrite")
     # Each run starts from a fresh Keras state, as it would in a process of its own.
     keras.backend.clear_session()
     return train_classifier.main(argv)
@@ -162,12 +172,13 @@ def main(argv=None):
         summaries[mechanism] = run(args, mechanism)
     rows = rows_of(summaries)
     table = markdown(rows)
-    with open(os.path.join(args.output_dir, "compare.md"), "w") as f:
-        f.write(
-            f"AttentionCNN on {args.dataset}, {args.epochs} epochs, batch {args.batch_size}, "
-            f"seed {args.seed}, {summaries[args.attention[0]]['precision']}\n\n{table}\n"
-        )
-    with open(os.path.join(args.output_dir, "compare.csv"), "w", newline="") as f:
+    run_folder.write_text(
+        os.path.join(args.output_dir, "compare.md"),
+        f"AttentionCNN on {args.dataset}, {args.epochs} epochs, batch {args.batch_size}, "
+        f"seed {args.seed}, {summaries[args.attention[0]]['precision']}\n\n{table}\n",
+    )
+    csv_path = os.path.join(args.output_dir, "compare.csv")
+    with run_folder.atomic_path(csv_path) as partial, open(partial, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -176,4 +187,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except train_classifier.data.DataError as error:  # one line: the data cannot be had
+        raise SystemExit(f"error: {error}") from None

@@ -16,7 +16,12 @@ segments pets, background and borders (3 classes) through TensorFlow Datasets.
     python examples/segmentation.py --dataset oxford_iiit_pet --image-size 128
 
 It prints the test mIoU of each model and writes `segmentation.png` (inputs,
-true masks and each model's predictions).
+true masks and each model's predictions, with a legend of the classes).
+
+Each model trains in a run folder of its own (`<output-dir>/danet/`,
+`<output-dir>/ccnet/`) as in `train_classifier.py`: checkpoints that resume,
+TensorBoard logs, `model.keras` reloaded before it is scored, and `--overwrite`
+to train a finished run again.
 """
 
 ## Setup
@@ -33,9 +38,14 @@ from keras_attention import models
 from keras_attention import precision
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run_folder
 import train_classifier
 
 MODELS = {"danet": models.DANet, "ccnet": models.CCNet}
+CLASS_NAMES = {
+    data.DIGITS: ["background"] + [f"digit {d}" for d in range(10)],
+    "oxford_iiit_pet": ["pet", "background", "border"],
+}
 
 
 def parse_args(argv=None):
@@ -82,7 +92,10 @@ def parse_args(argv=None):
     parser.add_argument(
         "--output-dir",
         default=os.path.join("runs", "segmentation"),
-        help="Where segmentation.png and the .keras models go.",
+        help="Where segmentation.png and the run folders (one per model) go.",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="Train finished runs in --output-dir again."
     )
     parser.add_argument(
         "--verbose", type=int, default=2, choices=(0, 1, 2), help="Keras fit verbosity."
@@ -118,30 +131,49 @@ def mean_iou(counts):
 ## Pictures
 
 
-def plot(images, masks, predictions, classes, path):
-    """Saves rows of input, true mask and each model's predicted mask."""
+def plot(images, masks, predictions, class_names, path):
+    """Saves rows of input, true mask and each model's predicted mask, and a class legend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
 
+    classes = len(class_names)
+    colours = ListedColormap(plt.get_cmap("tab20").colors[:classes])
     rows = [("input", images), ("truth", masks)] + list(predictions.items())
-    fig, axes = plt.subplots(len(rows), len(images), figsize=(1.6 * len(images), 1.7 * len(rows)))
+    fig, axes = plt.subplots(
+        len(rows), len(images), figsize=(1.6 * len(images) + 1.6, 1.7 * len(rows)), squeeze=False
+    )
     for r, (title, batch) in enumerate(rows):
         for c, item in enumerate(batch):
             ax = axes[r, c]
             if title == "input":
                 ax.imshow(item.squeeze(), cmap="gray" if item.shape[-1] == 1 else None)
-            else:
+            else:  # one colour per class, the same in every panel
                 ax.imshow(
-                    item, cmap="tab20", vmin=0, vmax=max(classes - 1, 1), interpolation="nearest"
+                    item, cmap=colours, vmin=-0.5, vmax=classes - 0.5, interpolation="nearest"
                 )
             ax.set_axis_off()
             if c == 0:
                 ax.set_title(title, fontsize=8, loc="left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    legend = [Patch(color=colours(k), label=name) for k, name in enumerate(class_names)]
+    fig.legend(handles=legend, loc="center right", fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1 - 1.5 / fig.get_figwidth(), 1))
+    run_folder.save_figure(fig, path, dpi=100)
     plt.close(fig)
+
+
+def scores(dataset):
+    def evaluate(model):
+        counts = confusion(model, dataset.test, dataset.num_classes)
+        return {
+            "miou": mean_iou(counts),
+            "test_pixel_accuracy": float(np.trace(counts) / max(counts.sum(), 1)),
+        }
+
+    return evaluate
 
 
 def main(argv=None):
@@ -165,15 +197,22 @@ def main(argv=None):
         model = MODELS[name](classes=dataset.num_classes, input_shape=dataset.input_shape)
         print(f"\n## {model.name}: {model.count_params():,} parameters")
         train_classifier.compile_model(model, args.learning_rate, args.epochs * max(steps, 1))
-        # shuffle=False: the tf.data pipeline shuffles.
-        model.fit(dataset.train, epochs=args.epochs, verbose=args.verbose, shuffle=False)
-        model.save(os.path.join(args.output_dir, f"{name}.keras"))
-        miou = mean_iou(confusion(model, dataset.test, dataset.num_classes))
-        results[name] = {"miou": miou, "parameters": model.count_params()}
-        predictions[name] = np.argmax(np.asarray(model.predict_on_batch(images), "float32"), -1)
-        print(f"{model.name}: test mIoU {miou:.4f}")
+        summary = run_folder.train(
+            model,
+            os.path.join(args.output_dir, name),
+            dataset.train,
+            args.epochs,
+            scores(dataset),
+            overwrite=args.overwrite,
+            verbose=args.verbose,
+            describe={"model": model.name, "dataset": args.dataset, "precision": policy},
+        )
+        results[name] = {"miou": summary["miou"], "parameters": summary["parameters"]}
+        reloaded = run_folder.load_model(summary["model_path"])
+        predictions[name] = np.argmax(np.asarray(reloaded.predict_on_batch(images), "float32"), -1)
+        print(f"{model.name}: test mIoU {summary['miou']:.4f}")
     plot_path = os.path.join(args.output_dir, "segmentation.png")
-    plot(images, masks, predictions, dataset.num_classes, plot_path)
+    plot(images, masks, predictions, CLASS_NAMES[args.dataset], plot_path)
     for name, result in results.items():
         print(f"{name}: test mIoU {result['miou']:.4f}, {result['parameters']:,} parameters")
     print(f"Predictions: {plot_path}")
@@ -181,4 +220,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except data.DataError as error:  # one line: the data cannot be had
+        raise SystemExit(f"error: {error}") from None

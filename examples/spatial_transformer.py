@@ -14,9 +14,14 @@ degrees, scaled by 0.7-1.2 and placed at random on a 42x42 canvas with 6x6
 fragments of other digits as clutter. It trains `SpatialTransformerClassifier`
 and the same CNN without the transformer on identical data, prints both test
 accuracies and writes `stn_warps.png`: test inputs beside what the transformer
-made of them.
+made of them, with their true and predicted labels.
 
     python examples/spatial_transformer.py
+
+Each model trains in a run folder of its own (`<output-dir>/stn_classifier/`,
+`<output-dir>/plain_cnn/`) as in `train_classifier.py`: checkpoints that
+resume, TensorBoard logs, `model.keras` reloaded before it is scored, and
+`--overwrite` to train a finished run again.
 """
 
 ## Setup
@@ -33,6 +38,7 @@ from keras_attention import models
 from keras_attention import precision
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run_folder
 import train_classifier
 
 
@@ -63,7 +69,10 @@ def parse_args(argv=None):
     parser.add_argument(
         "--output-dir",
         default=os.path.join("runs", "spatial_transformer"),
-        help="Where stn_warps.png and stn_classifier.keras go.",
+        help="Where stn_warps.png and the run folders stn_classifier/ and plain_cnn/ go.",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="Train finished runs in --output-dir again."
     )
     parser.add_argument(
         "--verbose", type=int, default=2, choices=(0, 1, 2), help="Keras fit verbosity."
@@ -91,25 +100,35 @@ def distorted_data(args):
 ## Training
 
 
+def accuracy(dataset):
+    def scores(model):
+        train_classifier.evaluate(dataset)(model)  # compiles the reloaded model
+        return {"test_accuracy": float(model.evaluate(dataset.test, verbose=0)[1])}
+
+    return scores
+
+
 def train(model, dataset, args):
-    keras.utils.set_random_seed(args.seed)
+    """Trains `model` in its run folder; returns its summary."""
     steps = int(dataset.train.cardinality())
     train_classifier.compile_model(model, args.learning_rate, args.epochs * steps)
-    # shuffle=False: the tf.data pipeline shuffles.
-    model.fit(
+    return run_folder.train(
+        model,
+        os.path.join(args.output_dir, model.name),
         dataset.train,
-        epochs=args.epochs,
+        args.epochs,
+        accuracy(dataset),
         validation_data=dataset.test,
+        overwrite=args.overwrite,
         verbose=args.verbose,
-        shuffle=False,
+        describe={"model": model.name},
     )
-    return float(model.evaluate(dataset.test, verbose=0)[1])
 
 
 ## What the transformer does
 
 
-def plot_warps(model, images, path):
+def plot_warps(model, images, labels, path):
     """Saves the inputs (top row) above the transformer's outputs (bottom row)."""
     import matplotlib
 
@@ -118,14 +137,23 @@ def plot_warps(model, images, path):
 
     transformer = model.get_layer("spatial_transformer")
     warped = keras.Model(model.inputs, transformer.output).predict(images, verbose=0)
-    fig, axes = plt.subplots(2, len(images), figsize=(1.6 * len(images), 3.6))
+    predicted = np.argmax(np.asarray(model.predict(images, verbose=0), "float32"), axis=-1)
+    fig, axes = plt.subplots(2, len(images), figsize=(1.6 * len(images), 3.8))
     for column, (before, after) in enumerate(zip(images, np.asarray(warped, "float32"))):
-        for row, (image, title) in enumerate(((before, "input"), (after, "transformed"))):
+        for row, image in enumerate((before, after)):
             axes[row, column].imshow(image[..., 0], cmap="gray", vmin=0, vmax=1)
             axes[row, column].set_axis_off()
-            axes[row, column].set_title(title, fontsize=8)
+        axes[0, column].set_title(
+            f"true {labels[column]}, pred {predicted[column]}",
+            fontsize=8,
+            color="black" if labels[column] == predicted[column] else "red",
+        )
+    axes[0, 0].text(-0.1, 0.5, "input", rotation=90, va="center", ha="right",
+                    transform=axes[0, 0].transAxes, fontsize=8)  # fmt: skip
+    axes[1, 0].text(-0.1, 0.5, "transformed", rotation=90, va="center", ha="right",
+                    transform=axes[1, 0].transAxes, fontsize=8)  # fmt: skip
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    run_folder.save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -138,23 +166,23 @@ def main(argv=None):
     print(f"{dataset.train_size} train / {dataset.test_size} test distorted digits, {policy}")
 
     results = {}
-    keras.utils.set_random_seed(args.seed)
-    stn = models.SpatialTransformerClassifier(input_shape=dataset.input_shape, classes=10)
-    keras.utils.set_random_seed(args.seed)
-    plain = models.SpatialTransformerClassifier(
-        input_shape=dataset.input_shape, classes=10, transformer=False
-    )
-    for model in (stn, plain):
+    for transformer in (True, False):
+        keras.utils.set_random_seed(args.seed)
+        model = models.SpatialTransformerClassifier(
+            input_shape=dataset.input_shape, classes=10, transformer=transformer
+        )
         print(f"\n## {model.name}: {model.count_params():,} parameters")
+        summary = train(model, dataset, args)
         results[model.name] = {
-            "test_accuracy": train(model, dataset, args),
-            "parameters": model.count_params(),
+            "test_accuracy": summary["test_accuracy"],
+            "parameters": summary["parameters"],
+            "model_path": summary["model_path"],
         }
 
-    stn.save(os.path.join(args.output_dir, "stn_classifier.keras"))
-    images, _ = next(iter(dataset.test))
+    stn = run_folder.load_model(results["stn_classifier"]["model_path"])
+    images, labels = next(iter(dataset.test))
     plot_path = os.path.join(args.output_dir, "stn_warps.png")
-    plot_warps(stn, np.asarray(images[:8]), plot_path)
+    plot_warps(stn, np.asarray(images[:8]), np.asarray(labels[:8]), plot_path)
     for name, result in results.items():
         print(
             f"{name}: test accuracy {result['test_accuracy']:.4f}, {result['parameters']:,} parameters"

@@ -23,18 +23,19 @@ one sub-folder per class:
     python examples/train_classifier.py --dataset cifar10 --model resnet18 --attention se
     python examples/train_classifier.py --dataset path/to/folder --image-size 128
 
-Kill a run and start it again with the same arguments: it resumes from the
-last finished epoch (`keras.callbacks.BackupAndRestore` in `--output-dir`).
+Kill a run at any moment and start it again with the same arguments: it says
+"Resumed at epoch N" and goes on from the last finished epoch. Files are written
+atomically and the two newest checkpoints are kept (`run_folder.py`), so a kill
+never destroys the previous model or checkpoint. Running a finished job again
+does nothing unless `--overwrite` is given.
 """
 
 ## Setup
 
 import argparse
 import contextlib
-import importlib.util
-import json
 import os
-import time
+import sys
 
 import keras
 
@@ -42,6 +43,9 @@ import keras_attention
 from keras_attention import data
 from keras_attention import models
 from keras_attention import precision
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run_folder
 
 MODELS = ("small_cnn", "resnet18", "resnet34", "resnet50", "resnet101", "ran56", "ran92")
 RESNETS = {
@@ -129,6 +133,12 @@ def parse_args(argv=None):
         "(model.keras) and summary.json go. Default: runs/<dataset>_<model>_<attention>.",
     )
     parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Train again from scratch where --output-dir holds a finished run or "
+        "checkpoints (without it a finished run is left as it is, and a killed one resumes).",
+    )
+    parser.add_argument(
         "--seed", type=int, default=0, help="Seed of weights, shuffling and augmentation."
     )
     parser.add_argument(
@@ -175,55 +185,64 @@ def compile_model(model, learning_rate, steps):
 
 
 def distribution_scope(enabled):
-    """A scope for building the model, and the number of replicas.
+    """A function returning a scope for building the model, and the number of replicas.
 
     TensorFlow mirrors the model on every GPU (or every logical CPU when there
-    is no GPU); JAX shards each batch across its devices.
+    is no GPU); JAX shards each batch across its devices. With one device it
+    warns: the run is then an ordinary one.
     """
     if not enabled:
-        return contextlib.nullcontext(), 1
+        return contextlib.nullcontext, 1
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
-        return strategy.scope(), strategy.num_replicas_in_sync
-    if backend == "jax":
+        scope, replicas = strategy.scope, strategy.num_replicas_in_sync
+        trial = (
+            "to try it on a CPU, split the CPU into logical devices first with "
+            "tf.config.set_logical_device_configuration(cpu, "
+            "[tf.config.LogicalDeviceConfiguration()] * 2)"
+        )
+    elif backend == "jax":
         distribution = keras.distribution.DataParallel()
         keras.distribution.set_distribution(distribution)
-        return contextlib.nullcontext(), len(distribution.device_mesh.devices.flatten())
-    raise ValueError(f"--distribute needs the TensorFlow or JAX backend, not {backend!r}.")
+        scope, replicas = contextlib.nullcontext, len(distribution.device_mesh.devices.flatten())
+        trial = (
+            "to try it on a CPU, set "
+            "XLA_FLAGS=--xla_force_host_platform_device_count=2 before starting"
+        )
+    else:
+        raise ValueError(f"--distribute needs the TensorFlow or JAX backend, not {backend!r}.")
+    if replicas == 1:
+        print(
+            f"Warning: --distribute found one device, so this run has 1 replica, as "
+            f"without --distribute. Data parallelism needs several GPUs; {trial}.",
+            file=sys.stderr,
+        )
+    return scope, replicas
 
 
 ## Training
 
 
-class EpochTimer(keras.callbacks.Callback):
-    """Records the wall time of each epoch (validation included)."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
-
-
-def tensorboard_callbacks(log_dir):
-    """A TensorBoard callback, or none (with a note) where TensorBoard is missing."""
-    if importlib.util.find_spec("tensorboard") is None:
-        print("No TensorBoard logs: `pip install tensorboard` to get them.")
-        return []
-    return [keras.callbacks.TensorBoard(log_dir)]
-
-
 def default_output_dir(args):
     dataset = os.path.basename(os.path.normpath(args.dataset))
     return os.path.join("runs", f"{dataset}_{args.model}_{args.attention}")
+
+
+def evaluate(dataset):
+    """A function scoring a reloaded model on the test pipeline."""
+
+    def scores(model):
+        model.compile(
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
+        )
+        loss, accuracy = model.evaluate(dataset.test, verbose=0)
+        return {"test_accuracy": float(accuracy), "test_loss": float(loss)}
+
+    return scores
 
 
 def main(argv=None, callbacks=()):
@@ -234,7 +253,6 @@ def main(argv=None, callbacks=()):
     """
     args = parse_args(argv)
     output_dir = args.output_dir or default_output_dir(args)
-    os.makedirs(output_dir, exist_ok=True)
     keras.utils.set_random_seed(args.seed)
     policy = precision.set_precision(args.precision)
 
@@ -254,64 +272,45 @@ def main(argv=None, callbacks=()):
     steps = int(dataset.train.cardinality())
     scope, replicas = distribution_scope(args.distribute)
     try:
-        with scope:
+        with scope():
             model = build_model(
                 args.model, args.attention, dataset.input_shape, dataset.num_classes
             )
             compile_model(model, args.learning_rate, args.epochs * steps if steps > 0 else 10_000)
         print(f"Model {model.name}: {model.count_params():,} parameters, {replicas} replica(s)")
-
-        timer = EpochTimer()
-        start = time.perf_counter()
-        history = model.fit(
+        summary = run_folder.train(
+            model,
+            output_dir,
             dataset.train,
-            epochs=args.epochs,
+            args.epochs,
+            evaluate(dataset),
             validation_data=dataset.test,
+            overwrite=args.overwrite,
             verbose=args.verbose,
-            shuffle=False,  # the tf.data pipeline shuffles; Keras warns otherwise
-            callbacks=[
-                keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup")),
-                *tensorboard_callbacks(os.path.join(output_dir, "logs")),
-                timer,
-                *callbacks,
-            ],
+            callbacks=callbacks,
+            scope=scope,
+            describe={
+                "model": model.name,
+                "attention": args.attention,
+                "dataset": args.dataset,
+                "precision": policy,
+            },
         )
-        seconds = time.perf_counter() - start
-        path = os.path.join(output_dir, "model.keras")
-        model.save(path)
     finally:
         if args.distribute and keras.backend.backend() == "jax":
             keras.distribution.set_distribution(None)
-
-    # The number reported is the reloaded file's: it proves the save is complete.
-    reloaded = keras.saving.load_model(path)  # no custom_objects needed
-    reloaded.compile(
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
-    )
-    loss, accuracy = reloaded.evaluate(dataset.test, verbose=0)
-    summary = {
-        "model": model.name,
-        "attention": args.attention,
-        "dataset": args.dataset,
-        "precision": policy,
-        "test_accuracy": float(accuracy),
-        "test_loss": float(loss),
-        "parameters": int(model.count_params()),
-        "epochs_run": len(history.epoch),
-        "first_epoch": history.epoch[0] + 1 if history.epoch else None,
-        "train_seconds": seconds,
-        "epoch_seconds": timer.seconds,
-        "model_path": path,
-    }
-    with open(os.path.join(output_dir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    print(
-        f"{model.name} on {args.dataset}: test accuracy {accuracy:.4f} (reloaded "
-        f"{path}), {summary['parameters']:,} parameters, {seconds:.1f} s training "
-        f"({len(history.epoch)} epochs), {policy}"
-    )
+    if not summary.get("already_finished"):
+        print(
+            f"{model.name} on {args.dataset}: test accuracy {summary['test_accuracy']:.4f} "
+            f"(reloaded {summary['model_path']}), {summary['parameters']:,} parameters, "
+            f"{summary['train_seconds']:.1f} s training ({summary['epochs_run']} epochs), "
+            f"{policy}"
+        )
     return summary
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except data.DataError as error:  # one line, no traceback: the data cannot be had
+        raise SystemExit(f"error: {error}") from None

@@ -10,15 +10,21 @@ Every `keras_attention` layer returns its attention weights when called with
 `return_attention=True`. This example loads a model (by default the one that
 `train_classifier.py` saves), calls each attention layer again on its own input
 tensor with `return_attention=True` in a new functional graph, and writes one
-PNG per layer into `--output-dir`:
+PNG per map into `--output-dir`. What is drawn follows from the map's shape
+alone, so layers added to the package later are drawn without code here:
 
-- spatial maps (CBAM's spatial gate, the Residual Attention soft mask averaged
+- spatial maps `(batch, H, W, ...)` (CBAM's spatial gate, a soft mask averaged
   over channels) are drawn over the images;
-- pairwise maps (self-attention, non-local, DANet's position attention) and
-  criss-cross maps are drawn for the centre pixel: where it looks;
-- channel gates (SE, ECA, CBAM's channel gate) are drawn as bar charts;
+- pairwise maps `(batch, [heads,] H*W, N)` (self-attention, non-local, DANet's
+  position attention; N = H*W or a sub-sampled grid) and criss-cross maps
+  `(batch, H, W, H+W)` are drawn for the centre pixel, which is marked: where
+  it looks;
+- vectors `(batch, C)` (SE, ECA, CBAM's channel gate) are drawn as bar charts;
 - the rest (channel-to-channel affinities, selective-kernel branch weights,
   spatial-transformer matrices) has no picture here and is skipped with a note.
+
+Maps of one PNG share one colour scale, shown by a colorbar; each panel is
+titled with the image's true label and the model's prediction (red when wrong).
 
     python examples/train_classifier.py --attention cbam
     python examples/visualize_attention.py --model runs/digits_small_cnn_cbam/model.keras
@@ -28,13 +34,16 @@ PNG per layer into `--output-dir`:
 
 import argparse
 import os
+import sys
 
 import keras
 import numpy as np
 
-import keras_attention
 from keras_attention import data
 from keras_attention.layers.base import ImageAttentionLayer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run_folder
 
 
 def parse_args(argv=None):
@@ -103,37 +112,54 @@ def feature_size(model, layer, images):
     return shape[axes[0]], shape[axes[1]]
 
 
-def to_channels_last(maps, layer):
-    if layer.data_format == "channels_first":
+def to_channels_last(maps, data_format):
+    if data_format == "channels_first":
         return np.moveaxis(maps, 1, -1)
     return maps
 
 
-def describe(layer, weights, height, width):
-    """("spatial", (batch, h, w)), ("bars", (batch, C)) or ("skip", reason).
+def pooled_grid(size, height, width):
+    """(h, w, stride) of a grid of `size` cells that sub-samples (height, width), or None."""
+    for stride in range(1, 9):
+        h, w = -(-height // stride), -(-width // stride)
+        if h * w == size:
+            return h, w, stride
+    return None
+
+
+def describe(weights, height, width, data_format="channels_last"):
+    """What to draw of attention `weights` (batch first), by their shape alone.
 
     `height` and `width` are those of the layer's input feature map.
+
+    Returns:
+        `("spatial", maps (batch, h, w), query)` where `query` is the (row,
+        column) on the map's grid of the pixel the map belongs to, or None;
+        `("bars", (batch, C))`; or `("skip", reason)`.
     """
+    i, j = height // 2, width // 2  # the query pixel of pairwise and criss-cross maps
+    positions = height * width
     if weights.ndim == 2:
-        return "bars", weights
-    if isinstance(layer, keras_attention.layers.CrissCrossAttention):
-        # (batch, H, W, H + W) of every pixel; keep the centre pixel's cross.
-        i, j = height // 2, width // 2
-        cross = np.zeros((len(weights), height, width), "float32")
-        cross[:, :, j] = weights[:, i, j, :height]
-        cross[:, i, :] += weights[:, i, j, height:]
-        return "spatial", cross
-    if weights.ndim == 4:
-        return "spatial", to_channels_last(weights, layer).mean(axis=-1)
-    if weights.ndim == 3 and weights.shape[1] == height * width:
-        # Query x key positions: the centre query's weights over the keys.
-        keys = weights[:, (height // 2) * width + width // 2, :]
-        if keys.shape[1] == height * width:
-            return "spatial", keys.reshape(-1, height, width)
-        pooled = ((height + 1) // 2, (width + 1) // 2)  # non-local sub-sampling
-        if keys.shape[1] == pooled[0] * pooled[1]:
-            return "spatial", keys.reshape(-1, *pooled)
-    return "skip", f"weights of shape {weights.shape[1:]} are not a spatial map or a gate"
+        return "bars", weights, None
+    if weights.ndim >= 3 and weights.shape[-2] == positions:
+        # Query x key positions, maybe per head: the centre query's weights over the keys.
+        keys = weights[..., i * width + j, :]
+        keys = keys.reshape(len(keys), -1, keys.shape[-1]).mean(axis=1)  # heads averaged
+        grid = pooled_grid(keys.shape[-1], height, width)
+        if grid is not None:
+            h, w, stride = grid
+            return "spatial", keys.reshape(-1, h, w), (i // stride, j // stride)
+    if weights.ndim >= 4:
+        maps = to_channels_last(weights, data_format) if weights.ndim == 4 else weights
+        if maps.shape[1:3] == (height, width) and maps.shape[3:] == (height + width,):
+            # Criss-cross: every pixel's column (H) then row (W); keep the centre's cross.
+            cross = np.zeros((len(maps), height, width), "float32")
+            cross[:, :, j] = maps[:, i, j, :height]
+            cross[:, i, :] += maps[:, i, j, height:]
+            return "spatial", cross, (i, j)
+        # A map over positions (with channels, heads or window cells after them).
+        return "spatial", maps.reshape(*maps.shape[:3], -1).mean(axis=-1), None
+    return "skip", f"weights of shape {weights.shape[1:]} are not a spatial map or a gate", None
 
 
 def upsample(maps, height, width):
@@ -143,63 +169,103 @@ def upsample(maps, height, width):
     return maps[:, rows][:, :, cols]
 
 
-def plot(name, kind, maps, images, path):
+def panel_title(label, prediction):
+    if prediction is None:
+        return f"true {label}", "black"
+    return f"true {label}, pred {prediction}", "black" if label == prediction else "red"
+
+
+def plot(name, kind, maps, images, path, labels, predictions=None, query=None):
+    """Saves `figure(...)` as a PNG at `path`."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(name, kind, maps, images, labels, predictions, query)
+    run_folder.save_figure(fig, path, dpi=100)
+    plt.close(fig)
+
+
+def figure(name, kind, maps, images, labels, predictions=None, query=None):
+    """One panel per image, one colour scale (or y range) for all of them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     count = len(images)
-    fig, axes = plt.subplots(1, count, figsize=(2.2 * count, 2.4 if kind == "spatial" else 2.0))
-    axes = np.atleast_1d(axes)
+    fig, axes = plt.subplots(
+        1, count, figsize=(2.2 * count + 0.8, 2.6 if kind == "spatial" else 2.2), squeeze=False
+    )
+    axes = axes[0]
+    low, high = float(np.min(maps)), float(np.max(maps))
     if kind == "spatial":
+        grid = maps.shape[1:3]
         maps = upsample(maps, *images.shape[1:3])
-    for ax, image, weights in zip(axes, images, maps):
+    for k, (ax, image, weights) in enumerate(zip(axes, images, maps)):
+        prediction = None if predictions is None else predictions[k]
+        title, colour = panel_title(labels[k], prediction)
+        ax.set_title(title, fontsize=8, color=colour)
         if kind == "spatial":
             ax.imshow(image if image.shape[-1] == 3 else image[..., 0], cmap="gray")
-            ax.imshow(weights, cmap="jet", alpha=0.45)
+            shown = ax.imshow(weights, cmap="jet", alpha=0.45, vmin=low, vmax=high)
+            if query is not None:  # the pixel whose attention this is, at its cell's centre
+                y = (query[0] + 0.5) * image.shape[0] / grid[0] - 0.5
+                x = (query[1] + 0.5) * image.shape[1] / grid[1] - 0.5
+                ax.plot(x, y, marker="x", color="white", markersize=8, markeredgewidth=2)
             ax.set_axis_off()
         else:
             ax.bar(np.arange(len(weights)), weights, width=1.0)
-            ax.set_ylim(0, 1)
+            ax.set_ylim(min(0.0, low), max(1.0, high))  # gates in [0, 1]; others wider
             ax.set_xlabel("channel", fontsize=7)
             ax.tick_params(labelsize=6)
-    fig.suptitle(name, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    if kind == "spatial":
+        bar = fig.colorbar(shown, ax=list(axes), fraction=0.03, pad=0.02)
+        bar.ax.tick_params(labelsize=6)
+    note = "  (x: the query pixel)" if query is not None else ""
+    fig.suptitle(name + note, fontsize=9)
+    return fig
+
+
+def predicted_classes(model, images):
+    """The model's argmax class per image, or None when it is not a classifier."""
+    outputs = model.predict(images, verbose=0)
+    if isinstance(outputs, (list, dict)) or np.ndim(outputs) != 2:
+        return None
+    return np.argmax(np.asarray(outputs, "float32"), axis=-1)
 
 
 def main(argv=None):
     """Writes one PNG per attention map; returns {map name: path or skip reason}."""
     args = parse_args(argv)
-    model = keras.saving.load_model(args.model)  # safe mode: registered layers only
+    model = run_folder.load_model(args.model)  # safe mode: registered layers only
     layers = attention_layers(model)
     if not layers:
         raise SystemExit(f"{args.model} has no keras_attention layers to draw.")
     size = model.input_shape[1]  # square images, as the examples train on
     dataset = data.load(args.dataset, batch_size=args.num_images, image_size=size, augment="none")
-    images, _ = next(iter(dataset.test))
-    images = np.asarray(images, "float32")
+    images, labels = next(iter(dataset.test))
+    images, labels = np.asarray(images, "float32"), np.asarray(labels)
     weights = attention_model(model, layers).predict(images, verbose=0)
+    predictions = predicted_classes(model, images)
 
     os.makedirs(args.output_dir, exist_ok=True)
     results = {}
     for name, maps in weights.items():
         layer = model.get_layer(name.split("/")[0])
-        kind, value = describe(
-            layer, np.asarray(maps, "float32"), *feature_size(model, layer, images)
-        )
+        height, width = feature_size(model, layer, images)
+        kind, value, query = describe(np.asarray(maps, "float32"), height, width, layer.data_format)
         if kind == "skip":
             print(f"{name}: skipped, {value}")
             results[name] = value
             continue
         path = os.path.join(args.output_dir, name.replace("/", "_") + ".png")
-        plot(name, kind, value, images, path)
+        plot(name, kind, value, images, path, labels, predictions, query)
         print(f"{name}: {kind} map -> {path}")
         results[name] = path
     return results
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except data.DataError as error:  # one line: the data cannot be had
+        raise SystemExit(f"error: {error}") from None

@@ -17,12 +17,18 @@ prefetch. Images are float32 in [0, 1]; augmentation layers are float32 too, so
 a mixed-precision global policy does not turn the inputs into float16. The
 attention layers belong to the model, never to `map`.
 
+A TFDS name that is neither downloaded nor downloadable (no network) raises
+`DataError` within seconds, saying so and how to get the data, instead of
+retrying downloads for minutes.
+
 `tensorflow_datasets` and `mlxtend` are imported inside the functions that need
 them, so `import keras_attention` does not load them.
 """
 
 import dataclasses
 import os
+import socket
+import urllib.parse
 
 import keras
 import numpy as np
@@ -36,6 +42,16 @@ TFDS_SPLITS = {
     "tf_flowers": ("train[:85%]", "train[85%:]"),
     "imagenette": ("train", "validation"),
 }
+
+
+# Seconds to wait for a TCP connection to a download host before calling it unreachable.
+PROBE_TIMEOUT = 3.0
+# Where TFDS looks first when a dataset lists no download URL.
+TFDS_MIRROR = "storage.googleapis.com"
+
+
+class DataError(ValueError):
+    """A dataset that cannot be had: an unknown name, or not downloaded and no network."""
 
 
 @dataclasses.dataclass
@@ -191,12 +207,55 @@ def from_arrays(
     )
 
 
-def _tfds(name, batch_size, image_size, augment, seed, splits, min_size):
+def reachable(host, port=443, timeout=PROBE_TIMEOUT):
+    """Whether a TCP connection to `host` opens within `timeout` seconds."""
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:  # no route, no DNS, refused, timed out
+        return False
+
+
+def tfds_load(name, split, **kwargs):
+    """`tfds.load(name, split=split, **kwargs)` that fails fast offline.
+
+    Data already prepared on disk load without any network access. Otherwise the
+    hosts the dataset downloads from are probed first: when none answers,
+    `DataError` says so at once (TFDS itself would retry for minutes and end in
+    a urllib3 traceback).
+    """
     import tensorflow_datasets as tfds
 
+    try:
+        return tfds.load(name, split=split, download=False, **kwargs)
+    except tfds.core.DatasetNotFoundError:
+        raise DataError(
+            f"{name!r} is not a TensorFlow Datasets name (see `tfds.list_builders()`), "
+            "nor 'digits' or an existing folder."
+        ) from None
+    except AssertionError as error:  # TFDS's way to say the data are not on disk
+        if "could not find data" not in str(error):
+            raise
+    builder = tfds.builder(name, data_dir=kwargs.get("data_dir"))
+    hosts = sorted(
+        {urllib.parse.urlparse(url).hostname for url in (builder.url_infos or {})} - {None}
+    ) or [TFDS_MIRROR]
+    if not any(reachable(host) for host in hosts):
+        folder = os.path.join(builder.data_dir_root, name)
+        raise DataError(
+            f"The TFDS dataset {name!r} is not downloaded (nothing in {folder}) and its "
+            f"source ({', '.join(hosts)}) cannot be reached. Download it once on a machine "
+            f"online (python -c \"import tensorflow_datasets as tfds; tfds.load('{name}')\") "
+            f"and copy {folder} here (or point TFDS_DATA_DIR at it), or use the offline "
+            "dataset 'digits'."
+        )
+    return tfds.load(name, split=split, download=True, **kwargs)
+
+
+def _tfds(name, batch_size, image_size, augment, seed, splits, min_size):
     train_split, test_split = splits or TFDS_SPLITS.get(name, ("train", "test"))
-    (train, test), info = tfds.load(
-        name, split=[train_split, test_split], as_supervised=True, with_info=True
+    (train, test), info = tfds_load(
+        name, [train_split, test_split], as_supervised=True, with_info=True
     )
     image_spec = info.features["image"]
     image_size = _resolve_size(image_size, image_spec.shape[:2], min_size)
@@ -270,6 +329,10 @@ def load(
 
     Returns:
         A `Data` bundle.
+
+    Raises:
+        DataError: `dataset` is not a TFDS name, or it is one that is not
+            downloaded while its source cannot be reached.
     """
     if dataset == DIGITS:
         train, test = load_digits()
@@ -393,9 +456,7 @@ def segmentation_data(dataset="digits", batch_size=16, image_size=None, seed=Non
         shape, classes = (canvas, canvas, 1), 11
         preprocess = _mask_scaler(None)
     elif dataset == "oxford_iiit_pet":
-        import tensorflow_datasets as tfds
-
-        train_ds, test_ds = tfds.load(dataset, split=["train", "test"])
+        train_ds, test_ds = tfds_load(dataset, ["train", "test"])
         image_size = image_size or 128
         shape, classes = (image_size, image_size, 3), 3
         preprocess = _pet_preprocess(image_size)

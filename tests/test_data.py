@@ -1,5 +1,7 @@
 """The tf.data pipelines: the offline digits, TFDS (mocked), image folders, augmentation."""
 
+import time
+
 import keras
 import numpy as np
 import pytest
@@ -147,3 +149,31 @@ def test_image_folder(tmp_path):
     assert set(labels) <= {0, 1}
     assert images.min() >= -1e-3 and images.max() <= 1.0 + 1e-3
     assert bundle.num_classes == 2 and (bundle.train_size, bundle.test_size) == (8, 2)
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No network: every TCP connection fails at once, as on a machine without one."""
+
+    def refuse(*args, **kwargs):
+        raise OSError("network is unreachable (test)")
+
+    monkeypatch.setattr("socket.create_connection", refuse)
+
+
+def test_tfds_name_not_downloaded_fails_fast_offline(offline, tmp_path):
+    pytest.importorskip("tensorflow_datasets")
+    start = time.perf_counter()
+    with pytest.raises(data.DataError) as error:
+        data.tfds_load("cifar10", ["train", "test"], data_dir=str(tmp_path), as_supervised=True)
+    assert time.perf_counter() - start < 20
+    message = str(error.value)
+    assert "\n" not in message
+    assert "'cifar10' is not downloaded" in message and "www.cs.toronto.edu" in message
+    assert str(tmp_path / "cifar10") in message and "'digits'" in message
+
+
+def test_unknown_tfds_name_is_one_line():
+    pytest.importorskip("tensorflow_datasets")
+    with pytest.raises(data.DataError, match="'no_such_dataset' is not a TensorFlow Datasets name"):
+        data.load("no_such_dataset")

@@ -17,6 +17,7 @@ EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 sys.path.insert(0, EXAMPLES)
 
 import compare
+import run_folder
 import segmentation
 import spatial_transformer
 import train_classifier
@@ -69,6 +70,22 @@ def test_train_classifier_reports_the_saved_model(tmp_path):
     assert not (out / "backup").exists()  # a finished run leaves no backup behind
 
 
+def test_finished_run_is_left_alone_unless_overwrite(tmp_path, capsys):
+    argv = QUICK + ["--attention", "none", "--output-dir", str(tmp_path)]
+    first = train_classifier.main(argv)
+    saved = (tmp_path / "model.keras").stat().st_mtime_ns
+    recorder = EpochRecorder()
+    again = train_classifier.main(argv, callbacks=[recorder])
+    assert recorder.epochs == [] and (tmp_path / "model.keras").stat().st_mtime_ns == saved
+    assert again == {**first, "already_finished": True}
+    assert "is a finished run" in capsys.readouterr().out
+    recorder = EpochRecorder()
+    train_classifier.main(argv + ["--overwrite"], callbacks=[recorder])
+    assert recorder.epochs == [0]
+    if os.path.isdir(tmp_path / "logs"):  # one set of curves, not two overlapping ones
+        assert len(os.listdir(tmp_path / "logs" / "train")) == 1
+
+
 def test_train_classifier_writes_tensorboard_logs(tmp_path):
     pytest.importorskip("tensorboard")
     train_classifier.main(QUICK + ["--attention", "none", "--output-dir", str(tmp_path)])
@@ -85,7 +102,7 @@ def test_train_classifier_mixed_precision_keeps_float32_logits(tmp_path):
     assert model.output.dtype == "float32" and summary["precision"] == "mixed_bfloat16"
 
 
-def test_killed_run_resumes_from_the_next_epoch(tmp_path):
+def test_killed_run_resumes_from_the_next_epoch(tmp_path, capsys):
     argv = QUICK[:2] + ["--epochs", "3", "--batch-size", "32", "--verbose", "0"]
     argv += ["--attention", "eca", "--output-dir", str(tmp_path)]
     with pytest.raises(Interrupt):
@@ -93,6 +110,7 @@ def test_killed_run_resumes_from_the_next_epoch(tmp_path):
     assert (tmp_path / "backup").exists()
     recorder = EpochRecorder()
     summary = train_classifier.main(argv, callbacks=[recorder])
+    assert "Resumed at epoch 1 " in capsys.readouterr().out
     assert recorder.epochs == [1, 2]  # epoch 0 is not trained again
     assert summary["first_epoch"] == 2 and summary["epochs_run"] == 2
 
@@ -105,6 +123,47 @@ def test_train_classifier_on_a_tfds_dataset(tmp_path):
             + ["--attention", "se", "--output-dir", str(tmp_path)]
         )
     assert summary["dataset"] == "mnist" and 0.0 <= summary["test_accuracy"] <= 1.0
+
+
+OFFLINE = """
+import runpy, socket, sys, time
+import keras, tensorflow_datasets  # imported first: their import time is not the point
+
+
+def refuse(*args, **kwargs):
+    raise OSError("network is unreachable (test)")
+
+
+socket.create_connection = refuse  # no network, whatever this machine has
+sys.argv = [{script!r}, "--dataset", "cifar10"]
+start = time.perf_counter()
+try:
+    runpy.run_path({script!r}, run_name="__main__")
+finally:
+    print("SECONDS", time.perf_counter() - start)
+"""
+
+
+def test_tfds_dataset_offline_stops_in_seconds_with_one_line(tmp_path):
+    pytest.importorskip("tensorflow_datasets")
+    script = os.path.join(EXAMPLES, "train_classifier.py")
+    env = dict(os.environ, TFDS_DATA_DIR=str(tmp_path), KERAS_BACKEND="tensorflow")
+    result = subprocess.run(
+        [sys.executable, "-c", OFFLINE.format(script=script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,  # the exit status is asserted below
+        cwd=tmp_path,
+    )
+    seconds = float(result.stdout.split("SECONDS")[-1])
+    assert seconds < 60  # TFDS alone retried for 3 min 45 s (a few seconds on an idle machine)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: The TFDS dataset 'cifar10' is not downloaded")
+    assert "'digits'" in last
 
 
 def test_attention_choices_follow_the_registry():
@@ -149,11 +208,43 @@ def test_distribute_on_two_cpu_devices(backend, tmp_path):
         check=False,  # the return code is asserted below, with stderr
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,  # a shared 2-core machine can take minutes
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 replica(s)" in result.stdout
     assert "ACCURACY" in result.stdout and (tmp_path / "model.keras").exists()
+
+
+def test_distribute_on_one_device_warns(capsys):
+    pytest.importorskip("tensorflow")
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the TensorFlow strategy is the one checked here")
+    import tensorflow as tf
+
+    if len(tf.config.list_logical_devices("CPU")) + len(tf.config.list_logical_devices("GPU")) > 1:
+        pytest.skip("this machine has several devices")
+    _, replicas = train_classifier.distribution_scope(True)
+    err = capsys.readouterr().err
+    assert replicas == 1 and "--distribute found one device" in err
+    assert "several GPUs" in err and "set_logical_device_configuration" in err
+
+
+def test_loader_names_the_missing_import(tmp_path):
+    import zipfile
+
+    path = tmp_path / "model.keras"
+    inputs = keras.Input((8, 8, 4))
+    keras.Model(inputs, keras_attention.layers.SqueezeExcitation(reduction=2)(inputs)).save(path)
+    # A file naming a keras_attention layer that is not registered (as without the import).
+    edited = tmp_path / "edited.keras"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(edited, "w") as target:
+        for item in source.infolist():
+            content = source.read(item.filename)
+            if item.filename == "config.json":
+                content = content.replace(b"SqueezeExcitation", b"NotRegistered")
+            target.writestr(item, content)
+    with pytest.raises((TypeError, ValueError), match="`import keras_attention` before loading"):
+        run_folder.load_model(str(edited))
 
 
 def test_compare_tabulates_each_mechanism(tmp_path):
@@ -176,10 +267,14 @@ def test_spatial_transformer_example(tmp_path):
     results = spatial_transformer.main(QUICK + ["--output-dir", str(tmp_path)])
     assert set(results) == {"stn_classifier", "plain_cnn"}
     # The plain CNN is the STN classifier's CNN: they differ by the transformer alone.
-    stn = keras.saving.load_model(tmp_path / "stn_classifier.keras")
+    stn = keras.saving.load_model(tmp_path / "stn_classifier" / "model.keras")
     extra = stn.get_layer("spatial_transformer").count_params()
     assert results["stn_classifier"]["parameters"] - results["plain_cnn"]["parameters"] == extra
     assert png_shape(tmp_path / "stn_warps.png")[0] > 100
+    for name in ("stn_classifier", "plain_cnn"):  # run folders as train_classifier's
+        summary = json.loads((tmp_path / name / "summary.json").read_text())
+        assert summary["test_accuracy"] == results[name]["test_accuracy"]
+        assert not (tmp_path / name / "backup").exists()
 
 
 def test_segmentation_example(tmp_path):
@@ -190,6 +285,10 @@ def test_segmentation_example(tmp_path):
     assert set(results) == {"danet", "ccnet"}
     assert all(0.0 <= r["miou"] <= 1.0 for r in results.values())
     assert png_shape(tmp_path / "segmentation.png")[0] > 100
+    for name in ("danet", "ccnet"):
+        summary = json.loads((tmp_path / name / "summary.json").read_text())
+        assert summary["miou"] == results[name]["miou"]
+        keras.saving.load_model(tmp_path / name / "model.keras")
 
 
 def test_mean_iou_by_hand():
@@ -238,24 +337,76 @@ def test_visualize_attention_writes_a_png_per_map(tmp_path):
 def test_criss_cross_map_is_the_centre_pixels_cross():
     height, width = 3, 4
     weights = np.random.default_rng(0).uniform(size=(1, height, width, height + width))
-    layer = keras_attention.layers.CrissCrossAttention()
-    kind, maps = visualize_attention.describe(layer, weights, height, width)
+    kind, maps, query = visualize_attention.describe(weights, height, width)
     i, j = 1, 2
     expected = np.zeros((height, width))
     expected[:, j] = weights[0, i, j, :height]
     for k in range(width):
         expected[i, k] += weights[0, i, j, height + k]
-    assert kind == "spatial"
+    assert kind == "spatial" and query == (i, j)
     np.testing.assert_allclose(maps[0], expected, rtol=1e-6)
+    # channels_first moves the last axis to 1; the same map comes out.
+    moved = np.moveaxis(weights, -1, 1)
+    _, again, _ = visualize_attention.describe(moved, height, width, "channels_first")
+    np.testing.assert_allclose(again, maps, rtol=1e-6)
 
 
 def test_pairwise_map_is_the_centre_querys_row():
     height, width = 3, 5
     weights = np.random.default_rng(0).uniform(size=(2, height * width, height * width))
-    layer = keras_attention.layers.SelfAttention2D()
-    kind, maps = visualize_attention.describe(layer, weights, height, width)
+    kind, maps, query = visualize_attention.describe(weights, height, width)
     centre = 1 * width + 2
-    assert kind == "spatial"
+    assert kind == "spatial" and query == (1, 2)
     np.testing.assert_array_equal(maps[1], weights[1, centre].reshape(height, width))
-    kind, _ = visualize_attention.describe(layer, weights[:, :, :4], height, width)
+    kind, _, _ = visualize_attention.describe(weights[:, :, :4], height, width)
     assert kind == "skip"
+
+
+def test_any_layer_is_drawn_by_the_shape_of_its_map():
+    rng = np.random.default_rng(0)
+    height, width = 4, 6
+    # Multi-head pairwise maps: heads averaged.
+    heads = rng.uniform(size=(2, 3, height * width, height * width))
+    kind, maps, query = visualize_attention.describe(heads, height, width)
+    centre = 2 * width + 3
+    assert kind == "spatial" and query == (2, 3)
+    np.testing.assert_allclose(maps, heads[:, :, centre].mean(axis=1).reshape(2, height, width))
+    # Keys on a 2x2 max-pooled grid (non-local sub-sampling): the query marked on that grid.
+    pooled = rng.uniform(size=(2, height * width, 2 * 3))
+    kind, maps, query = visualize_attention.describe(pooled, height, width)
+    assert kind == "spatial" and maps.shape == (2, 2, 3) and query == (1, 1)
+    # Per-pixel weights over window cells (local attention): averaged per pixel.
+    local = rng.uniform(size=(2, height, width, 2, 9))
+    kind, maps, query = visualize_attention.describe(local, height, width)
+    assert kind == "spatial" and query is None
+    np.testing.assert_allclose(maps, local.reshape(2, height, width, -1).mean(axis=-1))
+    # A gate per channel: bars. A (C, C) affinity or a (2, 3) matrix: skipped.
+    assert visualize_attention.describe(rng.uniform(size=(2, 8)), height, width)[0] == "bars"
+    assert visualize_attention.describe(rng.uniform(size=(2, 8, 8)), height, width)[0] == "skip"
+    assert visualize_attention.describe(rng.uniform(size=(2, 2, 3)), height, width)[0] == "skip"
+
+
+def test_attention_figure_shares_one_scale_and_labels_each_panel():
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(size=(3, 8, 8, 1)).astype("float32")
+    maps = rng.uniform(size=(3, 4, 4)).astype("float32")
+    maps[1] *= 5  # one panel's map larger: a shared scale must show it
+    fig = visualize_attention.figure(
+        "layer", "spatial", maps, images, labels=[1, 2, 3], predictions=[1, 0, 3], query=(2, 1)
+    )
+    panels, colorbar = fig.axes[:3], fig.axes[3:]
+    assert len(colorbar) == 1  # one colorbar for all panels
+    overlays = [ax.get_images()[1] for ax in panels]
+    assert {overlay.get_clim() for overlay in overlays} == {(maps.min(), maps.max())}
+    assert [ax.get_title() for ax in panels] == [
+        "true 1, pred 1",
+        "true 2, pred 0",
+        "true 3, pred 3",
+    ]
+    assert panels[1].title.get_color() == "red" and panels[0].title.get_color() == "black"
+    # The query pixel (2, 1) of a 4x4 grid marked at its cell's centre on the 8x8 image.
+    (marker,) = panels[0].get_lines()
+    assert tuple(marker.get_xydata()[0]) == (2.5, 4.5)
+    plt.close(fig)

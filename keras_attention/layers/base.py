@@ -6,6 +6,8 @@ creates its sublayers in `build`, and ends `call` with
 `return self._outputs(outputs, attention, return_attention)`.
 """
 
+import numbers
+
 import keras
 
 from keras_attention import ops as ka_ops
@@ -20,13 +22,37 @@ BATCH_NORM_MOMENTUM = 0.9
 BATCH_NORM_EPSILON = 1e-5
 
 
+def is_int(value):
+    """Whether `value` is an integer of any type (Python, NumPy, ...) other than a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def check_positive_int(name, value, allow_none=False):
-    """Raises a ValueError naming `name` unless `value` is an int >= 1."""
+    """Raises a ValueError naming `name` unless `value` is an integer >= 1.
+
+    Any integer type passes (`np.int64(8)` as well as `8`); `ImageAttentionLayer`
+    stores it as a Python int, so configs stay JSON.
+    """
     if allow_none and value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_int(value) or value < 1:
         none = " or None" if allow_none else ""
         raise ValueError(f"`{name}` must be a positive integer{none}. Received: {name}={value!r}")
+
+
+def check_non_negative_int(name, value):
+    """Raises a ValueError naming `name` unless `value` is an integer >= 0 (any integer type)."""
+    if not is_int(value) or value < 0:
+        raise ValueError(f"`{name}` must be a non-negative integer. Received: {name}={value!r}")
+
+
+def _python_ints(value):
+    """`value` with NumPy (or other non-Python) integers, also inside tuples and lists, as ints."""
+    if is_int(value) and type(value) is not int:
+        return int(value)
+    if isinstance(value, (tuple, list)) and any(is_int(v) and type(v) is not int for v in value):
+        return type(value)(_python_ints(v) for v in value)
+    return value
 
 
 def check_choice(name, value, choices):
@@ -55,6 +81,35 @@ class ImageAttentionLayer(keras.layers.Layer):
         super().__init__(**kwargs)
         self.data_format = ka_ops.standardize_data_format(data_format)
         self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    def __setattr__(self, name, value):
+        # Hyperparameters given as NumPy integers are kept as Python ints: they
+        # then serialise to JSON and act like ints in every backend's ops.
+        super().__setattr__(name, _python_ints(value))
+
+    def __call__(self, inputs, *args, **kwargs):
+        self._check_input_dtype(inputs)
+        return super().__call__(inputs, *args, **kwargs)
+
+    def _check_input_dtype(self, inputs):
+        """Raises a ValueError naming the layer and dtype unless `inputs` are floating point.
+
+        Attention weights, softmaxes and gates are real-valued: an integer or bool
+        feature map is a mistake upstream (e.g. uint8 images fed straight in), so
+        it is refused in every layer alike rather than cast one way in some
+        layers and failing deep inside a convolution in others.
+        """
+        dtype = getattr(inputs, "dtype", None)
+        if dtype is None:  # nested structures, Python lists: Keras converts those
+            return
+        dtype = keras.backend.standardize_dtype(dtype)
+        if not dtype.startswith(("float", "bfloat")):
+            raise ValueError(
+                f"{self.__class__.__name__} (layer {self.name!r}) expects floating-point "
+                f"inputs. Received `inputs` of dtype {dtype}. Cast them first, e.g. "
+                f"`keras.ops.cast(x, 'float32')` or `keras.layers.Rescaling(1 / 255)` for "
+                f"uint8 images."
+            )
 
     def _input_channels(self, input_shape):
         """Validates a 4-D input shape and returns its (static) channel count."""

@@ -1,0 +1,111 @@
+"""The conventions that base.py gives every layer: integer arguments of any type, float inputs.
+
+Parametrized over the layer contract's CASES, so a layer added there is checked here too.
+"""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from helpers import to_numpy
+from test_layer_contract import ALL_CASES
+from test_layer_contract import CASES
+from test_layer_contract import random_input
+
+from keras_attention.layers import base
+
+
+def numpy_ints(kwargs, dtype):
+    """`kwargs` with every int (also inside tuples) as a NumPy integer of `dtype`."""
+
+    def convert(value):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return np.dtype(dtype).type(value)
+        if isinstance(value, tuple):
+            return tuple(convert(v) for v in value)
+        return value
+
+    return {name: convert(value) for name, value in kwargs.items()}
+
+
+# Layers that validate an integer argument with a check of their own instead of
+# base.check_positive_int / check_non_negative_int (reported to their owners):
+# strict, so the mark must go once they use the shared checks.
+OWN_INT_CHECKS = {"ResidualAttention": "`p` is checked by residual_attention.py's own helper"}
+
+
+def int_case(case, own_checks_fail=False):
+    reason = OWN_INT_CHECKS.get(case.cls.__name__) if own_checks_fail else None
+    marks = [pytest.mark.xfail(strict=True, raises=ValueError, reason=reason)] if reason else []
+    return pytest.param(case, id=case.cls.__name__, marks=marks)
+
+
+def takes_ints(case):
+    return any(isinstance(v, int) and not isinstance(v, bool) for v in case.kwargs.values())
+
+
+INT_CASES = [int_case(case) for case in CASES if takes_ints(case)]
+NUMPY_INT_CASES = [int_case(case, own_checks_fail=True) for case in CASES if takes_ints(case)]
+
+
+@pytest.mark.parametrize("dtype", ["int64", "int32", "uint8"])
+@pytest.mark.parametrize("case", NUMPY_INT_CASES)
+def test_numpy_integer_arguments_act_as_python_ints(case, dtype):
+    reference = case.cls(**case.kwargs)
+    layer = case.cls(**numpy_ints(case.kwargs, dtype))
+    config = layer.get_config()
+    # Stored as Python ints: equal to the plain layer's config and JSON as it is.
+    assert config == {**reference.get_config(), "name": config["name"]}
+    for name in case.kwargs:
+        assert type(config[name]) is type(reference.get_config()[name]), name
+    json.dumps(config)
+    x = random_input(case)
+    layer(x)
+    reference(x)
+    reference.set_weights(layer.get_weights())
+    np.testing.assert_allclose(to_numpy(layer(x)), to_numpy(reference(x)), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", INT_CASES)
+def test_numpy_integer_arguments_are_still_validated(case):
+    name = next(n for n, v in case.kwargs.items() if isinstance(v, int))
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        case.cls(**{**case.kwargs, name: np.int64(-3)})
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        case.cls(**{**case.kwargs, name: np.float64(2.0)})
+
+
+def test_check_positive_int_accepts_any_integer_type():
+    for value in (3, np.int8(3), np.uint16(3), np.int64(3)):
+        base.check_positive_int("units", value)
+    for value in (0, np.int64(0), -1, 2.0, np.float32(2), True, np.bool_(True), "2", None):
+        with pytest.raises(ValueError, match=r"`units` must be a positive integer"):
+            base.check_positive_int("units", value)
+    base.check_positive_int("units", None, allow_none=True)
+    base.check_non_negative_int("units", np.int32(0))
+    with pytest.raises(ValueError, match=r"`units` must be a non-negative integer"):
+        base.check_non_negative_int("units", np.int32(-1))
+
+
+@pytest.mark.parametrize("dtype", ["int32", "uint8", "bool"])
+@pytest.mark.parametrize("case", ALL_CASES)
+def test_non_float_inputs_raise_one_clear_error(case, dtype):
+    layer = case.cls(**case.kwargs)
+    x = (random_input(case) > 0).astype(dtype)
+    message = (
+        rf"{case.cls.__name__} \(layer '{layer.name}'\) expects floating-point inputs.*{dtype}"
+    )
+    with pytest.raises(ValueError, match=message):
+        layer(x)  # eager, before any build
+    with pytest.raises(ValueError, match=message):
+        layer(keras.ops.convert_to_tensor(x))
+    with pytest.raises(ValueError, match=message):
+        layer(keras.Input((None, None, case.channels), dtype=dtype))  # functional
+
+
+@pytest.mark.parametrize("case", ALL_CASES)
+def test_float64_inputs_are_cast_to_the_compute_dtype(case):
+    layer = case.cls(**case.kwargs)
+    y = layer(random_input(case).astype("float64"))
+    assert keras.backend.standardize_dtype(y.dtype) == "float32"
