@@ -16,6 +16,7 @@ from keras_attention.layers import ChannelGate
 from keras_attention.layers import CrissCrossAttention
 from keras_attention.layers import DualAttention
 from keras_attention.layers import EfficientChannelAttention
+from keras_attention.layers import GlobalContext
 from keras_attention.layers import NonLocalBlock
 from keras_attention.layers import PositionAttention
 from keras_attention.layers import ResidualAttention
@@ -23,6 +24,7 @@ from keras_attention.layers import SelectiveKernel
 from keras_attention.layers import SelfAttention2D
 from keras_attention.layers import SpatialGate
 from keras_attention.layers import SpatialTransformer
+from keras_attention.layers import SplitAttention
 from keras_attention.layers import SqueezeExcitation
 from keras_attention.registry import available
 from keras_attention.registry import get

@@ -10,6 +10,8 @@ CHANNEL = {
     "se": layers.SqueezeExcitation,
     "eca": layers.EfficientChannelAttention,
     "sk": layers.SelectiveKernel,
+    "gc": layers.GlobalContext,
+    "split_attention": layers.SplitAttention,
 }
 
 SPATIAL = {

@@ -7,7 +7,9 @@ not depend on the folder, so saved files load after a file moves.
 """
 
 from keras_attention.layers.channel import EfficientChannelAttention
+from keras_attention.layers.channel import GlobalContext
 from keras_attention.layers.channel import SelectiveKernel
+from keras_attention.layers.channel import SplitAttention
 from keras_attention.layers.channel import SqueezeExcitation
 from keras_attention.layers.mixed import CBAM
 from keras_attention.layers.mixed import ChannelAttention
