@@ -139,6 +139,7 @@ class SplitAttention(ImageAttentionLayer):
             strides=self.strides,
             groups=groups,
             use_bias=False,
+            data_format="channels_last",
             dtype=self.dtype_policy,
             name="conv",
         )
@@ -147,12 +148,22 @@ class SplitAttention(ImageAttentionLayer):
         self.bn0 = batch_norm("bn0", (None, None, None, filters * self.radix), self.dtype_policy)
         # The attention MLP: grouped 1x1 convolutions on the (batch, 1, 1, C) context.
         self.fc1 = keras.layers.Conv2D(
-            units, 1, groups=self.cardinality, dtype=self.dtype_policy, name="fc1"
+            units,
+            1,
+            groups=self.cardinality,
+            data_format="channels_last",
+            dtype=self.dtype_policy,
+            name="fc1",
         )
         self.fc1.build((None, 1, 1, filters))
         self.bn1 = batch_norm("bn1", (None, 1, 1, units), self.dtype_policy)
         self.fc2 = keras.layers.Conv2D(
-            filters * self.radix, 1, groups=self.cardinality, dtype=self.dtype_policy, name="fc2"
+            filters * self.radix,
+            1,
+            groups=self.cardinality,
+            data_format="channels_last",
+            dtype=self.dtype_policy,
+            name="fc2",
         )
         self.fc2.build((None, 1, 1, units))
         self._pad = ((0, 0), (pad, pad), (pad, pad), (0, 0))
