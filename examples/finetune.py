@@ -164,7 +164,6 @@ def main(argv=None, callbacks=()):
     start = time.perf_counter()
     frozen_path = os.path.join(output_dir, "frozen.keras")
     if os.path.exists(frozen_path):  # phase 1 finished in an earlier run
-        model = keras.saving.load_model(frozen_path, compile=False)
         print(f"Phase 1 done earlier: {frozen_path}")
     else:
         model = models.from_timm(
@@ -187,6 +186,9 @@ def main(argv=None, callbacks=()):
             ],
         )
         save_atomically(model, frozen_path)
+    # Phase 2 starts from the saved file, a fresh model: a restored run's epoch
+    # counter (BackupAndRestore keeps it on the model) must not leak into it.
+    model = keras.saving.load_model(frozen_path, compile=False)
     set_backbone_trainable(model, True)
     unfrozen_epochs = max(0, args.epochs - args.frozen_epochs)
     schedule = keras.optimizers.schedules.CosineDecay(

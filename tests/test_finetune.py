@@ -62,9 +62,9 @@ def test_finetune_resumes_after_a_kill(checkpoint, tmp_path):
     out = str(tmp_path / "run")
     argv = ["--model", "resnet18", "--checkpoint", checkpoint, "--output-dir", out]
     argv += QUICK + ["--frozen-epochs", "1", "--epochs", "3", "--precision", "float32"]
-    with pytest.raises(Interrupt):  # killed after phase 1's model and phase 2's first epoch
+    with pytest.raises(Interrupt):  # killed at the end of phase 1's only epoch
         finetune.main(argv, callbacks=[InterruptAfterFirstEpoch()])
-    with pytest.raises(Interrupt):
+    with pytest.raises(Interrupt):  # phase 1 restored and saved; killed after phase 2's epoch 0
         finetune.main(argv, callbacks=[InterruptAfterFirstEpoch()])
     summary = finetune.main(argv)  # phase 1 skipped; phase 2 runs its last epoch only
     assert summary["unfrozen_epochs_run"] == 1
