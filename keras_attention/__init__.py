@@ -30,6 +30,7 @@ from keras_attention.layers import ExternalAttention
 from keras_attention.layers import FrequencyChannelAttention
 from keras_attention.layers import GatherExcite
 from keras_attention.layers import GlobalAttention
+from keras_attention.layers import GlobalContext
 from keras_attention.layers import HaloAttention
 from keras_attention.layers import LambdaLayer
 from keras_attention.layers import LargeKernelAttention
@@ -46,6 +47,7 @@ from keras_attention.layers import SpatialChannelSqueezeExcitation
 from keras_attention.layers import SpatialGate
 from keras_attention.layers import SpatialGroupEnhance
 from keras_attention.layers import SpatialTransformer
+from keras_attention.layers import SplitAttention
 from keras_attention.layers import SqueezeExcitation
 from keras_attention.layers import StyleRecalibration
 from keras_attention.layers import TripletAttention

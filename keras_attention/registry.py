@@ -14,6 +14,8 @@ CHANNEL = {
     "ese": layers.EffectiveSqueezeExcitation,
     "srm": layers.StyleRecalibration,
     "fca": layers.FrequencyChannelAttention,
+    "gc": layers.GlobalContext,
+    "split_attention": layers.SplitAttention,
 }
 
 SPATIAL = {

@@ -46,6 +46,13 @@ CASES = [
         layers.SelectiveKernel, {"groups": 4, "min_units": 4}, 16, {"groups": 0, "dilations": (1,)}
     ),
     Case(layers.SelfAttention2D, {"reduction": 4}, 16, {"reduction": 0}),
+    Case(layers.GlobalContext, {"fusion": "mul_add"}, 16, {"fusion": "sum", "reduction": 0}),
+    Case(
+        layers.SplitAttention,
+        {"radix": 2, "cardinality": 2, "min_units": 4},
+        16,
+        {"radix": 0, "kernel_size": 2, "filters": 3},
+    ),
     Case(layers.NonLocalBlock, {}, 16, {"mode": "softmax", "inter_channels": 0, "sub_sample": 1}),
     Case(layers.SpatialTransformer, {}, 16, {"localization": "cnn", "output_size": (0, 4)}),
     Case(layers.ChannelGate, {"reduction": 4}, 16, {"reduction": 0}),

@@ -67,3 +67,66 @@ def test_bad_reduction_raises(value):
 def test_unknown_channels_raise():
     with pytest.raises(ValueError, match="channel"):
         SqueezeExcitation().build((None, 8, 8, None))
+
+
+def test_units_override_reduction():
+    layer = SqueezeExcitation(reduction=16, units=24)
+    layer.build((None, 4, 4, 256))
+    assert layer.reduce.units == 24
+    assert layer.count_params() == 256 * 24 + 24 + 24 * 256 + 256
+
+
+def test_activation_and_hard_sigmoid_gate_match_numpy():
+    layer = SqueezeExcitation(units=3, activation="relu6", gate="hard_sigmoid")
+    x = np.random.default_rng(3).normal(size=(2, 4, 5, 8)).astype("float32")
+    layer(x)
+    randomize_weights(layer)
+    w1, b1, w2, b2 = layer.get_weights()
+    hidden = np.clip(x.mean(axis=(1, 2)) @ w1 + b1, 0, 6)
+    gate = np.clip((hidden @ w2 + b2 + 3) / 6, 0, 1)
+    _, attention = layer(x, return_attention=True)
+    np.testing.assert_allclose(to_numpy(attention), gate, rtol=1e-5, atol=1e-6)
+
+
+def test_matches_timm_se_module():
+    import torch
+    from timm_import import import_timm
+
+    import_timm()
+    from timm.layers.squeeze_excite import SEModule
+
+    channels = 48  # timm's width: make_divisible(48 / 16, 8) = 8
+    reference = SEModule(channels, gate_layer="hard_sigmoid").eval()
+    layer = SqueezeExcitation(units=reference.fc1.out_channels, gate="hard_sigmoid")
+    layer.build((None, 5, 5, channels))
+    with torch.no_grad():
+        for module in (reference.fc1, reference.fc2):
+            module.bias.normal_()
+    layer.set_weights(
+        [
+            reference.fc1.weight[:, :, 0, 0].T.detach().numpy(),
+            reference.fc1.bias.detach().numpy(),
+            reference.fc2.weight[:, :, 0, 0].T.detach().numpy(),
+            reference.fc2.bias.detach().numpy(),
+        ]
+    )
+    x = np.random.default_rng(4).normal(size=(2, channels, 5, 5)).astype("float32")
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(x)).numpy()
+    outputs = to_numpy(layer(x.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_config_round_trip_keeps_new_arguments():
+    layer = SqueezeExcitation(units=5, activation="swish", gate="hard_sigmoid")
+    config = SqueezeExcitation.from_config(layer.get_config()).get_config()
+    assert (config["units"], config["activation"], config["gate"]) == (5, "swish", "hard_sigmoid")
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [({"units": 0}, "units"), ({"activation": "nope"}, "activation"), ({"gate": "tanh"}, "gate")],
+)
+def test_bad_new_arguments_raise(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        SqueezeExcitation(**kwargs)

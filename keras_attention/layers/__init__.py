@@ -10,7 +10,9 @@ from keras_attention.layers.channel import EffectiveSqueezeExcitation
 from keras_attention.layers.channel import EfficientChannelAttention
 from keras_attention.layers.channel import FrequencyChannelAttention
 from keras_attention.layers.channel import GatherExcite
+from keras_attention.layers.channel import GlobalContext
 from keras_attention.layers.channel import SelectiveKernel
+from keras_attention.layers.channel import SplitAttention
 from keras_attention.layers.channel import SqueezeExcitation
 from keras_attention.layers.channel import StyleRecalibration
 from keras_attention.layers.mixed import CBAM

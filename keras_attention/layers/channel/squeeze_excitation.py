@@ -2,7 +2,22 @@ import keras
 
 from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
+from keras_attention.layers.base import check_choice
 from keras_attention.layers.base import check_positive_int
+
+GATES = ("sigmoid", "hard_sigmoid")
+
+
+def check_activation(name, value):
+    """Raises a ValueError naming `name` unless `value` is a Keras activation name."""
+    try:
+        valid = isinstance(value, str) and keras.activations.get(value) is not None
+    except (ValueError, TypeError):
+        valid = False
+    if not valid:
+        raise ValueError(
+            f"`{name}` must be the name of a Keras activation. Received: {name}={value!r}"
+        )
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -20,6 +35,13 @@ class SqueezeExcitation(ImageAttentionLayer):
     Args:
         reduction: int, the bottleneck ratio r; the hidden layer has
             `max(1, C // reduction)` units. Defaults to 16.
+        units: None or int, the hidden width itself; it overrides
+            `reduction` (e.g. timm's widths, rounded to a multiple of 8).
+            Defaults to None.
+        activation: str, the hidden layer's activation, any Keras activation
+            name ("relu", "swish", "hard_swish", ...). Defaults to "relu".
+        gate: "sigmoid" or "hard_sigmoid" (`relu6(x + 3) / 6`, MobileNetV3's
+            gate). Defaults to "sigmoid".
         data_format: `"channels_last"`, `"channels_first"` or `None` (Keras's
             global `image_data_format`).
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
@@ -44,22 +66,37 @@ class SqueezeExcitation(ImageAttentionLayer):
     (None, None, None, 64)
     """
 
-    def __init__(self, reduction=16, data_format=None, **kwargs):
+    def __init__(
+        self,
+        reduction=16,
+        units=None,
+        activation="relu",
+        gate="sigmoid",
+        data_format=None,
+        **kwargs,
+    ):
         super().__init__(data_format=data_format, **kwargs)
         check_positive_int("reduction", reduction)
+        check_positive_int("units", units, allow_none=True)
+        check_activation("activation", activation)
+        check_choice("gate", gate, GATES)
         self.reduction = reduction
+        self.units = units
+        self.activation = activation
+        self.gate = gate
 
     def build(self, input_shape):
         channels = self._input_channels(input_shape)
+        units = self.units or max(1, channels // self.reduction)
         self.reduce = keras.layers.Dense(
-            max(1, channels // self.reduction),
-            activation="relu",
+            units,
+            activation=self.activation,
             dtype=self.dtype_policy,
             name="reduce",
         )
         self.reduce.build((None, channels))
         self.expand = keras.layers.Dense(
-            channels, activation="sigmoid", dtype=self.dtype_policy, name="expand"
+            channels, activation=self.gate, dtype=self.dtype_policy, name="expand"
         )
         self.expand.build((None, self.reduce.units))
         self.built = True
@@ -72,5 +109,12 @@ class SqueezeExcitation(ImageAttentionLayer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"reduction": self.reduction})
+        config.update(
+            {
+                "reduction": self.reduction,
+                "units": self.units,
+                "activation": self.activation,
+                "gate": self.gate,
+            }
+        )
         return config

@@ -1,0 +1,221 @@
+import keras
+from keras import ops
+
+from keras_attention import ops as ka_ops
+from keras_attention.layers.base import ImageAttentionLayer
+from keras_attention.layers.base import batch_norm
+from keras_attention.layers.base import check_positive_int
+
+
+def split_attention_units(channels, radix, reduction=4, min_units=32, divisor=8):
+    """ResNeSt's attention width: C * radix / reduction, at least `min_units`,
+    rounded to the nearest multiple of `divisor` (timm's make-divisible)."""
+    value = channels * radix / reduction
+    units = max(min_units, int(value + divisor / 2) // divisor * divisor)
+    return units + divisor if units < 0.9 * value else units
+
+
+@keras.saving.register_keras_serializable(package="keras_attention")
+class SplitAttention(ImageAttentionLayer):
+    """Split attention (ResNeSt): a softmax across radix splits of a grouped convolution.
+
+    Reference: Zhang, Wu, Zhang, Zhu, Lin, Zhang, Sun, He, Mueller, Manmatha,
+    Li and Smola, "ResNeSt: Split-Attention Networks", CVPR Workshops 2022
+    (https://arxiv.org/abs/2004.08955).
+
+    A `kernel_size` convolution (no bias, symmetric padding) with
+    `cardinality * radix` groups makes `radix` splits of `filters` channels
+    each, then BatchNorm + ReLU. The splits are summed, averaged over space,
+    and passed through a grouped (`cardinality` groups) `1x1 conv(units) +
+    BN + ReLU -> 1x1 conv(filters * radix)` (both with biases). A softmax
+    across the radix axis (computed in float32), separately in each
+    cardinal group, weights the splits, whose weighted sum is the output;
+    with `radix=1` the gate is a sigmoid instead (an SE-like gate).
+
+    Args:
+        filters: None or int, the output channels (the input's when None).
+            Defaults to None.
+        kernel_size: int, odd size of the convolution. Defaults to 3.
+        strides: int, the convolution's stride. Defaults to 1.
+        radix: int, the number of splits R. Defaults to 2.
+        cardinality: int, the number of cardinal groups K. Defaults to 1.
+        reduction: int, the attention width is `C_in * radix / reduction`,
+            at least `min_units`, rounded to a multiple of 8. Defaults to 4.
+        min_units: int, the smallest attention width. Defaults to 32.
+        units: None or int, the attention width itself (overrides
+            `reduction` and `min_units`). Defaults to None.
+        data_format: `"channels_last"`, `"channels_first"` or `None` (Keras's
+            global `image_data_format`).
+        **kwargs: base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: a 4-D feature map.
+        training: whether the BatchNormalization layers use batch statistics.
+        return_attention: if True, also return the split weights, shape
+            `(batch, radix, filters)` (summing to 1 over the radix axis when
+            `radix > 1`).
+
+    Input shape:
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`; C divisible
+        by `cardinality * radix`.
+
+    Output shape:
+        `(batch, H / strides, W / strides, filters)` (rounded up), or the
+        channels_first equivalent.
+
+    Example:
+
+    >>> x = keras.Input((None, None, 64))
+    >>> y = SplitAttention(radix=2)(x)
+    >>> y.shape
+    (None, None, None, 64)
+    """
+
+    def __init__(
+        self,
+        filters=None,
+        kernel_size=3,
+        strides=1,
+        radix=2,
+        cardinality=1,
+        reduction=4,
+        min_units=32,
+        units=None,
+        data_format=None,
+        **kwargs,
+    ):
+        super().__init__(data_format=data_format, **kwargs)
+        check_positive_int("filters", filters, allow_none=True)
+        check_positive_int("kernel_size", kernel_size)
+        if kernel_size % 2 == 0:
+            raise ValueError(f"`kernel_size` must be odd. Received: kernel_size={kernel_size}")
+        check_positive_int("strides", strides)
+        check_positive_int("radix", radix)
+        check_positive_int("cardinality", cardinality)
+        check_positive_int("reduction", reduction)
+        check_positive_int("min_units", min_units)
+        check_positive_int("units", units, allow_none=True)
+        if filters is not None and filters % cardinality:
+            raise ValueError(
+                "`cardinality` must divide `filters`. Received: "
+                f"cardinality={cardinality}, filters={filters}"
+            )
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.strides = strides
+        self.radix = radix
+        self.cardinality = cardinality
+        self.reduction = reduction
+        self.min_units = min_units
+        self.units = units
+
+    def build(self, input_shape):
+        channels = self._input_channels(input_shape)
+        groups = self.cardinality * self.radix
+        if channels % groups:
+            raise ValueError(
+                "`cardinality * radix` must divide the input channels. Received: "
+                f"cardinality={self.cardinality}, radix={self.radix} for an input "
+                f"with {channels} channels"
+            )
+        filters = self.filters or channels
+        if filters % self.cardinality:
+            raise ValueError(
+                f"`cardinality` must divide the output channels. Received: "
+                f"cardinality={self.cardinality}, filters={filters}"
+            )
+        units = self.units or split_attention_units(
+            channels, self.radix, self.reduction, self.min_units
+        )
+        if units % self.cardinality:
+            raise ValueError(
+                f"`cardinality` must divide the attention width. Received: "
+                f"cardinality={self.cardinality}, units={units}"
+            )
+        self._filters, self._units = filters, units
+        self.conv = keras.layers.Conv2D(
+            filters * self.radix,
+            self.kernel_size,
+            strides=self.strides,
+            groups=groups,
+            use_bias=False,
+            data_format="channels_last",
+            dtype=self.dtype_policy,
+            name="conv",
+        )
+        pad = self.kernel_size // 2
+        self.conv.build((None, None, None, channels))
+        self.bn0 = batch_norm("bn0", (None, None, None, filters * self.radix), self.dtype_policy)
+        # The attention MLP: grouped 1x1 convolutions on the (batch, 1, 1, C) context.
+        self.fc1 = keras.layers.Conv2D(
+            units,
+            1,
+            groups=self.cardinality,
+            data_format="channels_last",
+            dtype=self.dtype_policy,
+            name="fc1",
+        )
+        self.fc1.build((None, 1, 1, filters))
+        self.bn1 = batch_norm("bn1", (None, 1, 1, units), self.dtype_policy)
+        self.fc2 = keras.layers.Conv2D(
+            filters * self.radix,
+            1,
+            groups=self.cardinality,
+            data_format="channels_last",
+            dtype=self.dtype_policy,
+            name="fc2",
+        )
+        self.fc2.build((None, 1, 1, units))
+        self._pad = ((0, 0), (pad, pad), (pad, pad), (0, 0))
+        self.built = True
+
+    def call(self, inputs, training=None, return_attention=False):
+        x = ka_ops.to_channels_last(inputs, self.data_format)
+        x = self.conv(ops.pad(x, self._pad))
+        x = ops.relu(self.bn0(x, training=training))
+        splits = ops.split(x, self.radix, axis=-1) if self.radix > 1 else [x]
+        context = ka_ops.spatial_mean(sum(splits[1:], splits[0]), "channels_last")
+        hidden = ops.relu(self.bn1(self.fc1(context[:, None, None, :]), training=training))
+        logits = self.fc2(hidden)[:, 0, 0, :]  # (batch, filters * radix)
+        per_group = self._filters // self.cardinality
+        if self.radix > 1:
+            # fc2's channels run (cardinal group, radix, channel); the splits' run
+            # (radix, cardinal group, channel): softmax over radix, then reorder.
+            logits = ops.reshape(logits, (-1, self.cardinality, self.radix, per_group))
+            weights = ka_ops.softmax_float32(logits, axis=2)
+            weights = ops.reshape(
+                ops.transpose(weights, (0, 2, 1, 3)), (-1, self.radix, self._filters)
+            )
+        else:
+            weights = ops.sigmoid(logits)[:, None, :]
+        outputs = splits[0] * weights[:, None, None, 0, :]
+        for r in range(1, self.radix):
+            outputs = outputs + splits[r] * weights[:, None, None, r, :]
+        outputs = ka_ops.from_channels_last(outputs, self.data_format)
+        return self._outputs(outputs, weights, return_attention)
+
+    def compute_output_shape(self, input_shape):
+        shape = ka_ops.shape_to_channels_last(tuple(input_shape), self.data_format)
+        channels = self._input_channels(input_shape)
+
+        def down(size):
+            return None if size is None else (size - 1) // self.strides + 1
+
+        out = (shape[0], down(shape[1]), down(shape[2]), self.filters or channels)
+        return ka_ops.shape_from_channels_last(out, self.data_format)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "kernel_size": self.kernel_size,
+                "strides": self.strides,
+                "radix": self.radix,
+                "cardinality": self.cardinality,
+                "reduction": self.reduction,
+                "min_units": self.min_units,
+                "units": self.units,
+            }
+        )
+        return config
