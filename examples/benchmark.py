@@ -111,10 +111,12 @@ LAYER_SETTINGS = {
 
 def layer_kwargs(name, shape):
     """Constructor kwargs of `name` at `shape` (NHWC): the table's, plus shape-bound ones."""
-    kwargs = dict(LAYER_SETTINGS.get(name, ("spatial", {}))[1])
+    kwargs = dict(LAYER_SETTINGS.get(name, (None, {}))[1])
     height, width = shape[1], shape[2]
     if name == "bot":
         kwargs["feature_size"] = (height, width)
+    if name == "axial":
+        kwargs["span"] = (height, width)
     if name == "halo":
         # timm's HaloAttn needs the block size to divide H and W (8 divides neither 28 nor 56).
         block = next(b for b in (8, 7, 4, 3, 2, 1) if height % b == 0 and width % b == 0)
@@ -152,8 +154,9 @@ SHAPES = {
         "layer_memory": True,
     },
     "small": {
-        "channel": [(2, 8, 8, 32)],
-        "spatial": [(1, 6, 6, 32)],
+        # 128 channels: the default groups of SGE (64) and shuffle attention (2 x 64) divide it.
+        "channel": [(2, 8, 8, 128)],
+        "spatial": [(1, 8, 8, 32)],
         "target": (1, 9, 9, 32),
         "growth": [5, 9],
         "model_size": 32,
@@ -291,17 +294,31 @@ def parse_args(argv=None):
     return args
 
 
+# Layers that take more than one input map (AttentionGate: [x, g]) have no
+# single-input case here; name them in --layers to be told so.
+MULTI_INPUT = {"attention_gate"}
+
+
 def selected_layers(spec):
     available = keras_attention.available()
     if spec == "all":
-        return available
+        return [name for name in available if name not in MULTI_INPUT]
     if spec == "none":
         return []
     names = [name.strip() for name in spec.split(",") if name.strip()]
     unknown = sorted(set(names) - set(available))
     if unknown:
         raise ValueError(f"Unknown --layers {unknown}. Available: {', '.join(available)}")
+    if set(names) & MULTI_INPUT:
+        raise ValueError(f"--layers {sorted(set(names) & MULTI_INPUT)} take several inputs")
     return names
+
+
+def layer_family(name):
+    """'channel' (gates, timed at the channel shape) or 'spatial' (attention over positions)."""
+    if name in LAYER_SETTINGS:
+        return LAYER_SETTINGS[name][0]
+    return "spatial" if name in keras_attention.available("spatial") else "channel"
 
 
 def resolve_jit(flag):
@@ -407,8 +424,9 @@ def _sum_loss(outputs):
 
 
 def compiled_calls(layer, x, jit):
-    # Build on a tiny crop: build() depends only on the channel count.
-    layer(x[:1, :4, :4])
+    # Build on one sample: layers with fixed sizes (BoT, halo blocks, axial span)
+    # accept only the measured spatial size.
+    layer(x[:1])
     backend = keras.backend.backend()
     if backend == "tensorflow":
         return _tensorflow_calls(layer, x, jit)
@@ -1011,7 +1029,7 @@ def layer_cases(names, shapes):
     """(shape, [(name, kwargs), ...]) groups: the baseline, the identity, then the layers."""
     groups = []
     for family in ("channel", "spatial"):
-        members = [n for n in names if LAYER_SETTINGS.get(n, ("spatial", {}))[0] == family]
+        members = [n for n in names if layer_family(n) == family]
         for shape in shapes[family] if members else []:
             cases = [(BASELINE, {}), (IDENTITY, {})] + [
                 (n, layer_kwargs(n, shape)) for n in members
