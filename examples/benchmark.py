@@ -102,6 +102,13 @@ LAYER_SETTINGS = {
     "channel_attention": ("spatial", {}),
     "ccnet": ("spatial", {"recurrence": 2}),
     "residual": ("spatial", {}),
+    # Other branches' layers (used only once registered): channel attention and SK-like
+    # convolutions on the channel shapes.
+    "gc": ("channel", {}),
+    "split_attention": ("channel", {}),
+    "ge": ("channel", {}),
+    "coord": ("channel", {}),
+    "ese": ("channel", {}),
     # Layers that need the feature size or a block size dividing it: see `layer_kwargs`.
     "bot": ("spatial", {"num_heads": 4}),
     "halo": ("spatial", {"num_heads": 8}),
@@ -949,7 +956,7 @@ def timm_module(timm, name, layer, shape):
     try:
         return entry[1](timm, layer, shape[-1], tuple(shape)), None
     except Exception as error:  # noqa: BLE001 (any argument timm cannot express)
-        return None, f"{type(error).__name__}: {error}"
+        return None, " ".join(f"{type(error).__name__}: {error}".split())
 
 
 def _timm_device(torch):
@@ -1054,6 +1061,14 @@ def bench_layers(names, args, jit, timm=None):
                 timm_names[name] = (TIMM_EQUIVALENTS[name][0], note)
                 if module is not None:
                     forward, train = timm_calls(timm, module, x)
+                    try:  # e.g. timm's BatchNorm on pooled vectors refuses a batch of 1
+                        train()
+                    except Exception as error:  # noqa: BLE001 (reported, not timed)
+                        timm_names[name] = (
+                            timm_names[name][0],
+                            " ".join(f"timm fails: {error}".split()),
+                        )
+                        continue
                     calls[(name, "timm forward")] = forward
                     calls[(name, "timm train")] = train
         samples = time_interleaved(calls, args.warmup, args.repeats)
