@@ -145,3 +145,23 @@ def test_localization_must_output_features():
 def test_bad_arguments_raise(name, value):
     with pytest.raises(ValueError, match=f"`{name}`"):
         SpatialTransformer(**{name: value})
+
+
+def test_channels_first_matches_channels_last_with_a_working_localization():
+    # The contract's random weights send theta far outside the image (zeros
+    # out); here the localisation net's features move theta, inside the image.
+    x = images((2, 6, 10, 3))
+    last = SpatialTransformer(data_format="channels_last")
+    last(x)
+    randomize_weights(last)
+    last.theta.kernel.assign(0.1 * keras.ops.convert_to_numpy(last.theta.kernel))
+    last.theta.bias.assign(np.asarray([0.8, 0.1, 0.05, -0.1, 0.9, -0.05], "float32"))
+    first = SpatialTransformer(data_format="channels_first")
+    first(np.transpose(x, (0, 3, 1, 2)))
+    first.set_weights(last.get_weights())
+    expected, theta = last(x, return_attention=True)
+    expected, theta = to_numpy(expected), to_numpy(theta)
+    assert np.ptp(theta[:, 0, 2]) > 1e-3  # theta depends on the input
+    assert np.abs(expected).max() > 0.5
+    actual = to_numpy(first(np.transpose(x, (0, 3, 1, 2))))
+    np.testing.assert_allclose(np.transpose(actual, (0, 2, 3, 1)), expected, rtol=1e-5, atol=1e-5)

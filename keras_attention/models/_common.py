@@ -1,5 +1,7 @@
 """What the model builders share: the `attention` argument, input checks, the top."""
 
+import functools
+
 import keras
 
 from keras_attention import registry
@@ -83,8 +85,54 @@ def model_name(base, tag):
     return f"{tag}_{base}" if tag else base
 
 
+@functools.cache
+def channels_first_runs():
+    """Whether the backend can run an NCHW convolution here, by trying one, once.
+
+    TensorFlow has NCHW convolution and pooling kernels on GPUs and, on a CPU,
+    only through oneDNN, which it turns on by default on some CPUs only (not
+    on AVX2-only ones) and which TF_ENABLE_ONEDNN_OPTS=0 turns off. JAX and
+    PyTorch run NCHW everywhere. A 1x1 probe answers for the machine at hand,
+    which CPU flags cannot.
+    """
+    images = keras.ops.zeros((1, 1, 2, 2))
+    kernel = keras.ops.zeros((1, 1, 1, 1))
+    try:
+        keras.ops.convert_to_numpy(keras.ops.conv(images, kernel, data_format="channels_first"))
+    except Exception:  # noqa: BLE001 -- TensorFlow's UnimplementedError, or any refusal
+        return False
+    return True
+
+
+def check_data_format_runs():
+    """Raises a ValueError at build time where a channels_first model could not run.
+
+    Without it the model builds and then fails inside `fit` or `predict` with
+    TensorFlow's UnimplementedError. (The layers themselves run channels_last
+    inside, so they work in either format everywhere.)
+    """
+    if keras.config.image_data_format() != "channels_first" or channels_first_runs():
+        return
+    raise ValueError(
+        "The global image_data_format is 'channels_first', but the "
+        f"{keras.backend.backend()} backend cannot run NCHW convolutions on this "
+        "machine: TensorFlow has them on a CPU only through oneDNN, which is off "
+        "here (it is on by default on some CPUs only; TF_ENABLE_ONEDNN_OPTS=0 turns "
+        "it off). Build the model channels_last with "
+        "keras.config.set_image_data_format('channels_last') (the same weights give "
+        "the same results; transpose NCHW images with keras.ops.transpose(x, (0, 2, 3, 1))), "
+        "or set TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow is imported, or use a GPU "
+        "or the JAX or PyTorch backend."
+    )
+
+
 def image_input(input_shape):
-    """A `keras.Input` for images of `input_shape` (H and W may be None)."""
+    """A `keras.Input` for images of `input_shape` (H and W may be None).
+
+    Every builder starts here, so this is also where a channels_first model
+    that this machine could not run is refused.
+    """
+    check_data_format_runs()
     shape = tuple(input_shape) if isinstance(input_shape, (list, tuple)) else ()
     channels = shape[-1 if channel_axis() == -1 else 0] if len(shape) == 3 else None
     if not (isinstance(channels, int) and channels > 0):

@@ -77,10 +77,13 @@ class PositionAttention(ImageAttentionLayer):
 
     def call(self, inputs, training=None, return_attention=False):
         x = ka_ops.to_channels_last(inputs, self.data_format)
-        batch, height, width, channels = ops.shape(x)
+        height, width = ops.shape(x)[1:3]  # static where known, else run-time
+        channels = x.shape[-1]
 
+        # The batch as -1 and static channel counts: a reshape TFLite can lower
+        # with the batch left free (a run-time batch size there is not).
         def flat(t):  # (batch, H, W, d) -> (batch, H*W, d)
-            return ops.reshape(t, (batch, -1, ops.shape(t)[-1]))
+            return ops.reshape(t, (-1, height * width, t.shape[-1]))
 
         query, key, value = flat(self.query(x)), flat(self.key(x)), flat(self.value(x))
         if return_attention:
@@ -92,7 +95,7 @@ class PositionAttention(ImageAttentionLayer):
         else:
             attention = None
             aggregate = ka_ops.attend(query, key, value)
-        aggregate = ops.reshape(aggregate, (batch, height, width, channels))
+        aggregate = ops.reshape(aggregate, (-1, height, width, channels))
         outputs = ops.cast(self.gamma, x.dtype) * aggregate + x
         outputs = ka_ops.from_channels_last(outputs, self.data_format)
         return self._outputs(outputs, attention, return_attention)

@@ -150,10 +150,13 @@ class NonLocalBlock(ImageAttentionLayer):
 
     def call(self, inputs, training=None, return_attention=False):
         x = ka_ops.to_channels_last(inputs, self.data_format)
-        batch, height, width, _ = ops.shape(x)
+        height, width = ops.shape(x)[1:3]  # static where known, else run-time
 
+        # The batch as -1 and static channel counts: a reshape TFLite can lower
+        # with the batch left free (a run-time batch size there is not).
         def positions(t):  # (batch, h, w, d) -> (batch, h * w, d)
-            return ops.reshape(t, (batch, -1, t.shape[-1]))
+            rows, columns = ops.shape(t)[1:3]
+            return ops.reshape(t, (-1, rows * columns, t.shape[-1]))
 
         def embed(t):  # keys and values see the pooled map
             return positions(self.pool(t) if self.sub_sample else t)
@@ -175,7 +178,7 @@ class NonLocalBlock(ImageAttentionLayer):
                 y = ops.cast(ops.matmul(weights, ops.cast(g, "float32")), g.dtype)
             else:  # softmax rows are at most 1
                 y = ops.matmul(attention, g)
-        y = self.w(ops.reshape(y, (batch, height, width, y.shape[-1])))
+        y = self.w(ops.reshape(y, (-1, height, width, y.shape[-1])))
         if self.use_bn:
             y = self.bn(y, training=training)
         outputs = ka_ops.from_channels_last(y + x, self.data_format)

@@ -94,7 +94,10 @@ class SpatialTransformer(ImageAttentionLayer):
         channels = self._input_channels(input_shape)
         shape = tuple(input_shape)
         if self.localization is None:
+            # The default net runs channels_last inside (see `call`), so its
+            # weights are the same whatever `data_format` is.
             self.loc_layers = self._default_localization()
+            shape = ka_ops.shape_to_channels_last(shape, self.data_format)
             for layer in self.loc_layers:
                 layer.build(shape)
                 shape = layer.compute_output_shape(shape)
@@ -128,14 +131,14 @@ class SpatialTransformer(ImageAttentionLayer):
                     filters,
                     3,
                     padding="same",
-                    data_format=self.data_format,
+                    data_format="channels_last",
                     dtype=self.dtype_policy,
                     name=f"loc_conv{i}",
                 ),
                 keras.layers.MaxPooling2D(
                     2,
                     padding="same",
-                    data_format=self.data_format,
+                    data_format="channels_last",
                     dtype=self.dtype_policy,
                     name=f"loc_pool{i}",
                 ),
@@ -143,20 +146,22 @@ class SpatialTransformer(ImageAttentionLayer):
             ]
         return layers + [
             keras.layers.GlobalAveragePooling2D(
-                data_format=self.data_format, dtype=self.dtype_policy, name="loc_gap"
+                data_format="channels_last", dtype=self.dtype_policy, name="loc_gap"
             ),
             keras.layers.Dense(32, activation="tanh", dtype=self.dtype_policy, name="loc_dense"),
         ]
 
     def call(self, inputs, training=None, return_attention=False):
+        # channels_last inside: TensorFlow has no NCHW convolution on CPUs
+        # without oneDNN.
+        images = ka_ops.to_channels_last(inputs, self.data_format)
         if self.localization is None:
-            features = inputs
+            features = images
             for layer in self.loc_layers:
                 features = layer(features, training=training)
         else:
             features = self.localization(inputs, training=training)
         theta = ops.reshape(self.theta(features), (-1, 2, 3))
-        images = ka_ops.to_channels_last(inputs, self.data_format)
         height, width = self.output_size or ops.shape(images)[1:3]
         outputs = ka_ops.bilinear_sample(images, ka_ops.affine_grid(theta, height, width))
         outputs = ka_ops.from_channels_last(outputs, self.data_format)
