@@ -29,16 +29,8 @@ def numpy_ints(kwargs, dtype):
     return {name: convert(value) for name, value in kwargs.items()}
 
 
-# Layers that validate an integer argument with a check of their own instead of
-# base.check_positive_int / check_non_negative_int (reported to their owners):
-# strict, so the mark must go once they use the shared checks.
-OWN_INT_CHECKS = {"ResidualAttention": "`p` is checked by residual_attention.py's own helper"}
-
-
-def int_case(case, own_checks_fail=False):
-    reason = OWN_INT_CHECKS.get(case.cls.__name__) if own_checks_fail else None
-    marks = [pytest.mark.xfail(strict=True, raises=ValueError, reason=reason)] if reason else []
-    return pytest.param(case, id=case.cls.__name__, marks=marks)
+def int_case(case):
+    return pytest.param(case, id=case.cls.__name__)
 
 
 def takes_ints(case):
@@ -46,11 +38,10 @@ def takes_ints(case):
 
 
 INT_CASES = [int_case(case) for case in CASES if takes_ints(case)]
-NUMPY_INT_CASES = [int_case(case, own_checks_fail=True) for case in CASES if takes_ints(case)]
 
 
 @pytest.mark.parametrize("dtype", ["int64", "int32", "uint8"])
-@pytest.mark.parametrize("case", NUMPY_INT_CASES)
+@pytest.mark.parametrize("case", INT_CASES)
 def test_numpy_integer_arguments_act_as_python_ints(case, dtype):
     reference = case.cls(**case.kwargs)
     layer = case.cls(**numpy_ints(case.kwargs, dtype))

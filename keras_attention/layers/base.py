@@ -46,6 +46,31 @@ def check_non_negative_int(name, value):
         raise ValueError(f"`{name}` must be a non-negative integer. Received: {name}={value!r}")
 
 
+def check_bool(name, value):
+    """Raises a ValueError naming `name` unless `value` is True or False."""
+    if not isinstance(value, bool):
+        # ValueError, not TypeError: every bad argument raises one (DESIGN.md).
+        raise ValueError(f"`{name}` must be True or False. Received: {name}={value!r}")  # noqa: TRY004
+
+
+def check_size(name, value, allow_none=False):
+    """A positive integer or a pair of them -> (height, width); ValueError naming `name` otherwise."""
+    if allow_none and value is None:
+        return None
+    pair = (value, value) if is_int(value) else value
+    if (
+        not isinstance(pair, (tuple, list))
+        or len(pair) != 2
+        or any(not is_int(v) or v < 1 for v in pair)
+    ):
+        none = " or None" if allow_none else ""
+        raise ValueError(
+            f"`{name}` must be a positive integer or a (height, width) pair of them{none}. "
+            f"Received: {name}={value!r}"
+        )
+    return tuple(int(v) for v in pair)
+
+
 def _python_ints(value):
     """`value` with NumPy (or other non-Python) integers, also inside tuples and lists, as ints."""
     if is_int(value) and type(value) is not int:

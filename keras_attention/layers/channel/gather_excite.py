@@ -5,6 +5,7 @@ from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import batch_norm
 from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.base import is_int
 
 
 def _nearest_indices(in_size, out_size):
@@ -87,8 +88,7 @@ class GatherExcite(ImageAttentionLayer):
     ):
         super().__init__(data_format=data_format, **kwargs)
         if (
-            isinstance(extent, bool)
-            or not isinstance(extent, int)
+            not is_int(extent)
             or extent < 0
             or (extent > 0 and (extent < 2 or extent & (extent - 1)))
         ):

@@ -5,6 +5,7 @@ from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import batch_norm
 from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.base import is_int
 
 
 def _cpu_only():
@@ -107,7 +108,7 @@ class SelectiveKernel(ImageAttentionLayer):
         if (
             not isinstance(dilations, (list, tuple))
             or len(dilations) < 2
-            or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dilations)
+            or any(not is_int(d) or d < 1 for d in dilations)
         ):
             raise ValueError(
                 "`dilations` must be a list or tuple of at least two positive "

@@ -4,12 +4,8 @@ from keras import ops
 from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import batch_norm
+from keras_attention.layers.base import check_non_negative_int
 from keras_attention.layers.base import check_positive_int
-
-
-def check_non_negative_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"`{name}` must be a non-negative integer. Received: {name}={value!r}")
 
 
 class PreActivationBottleneck(keras.layers.Layer):

@@ -5,13 +5,14 @@ from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import batch_norm
 from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.base import is_int
 
 AXES = ("height", "width")
 
 
 def _check_span(span):
-    pair = span if isinstance(span, (tuple, list)) else (span, span)
-    if len(pair) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in pair):
+    pair = tuple(span) if isinstance(span, (tuple, list)) else (span, span)
+    if len(pair) != 2 or any(not is_int(s) or s < 1 for s in pair):
         raise ValueError(
             f"`span` must be a positive integer or a pair of them (height, width). "
             f"Received: span={span!r}"
@@ -92,7 +93,7 @@ class AxialAttention(ImageAttentionLayer):
         super().__init__(data_format=data_format, **kwargs)
         self._spans = _check_span(span)
         check_positive_int("num_heads", num_heads)
-        self.span = span if isinstance(span, int) else tuple(span)
+        self.span = span if is_int(span) else tuple(span)
         self.num_heads = num_heads
 
     def build(self, input_shape):

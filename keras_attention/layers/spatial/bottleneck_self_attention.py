@@ -3,10 +3,10 @@ from keras import ops
 
 from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
+from keras_attention.layers.base import check_bool
 from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.base import check_size
 from keras_attention.layers.spatial import _relative_attention as relative
-from keras_attention.layers.spatial._arguments import check_bool
-from keras_attention.layers.spatial._arguments import check_size
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")

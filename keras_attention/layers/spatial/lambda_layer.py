@@ -5,9 +5,9 @@ from keras import ops
 from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import batch_norm
+from keras_attention.layers.base import check_bool
 from keras_attention.layers.base import check_positive_int
-from keras_attention.layers.spatial._arguments import check_bool
-from keras_attention.layers.spatial._arguments import check_size
+from keras_attention.layers.base import check_size
 
 
 def relative_position_index(height, width):

@@ -3,6 +3,7 @@ from keras import ops
 
 from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
+from keras_attention.layers.base import is_int
 
 IDENTITY_THETA = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
 
@@ -13,7 +14,7 @@ def _check_output_size(output_size):
     if (
         not isinstance(output_size, (list, tuple))
         or len(output_size) != 2
-        or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in output_size)
+        or any(not is_int(s) or s < 1 for s in output_size)
     ):
         raise ValueError(
             "`output_size` must be None or a pair of positive integers (height, "
