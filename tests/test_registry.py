@@ -1,3 +1,5 @@
+import pathlib
+
 import pytest
 
 import keras_attention
@@ -47,3 +49,13 @@ def test_every_name_has_a_domain():
 def test_unknown_domain_raises():
     with pytest.raises(ValueError, match="domain='colour'"):
         keras_attention.available("colour")
+
+
+def test_every_short_name_has_a_readme_row_in_its_domain_table():
+    readme = pathlib.Path(__file__).parents[1].joinpath("README.md").read_text()
+    tables = readme.split("### ")
+    for domain in ("channel", "spatial", "mixed"):
+        (table,) = [t for t in tables if f'available("{domain}")' in t.splitlines()[0]]
+        rows = [line for line in table.splitlines() if line.startswith("| `")]
+        for name in keras_attention.available(domain):
+            assert any(f"`{name}`" in row.split("|")[2] for row in rows), name
