@@ -46,6 +46,16 @@ def check_non_negative_int(name, value):
         raise ValueError(f"`{name}` must be a non-negative integer. Received: {name}={value!r}")
 
 
+def check_divides_channels(layer_name, name, value, channels, parts=1):
+    """Raises a ValueError naming `name` unless `value * parts` divides `channels`."""
+    if channels % (value * parts):
+        times = f" * {parts}" if parts > 1 else ""
+        raise ValueError(
+            f"{layer_name} needs `{name}`{times} to divide the {channels} input "
+            f"channels. Received: {name}={value}"
+        )
+
+
 def check_bool(name, value):
     """Raises a ValueError naming `name` unless `value` is True or False."""
     if not isinstance(value, bool):

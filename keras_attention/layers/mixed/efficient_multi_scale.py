@@ -3,9 +3,9 @@ from keras import ops
 
 from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
+from keras_attention.layers.base import check_divides_channels
 from keras_attention.layers.base import check_positive_int
 from keras_attention.layers.group_norm import group_norm
-from keras_attention.layers.mixed.spatial_group_enhance import check_groups_divide
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -62,7 +62,7 @@ class EfficientMultiScaleAttention(ImageAttentionLayer):
 
     def build(self, input_shape):
         channels = self._input_channels(input_shape)
-        check_groups_divide(self.__class__.__name__, self.groups, channels)
+        check_divides_channels(self.__class__.__name__, "groups", self.groups, channels)
         width = channels // self.groups
         # The convolutions run channels_last on the groups folded into the batch.
         common = {"data_format": "channels_last", "dtype": self.dtype_policy}

@@ -3,9 +3,9 @@ from keras import ops
 
 from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
+from keras_attention.layers.base import check_divides_channels
 from keras_attention.layers.base import check_positive_int
 from keras_attention.layers.group_norm import group_norm
-from keras_attention.layers.mixed.spatial_group_enhance import check_groups_divide
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -64,7 +64,7 @@ class ShuffleAttention(ImageAttentionLayer):
 
     def build(self, input_shape):
         channels = self._input_channels(input_shape)
-        check_groups_divide(self.__class__.__name__, self.groups, channels, parts=2)
+        check_divides_channels(self.__class__.__name__, "groups", self.groups, channels, parts=2)
         half = channels // (2 * self.groups)
         for name, value in (
             ("cweight", "zeros"),

@@ -3,20 +3,11 @@ from keras import ops
 
 from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
+from keras_attention.layers.base import check_divides_channels
 from keras_attention.layers.base import check_positive_int
 
 # Added to the standard deviation (not the variance), as in the authors' code.
 SGE_EPSILON = 1e-5
-
-
-def check_groups_divide(layer_name, groups, channels, parts=1):
-    """Raises a ValueError naming `groups` unless `groups * parts` divides `channels`."""
-    if channels % (groups * parts):
-        times = f" * {parts}" if parts > 1 else ""
-        raise ValueError(
-            f"{layer_name} needs `groups`{times} to divide the {channels} input "
-            f"channels. Received: groups={groups}"
-        )
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -76,7 +67,7 @@ class SpatialGroupEnhance(ImageAttentionLayer):
 
     def build(self, input_shape):
         channels = self._input_channels(input_shape)
-        check_groups_divide(self.__class__.__name__, self.groups, channels)
+        check_divides_channels(self.__class__.__name__, "groups", self.groups, channels)
         self.weight = self.add_weight(shape=(self.groups,), initializer="zeros", name="weight")
         self.bias = self.add_weight(shape=(self.groups,), initializer="ones", name="bias")
         self.built = True

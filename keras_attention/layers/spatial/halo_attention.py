@@ -4,6 +4,7 @@ from keras import ops
 from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import check_bool
+from keras_attention.layers.base import check_divides_channels
 from keras_attention.layers.base import check_non_negative_int
 from keras_attention.layers.base import check_positive_int
 from keras_attention.layers.spatial import _relative_attention as relative
@@ -116,11 +117,7 @@ class HaloAttention(ImageAttentionLayer):
     def build(self, input_shape):
         channels = self._input_channels(input_shape)
         self._check_spatial_size(input_shape)
-        if channels % self.num_heads:
-            raise ValueError(
-                f"`num_heads` must divide the input channels ({channels}). "
-                f"Received: num_heads={self.num_heads}"
-            )
+        check_divides_channels(self.__class__.__name__, "num_heads", self.num_heads, channels)
         self._key_dim = self.key_dim or relative.default_key_dim(channels, self.num_heads)
         self._value_dim = channels // self.num_heads
         kernel = keras.initializers.RandomNormal(stddev=channels**-0.5)

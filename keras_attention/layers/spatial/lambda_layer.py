@@ -6,6 +6,7 @@ from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import batch_norm
 from keras_attention.layers.base import check_bool
+from keras_attention.layers.base import check_divides_channels
 from keras_attention.layers.base import check_positive_int
 from keras_attention.layers.base import check_size
 
@@ -141,11 +142,7 @@ class LambdaLayer(ImageAttentionLayer):
     def build(self, input_shape):
         channels = self._input_channels(input_shape)
         self._check_spatial_size(input_shape)
-        if channels % self.num_heads:
-            raise ValueError(
-                f"`num_heads` must divide the input channels ({channels}). "
-                f"Received: num_heads={self.num_heads}"
-            )
+        check_divides_channels(self.__class__.__name__, "num_heads", self.num_heads, channels)
         key_dim, value_dim = self.key_dim, channels // self.num_heads
         self._value_dim = value_dim
         queries = self.num_heads * key_dim

@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
+from keras_attention.layers.base import check_divides_channels
 from keras_attention.layers.base import check_positive_int
 
 
@@ -94,11 +95,7 @@ class OutlookAttention(ImageAttentionLayer):
 
     def build(self, input_shape):
         channels = self._input_channels(input_shape)
-        if channels % self.num_heads:
-            raise ValueError(
-                f"`num_heads` must divide the input channels. Received: "
-                f"num_heads={self.num_heads} for an input with {channels} channels"
-            )
+        check_divides_channels(self.__class__.__name__, "num_heads", self.num_heads, channels)
         window = self.kernel_size**2
         self.value = keras.layers.Dense(
             channels, use_bias=self.qkv_bias, dtype=self.dtype_policy, name="value"
