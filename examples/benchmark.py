@@ -248,6 +248,13 @@ def parse_args(argv=None):
         action="store_true",
         help="skip the CCNet vs non-local memory target and the memory-growth table",
     )
+    parser.add_argument(
+        "--growth",
+        default="",
+        help="more layers for the memory-growth table beside non_local and ccnet, e.g. "
+        "'bot,halo,lambda,a2,external,outlook,polarized,cot,axial' (linear vs quadratic "
+        "in H*W); each size is a fresh process, so each name adds minutes",
+    )
     parser.add_argument("--skip-models", action="store_true", help="skip the ResNet-50 comparison")
     parser.add_argument(
         "--models",
@@ -1113,10 +1120,11 @@ def bench_targets(names, args, jit):
     channels = shapes["target"][-1]
     sizes = sorted(set(shapes["growth"]) | {shapes["target"][1]})
     peaks = {}
-    for name in pair:
+    growth = [n for n in args.growth.split(",") if n.strip() and n.strip() not in pair]
+    for name in pair + [n.strip() for n in growth]:
         print(f"memory of {name} over sizes {sizes} ...", flush=True)
-        kwargs = LAYER_SETTINGS[name][1]
-        cases = [{"name": name, "kwargs": kwargs, "shape": [1, s, s, channels]} for s in sizes]
+        shapes_ = [(1, s, s, channels) for s in sizes]
+        cases = [{"name": name, "kwargs": layer_kwargs(name, x), "shape": list(x)} for x in shapes_]
         peaks[name] = dict(zip(sizes, peak_memory(cases, args.precision, jit)))
     if args.vs_timm and import_timm() is not None:
         print(f"memory of timm's NonLocalAttn over sizes {sizes} ...", flush=True)
@@ -1329,7 +1337,7 @@ def _render_targets(targets):
                 f"- {label} at 1x{size}x{size}x{channels}: non_local {nl[mode] / MIB:.1f} MiB, "
                 f"timm's NonLocalAttn {timm_peak[mode] / MIB:.1f} MiB"
             )
-    names = [n for n in ("non_local", "ccnet", TIMM_NON_LOCAL) if n in peaks]
+    names = list(peaks)
     header = "".join(f" {n} fwd MiB | {n} fwd+bwd MiB |" for n in names)
     lines += ["", "| H=W | H*W |" + header, "|---:|---:|" + "---:|" * (2 * len(names))]
     for s in targets["sizes"]:
