@@ -6,6 +6,8 @@ import pytest
 from helpers import randomize_weights
 from helpers import to_numpy
 from test_layer_contract import CASES
+from test_layer_contract import HEIGHT
+from test_layer_contract import WIDTH
 
 import keras_attention
 from keras_attention.layers.base import BATCH_NORM_EPSILON
@@ -15,7 +17,7 @@ from keras_attention.models import AttentionCNN
 
 def has_batch_norm(case):
     layer = case.cls(**case.kwargs)
-    layer.build((None, 12, 10, case.channels))
+    layer.build((None, HEIGHT, WIDTH, case.channels))
     return any("moving_mean" in w.path for w in layer.weights)
 
 
@@ -34,7 +36,7 @@ def test_inference_matches_training_after_150_steps(case):
     # of the (randomised) initial statistics, Keras's default 0.99 would leave
     # 22%, which is what made short runs evaluate at chance.
     layer = case.cls(**case.kwargs)
-    x = np.random.default_rng(0).normal(2.0, 0.3, size=(4, 12, 10, case.channels))
+    x = np.random.default_rng(0).normal(2.0, 0.3, size=(4, HEIGHT, WIDTH, case.channels))
     x = x.astype("float32")
     layer(x)
     randomize_weights(layer)
@@ -64,7 +66,7 @@ def test_models_use_the_same_momentum():
 @pytest.mark.parametrize("case", BN_CASES, ids=lambda c: c.cls.__name__)
 def test_layers_use_pytorch_epsilon(case):
     layer = case.cls(**case.kwargs)
-    layer.build((None, 12, 10, case.channels))
+    layer.build((None, HEIGHT, WIDTH, case.channels))
     norms = [s for s in layer._flatten_layers() if isinstance(s, keras.layers.BatchNormalization)]
     assert norms and {norm.epsilon for norm in norms} == {BATCH_NORM_EPSILON}
 

@@ -61,8 +61,9 @@ def test_small_run_has_a_row_per_layer_and_shape(benchmark, tmp_path):
     )
     header, body = table(output.read_text(), "| layer |")
     assert header == COLUMNS
-    names = keras_attention.available()
-    # One row per registered layer, plus the baseline and the identity once per shape group.
+    # Every registered single-input layer (AttentionGate takes [x, g]) has a row,
+    names = [n for n in keras_attention.available() if n not in benchmark["MULTI_INPUT"]]
+    # plus the baseline and the identity once per shape group.
     layer_column = [row[0] for row in body]
     assert sorted(n for n in layer_column if n not in ("conv1x1", "identity")) == sorted(names)
     groups = len({row["shape"] for row in result["layers"]})
@@ -224,3 +225,9 @@ def test_timm_table_skips_layers_not_registered(benchmark):
     shapes = benchmark["SHAPES"]["small"]
     grouped = [n for _, cases in benchmark["layer_cases"](timm_names, shapes) for n, _ in cases]
     assert set(grouped) - {"conv1x1", "identity"} == set(timm_names)
+
+
+def test_multi_input_layers_are_refused_by_name(benchmark):
+    assert benchmark["MULTI_INPUT"] == {"attention_gate"}
+    with pytest.raises(ValueError, match="attention_gate.*several inputs"):
+        benchmark["selected_layers"]("se,attention_gate")

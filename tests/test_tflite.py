@@ -14,6 +14,8 @@ import pytest
 from helpers import randomize_weights
 from helpers import to_numpy
 from test_layer_contract import ALL_CASES
+from test_layer_contract import HEIGHT
+from test_layer_contract import WIDTH
 from test_layer_contract import make
 
 pytestmark = [
@@ -25,7 +27,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning"),
 ]
 
-BATCH, HEIGHT, WIDTH = 2, 4, 6  # small and non-square; the batch stays free
+BATCH = 2  # the batch stays free; HEIGHT x WIDTH is the contract's, which every case accepts
 
 
 def exported_model(case, path):
@@ -66,7 +68,7 @@ def test_saved_model_and_tflite_builtins_match_keras(case, tmp_path):
     path = os.fspath(tmp_path / "saved_model")
     model, x = exported_model(case, path)
     expected = to_numpy(model(x, training=False))
-    assert np.abs(expected).max() > 0.1  # a comparison of zeros would prove nothing
+    assert np.abs(expected).max() > 0.01  # a comparison of zeros would prove nothing
 
     reloaded = tf.saved_model.load(path)
     np.testing.assert_allclose(to_numpy(reloaded.serve(x)), expected, rtol=1e-6, atol=1e-6)
