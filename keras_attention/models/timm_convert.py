@@ -80,9 +80,12 @@ _MODELS = {
         Layout(_R18, "resnest", radix=2, **_D), "gluon_in1k", interpolation="bilinear"
     ),
     "resnest50d": _entry(Layout(_R50, "resnest", radix=2, **_D), "in1k", interpolation="bilinear"),
+    "skresnet18": _entry(Layout(_R18, "sk_basic"), "ra_in1k"),
+    "skresnet34": _entry(Layout(_R34, "sk_basic"), "ra_in1k"),
 }
 
-# Our composite layers: timm's submodule path -> our sublayer attribute.
+# Our composite layers: timm's submodule path -> our sublayer attribute (or a
+# function of the layer returning that mapping).
 _SUBLAYERS = {
     layers.SqueezeExcitation: {"fc1": "reduce", "fc2": "expand"},
     layers.EfficientChannelAttention: {"conv": "conv"},
@@ -96,6 +99,14 @@ _SUBLAYERS = {
         "mlp_scale.fc2": "mul_fc2",
     },
     layers.SplitAttention: {name: name for name in ("conv", "bn0", "fc1", "bn1", "fc2")},
+    # One conv + BN per branch: list items are "attribute.index".
+    layers.SelectiveKernel: lambda layer: {
+        **{f"paths.{i}.conv": f"branch_convs.{i}" for i in range(len(layer.dilations))},
+        **{f"paths.{i}.bn": f"branch_norms.{i}" for i in range(len(layer.dilations))},
+        "attn.fc_reduce": "fuse_dense",
+        "attn.bn": "fuse_bn",
+        "attn.fc_select": "select",
+    },
 }
 _SKIPPED_BUFFERS = ("num_batches_tracked",)
 
@@ -214,12 +225,21 @@ def _targets(layer, prefix):
         return pairs
     for cls, sublayers in _SUBLAYERS.items():
         if isinstance(layer, cls):
+            sublayers = sublayers(layer) if callable(sublayers) else sublayers
             pairs = []
             for sub, attribute in sublayers.items():
-                if hasattr(layer, attribute):
-                    pairs += _targets(getattr(layer, attribute), f"{prefix}{sub}.")
+                sublayer = _sublayer(layer, attribute)
+                if sublayer is not None:
+                    pairs += _targets(sublayer, f"{prefix}{sub}.")
             return pairs
     raise ValueError(f"No checkpoint mapping for layer {layer.name!r} ({type(layer).__name__})")
+
+
+def _sublayer(layer, attribute):
+    """`layer.attribute`, or item i of the list `layer.name` for "name.i"; None if absent."""
+    name, _, index = attribute.partition(".")
+    value = getattr(layer, name, None)
+    return value[int(index)] if value is not None and index else value
 
 
 def assign_state_dict(model, state, skip_prefixes=()):

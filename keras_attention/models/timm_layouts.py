@@ -3,8 +3,8 @@
 `build(layout, ...)` assembles a network from a `Layout`: the stem (7x7,
 deep, tiered, Caffe's), the shortcut (strided 1x1 conv or average-pool-down),
 the block (basic, bottleneck, ResNeXt's grouped bottleneck, ResNeSt's
-split-attention bottleneck, the SE authors' Caffe bottleneck, timm's "byob"
-bottleneck) and the attention layer of each block. Layers are named after
+split-attention bottleneck, SK-ResNet's selective-kernel basic block, the SE
+authors' Caffe bottleneck, timm's "byob" bottleneck) and the attention layer of each block. Layers are named after
 timm's module paths with "." replaced by "_" (e.g. `layer1_0_conv1`), which is
 what lets `timm_convert` map each checkpoint tensor to one Keras variable.
 """
@@ -22,7 +22,7 @@ class Layout:
     """One timm architecture: what the builder needs to reproduce it exactly."""
 
     blocks: tuple  # blocks per stage
-    block: str = "bottleneck"  # basic | bottleneck | resnest | legacy | byob
+    block: str = "bottleneck"  # basic | bottleneck | resnest | sk_basic | legacy | byob
     stem: str = ""  # "" (7x7) | deep | deep_tiered | legacy | tiered (byob, no pool)
     stem_width: int = 64
     avg_down: bool = False
@@ -101,6 +101,21 @@ def _attention(kind, channels, name):
     raise ValueError(f"Unknown attention {kind!r}")  # pragma: no cover - layouts are fixed
 
 
+def _selective_kernel(filters, strides, name):
+    """timm's SelectiveKernel of skresnet18/34: a 3x3 branch and a 3x3 dilated by 2
+    (its 5x5 under keep_3x3), the input split between them, no groups, and an
+    attention width of make_divisible(filters / 8, 16) (rd_ratio=1/8, rd_divisor=16)."""
+    return layers.SelectiveKernel(
+        filters=filters,
+        dilations=(1, 2),
+        groups=1,
+        units=make_divisible(filters / 8, 16),
+        strides=strides,
+        split_input=True,
+        name=name,
+    )
+
+
 def _shortcut(x, out_channels, strides, name, avg_down):
     """The projection shortcut: 1x1 conv (strided) + BN, or average-pool-down + 1x1 conv + BN."""
     if not avg_down:
@@ -114,13 +129,17 @@ def _shortcut(x, out_channels, strides, name, avg_down):
 
 def _block(x, layout, planes, strides, name):
     in_channels = x.shape[_common.channel_axis()]
-    expansion = 1 if layout.block == "basic" else 4
+    expansion = 1 if layout.block in ("basic", "sk_basic") else 4
     out_channels = planes * expansion
     n = name
     if layout.block == "basic":
         y = _conv_bn(x, planes, 3, strides, f"{n}_conv1", f"{n}_bn1", f"{n}_act1")
         y = _conv_bn(y, planes, 3, 1, f"{n}_conv2", f"{n}_bn2")
         attention_name = f"{n}_se"
+    elif layout.block == "sk_basic":  # SK-ResNet: the first 3x3 is a SelectiveKernel
+        y = _selective_kernel(planes, strides, f"{n}_conv1")(x)
+        y = _conv_bn(y, planes, 3, 1, f"{n}_conv2_conv", f"{n}_conv2_bn")
+        attention_name = None
     elif layout.block == "legacy":  # the stride on the first 1x1 (Caffe)
         y = _conv_bn(x, planes, 1, strides, f"{n}_conv1", f"{n}_bn1", f"{n}_relu1")
         y = _conv_bn(y, planes, 3, 1, f"{n}_conv2", f"{n}_bn2", f"{n}_relu2")
