@@ -260,6 +260,8 @@ def test_compare_tabulates_each_mechanism(tmp_path):
 def test_compare_leaves_out_stn_and_residual_by_default():
     mechanisms = compare.parse_args([]).attention
     assert "stn" not in mechanisms and "residual" not in mechanisms
+    # Two inputs, or a size argument: not runnable with default arguments.
+    assert not {"attention_gate", "bot", "axial", "halo"} & set(mechanisms)
     assert {"none", "se", "cbam"} <= set(mechanisms)
 
 
