@@ -4,7 +4,6 @@ from keras import ops
 from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import check_positive_int
-from keras_attention.layers.group_norm import group_norm
 from keras_attention.layers.mixed.cbam import check_odd_kernel_size
 
 
@@ -86,7 +85,9 @@ class EfficientLocalAttention(ImageAttentionLayer):
 
     def _strip_gate(self, strip):
         """(batch, length, C) -> the sigmoid gate of the same shape."""
-        normed = group_norm(self.conv(strip), self.norm_groups, self.norm_gamma, self.norm_beta)
+        normed = ka_ops.group_norm(
+            self.conv(strip), self.norm_groups, self.norm_gamma, self.norm_beta
+        )
         return ops.sigmoid(normed)
 
     def call(self, inputs, training=None, return_attention=False):

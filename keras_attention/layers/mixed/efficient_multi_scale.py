@@ -5,7 +5,6 @@ from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import check_divides_channels
 from keras_attention.layers.base import check_positive_int
-from keras_attention.layers.group_norm import group_norm
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -87,7 +86,7 @@ class EfficientMultiScaleAttention(ImageAttentionLayer):
         strips = self.pointwise(ops.concatenate([along_h, along_w], axis=1))
         gate_h = ops.sigmoid(strips[:, :height])
         gate_w = ops.transpose(ops.sigmoid(strips[:, height:]), (0, 2, 1, 3))
-        wide = group_norm(grouped * gate_h * gate_w, size, self.norm_gamma, self.norm_beta)
+        wide = ka_ops.group_norm(grouped * gate_h * gate_w, size, self.norm_gamma, self.norm_beta)
         local = self.local(grouped)
 
         def channel_softmax(t):

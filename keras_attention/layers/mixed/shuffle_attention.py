@@ -5,7 +5,6 @@ from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import check_divides_channels
 from keras_attention.layers.base import check_positive_int
-from keras_attention.layers.group_norm import group_norm
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -86,7 +85,7 @@ class ShuffleAttention(ImageAttentionLayer):
         grouped = ops.reshape(x, (-1, shape[1], shape[2], self.groups, 2 * half))
         pooled = ka_ops.mean(grouped[..., :half], (1, 2), keepdims=True)
         channel_gate = ops.sigmoid(pooled * self.cweight + self.cbias)
-        normed = group_norm(
+        normed = ka_ops.group_norm(
             ops.reshape(grouped[..., half:], (-1, shape[1], shape[2], self.groups * half)),
             self.groups * half,
             ops.tile(self.norm_gamma, (self.groups,)),
