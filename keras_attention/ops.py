@@ -4,6 +4,7 @@ Only `keras.ops` here, so every helper runs on the TensorFlow, JAX and PyTorch
 backends. Layers import from this module; it imports nothing from the package.
 """
 
+import functools
 import math
 
 import keras
@@ -282,3 +283,54 @@ def group_norm(x, groups, gamma, beta, epsilon=GROUP_NORM_EPSILON):
         normed = ops.reshape(normed, (-1, *shape[1:-1], channels))
     normed = normed * ops.cast(gamma, "float32") + ops.cast(beta, "float32")
     return ops.cast(normed, dtype)
+
+
+@functools.cache
+def _computes_on_cpu():
+    """True when TensorFlow or JAX compute on the CPU (PyTorch's grouped convs are fast)."""
+    if keras.backend.backend() not in ("tensorflow", "jax"):
+        return False
+    return all(device.startswith("cpu") for device in keras.distribution.list_devices())
+
+
+def grouped_conv(x, kernel, groups, strides=1, padding="same", dilation_rate=1):
+    """A 2-D convolution of the channels_last `x` in `groups` groups, no bias.
+
+    `kernel` is a Keras `Conv2D` kernel `(kh, kw, C // groups, filters)`. On a
+    CPU, TensorFlow has no gradient kernel for grouped convolutions (Keras
+    sends them through XLA) and XLA computes their gradients about 200x
+    slower than the dense ones (docs/benchmarks.md), so there, and on JAX's
+    CPU, each group runs as a dense convolution and the results are
+    concatenated: the same sums. Elsewhere one grouped convolution runs.
+    """
+    kernel = ops.cast(kernel, x.dtype)
+
+    def conv(x, kernel):
+        if keras.backend.backend() == "torch":
+            # Keras's PyTorch conv copies a channels_last input twice (to NCHW,
+            # then to channels_last memory for the kernel). The NCHW view of an
+            # NHWC tensor already is channels_last memory: the same kernel runs,
+            # with no copy.
+            outputs = ops.conv(
+                ops.transpose(x, (0, 3, 1, 2)),
+                kernel,
+                strides=strides,
+                padding=padding,
+                data_format="channels_first",
+                dilation_rate=dilation_rate,
+            )
+            return ops.transpose(outputs, (0, 2, 3, 1))
+        return ops.conv(
+            x,
+            kernel,
+            strides=strides,
+            padding=padding,
+            data_format="channels_last",
+            dilation_rate=dilation_rate,
+        )
+
+    if groups == 1 or not _computes_on_cpu():
+        return conv(x, kernel)
+    parts = ops.split(x, groups, axis=-1)
+    kernels = ops.split(kernel, groups, axis=-1)
+    return ops.concatenate([conv(p, k) for p, k in zip(parts, kernels)], axis=-1)

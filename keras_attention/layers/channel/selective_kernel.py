@@ -8,13 +8,6 @@ from keras_attention.layers.base import check_positive_int
 from keras_attention.layers.base import is_int
 
 
-def _cpu_only():
-    """True when TensorFlow or JAX compute on the CPU (PyTorch's grouped convs are fast)."""
-    if keras.backend.backend() not in ("tensorflow", "jax"):
-        return False
-    return all(device.startswith("cpu") for device in keras.distribution.list_devices())
-
-
 @keras.saving.register_keras_serializable(package="keras_attention")
 class SelectiveKernel(ImageAttentionLayer):
     """Selective Kernel convolution: attention over branches of different receptive field.
@@ -206,57 +199,26 @@ class SelectiveKernel(ImageAttentionLayer):
             len(self.dilations) * filters, use_bias=False, dtype=self.dtype_policy, name="select"
         )
         self.select.build((None, units))
-        self._per_group = self.groups > 1 and _cpu_only()
         self.built = True
 
     def _branch_conv(self, conv, x, rate):
-        kernel = ops.cast(conv.kernel, x.dtype)
         padding = self._padding(rate)
         if padding is None:
-            return self._grouped_conv(x, kernel, rate, "same")
+            return ka_ops.grouped_conv(x, conv.kernel, self.groups, dilation_rate=rate)
         x = ops.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
         if rate == 1:
-            return self._grouped_conv(x, kernel, rate, "valid", self.strides)
+            return ka_ops.grouped_conv(
+                x, conv.kernel, self.groups, strides=self.strides, padding="valid"
+            )
         # TensorFlow has no strided dilated convolution. Where the stride divides
         # the dilation, the taps all fall on every stride-th pixel: sub-sample first.
         if rate % self.strides == 0:
             x = x[:, :: self.strides, :: self.strides]
-            return self._grouped_conv(x, kernel, rate // self.strides, "valid")
-        y = self._grouped_conv(x, kernel, rate, "valid")
-        return y[:, :: self.strides, :: self.strides]
-
-    def _grouped_conv(self, x, kernel, rate, padding, strides=1):
-        def conv(x, kernel):
-            if keras.backend.backend() == "torch":
-                # Keras's PyTorch conv copies a channels_last input twice (to NCHW, then
-                # to channels_last memory for the kernel). The NCHW view of an NHWC
-                # tensor already is channels_last memory: the same kernel runs, no copy.
-                outputs = ops.conv(
-                    ops.transpose(x, (0, 3, 1, 2)),
-                    kernel,
-                    strides=strides,
-                    padding=padding,
-                    data_format="channels_first",
-                    dilation_rate=rate,
-                )
-                return ops.transpose(outputs, (0, 2, 3, 1))
-            return ops.conv(
-                x,
-                kernel,
-                strides=strides,
-                padding=padding,
-                data_format="channels_last",
-                dilation_rate=rate,
+            return ka_ops.grouped_conv(
+                x, conv.kernel, self.groups, padding="valid", dilation_rate=rate // self.strides
             )
-
-        if not self._per_group:
-            return conv(x, kernel)
-        # One dense convolution per group, concatenated: the same result as the
-        # grouped convolution, whose gradients TensorFlow and XLA compute ~200x
-        # slower on a CPU (docs/benchmarks.md).
-        parts = ops.split(x, self.groups, axis=-1)
-        kernels = ops.split(kernel, self.groups, axis=-1)
-        return ops.concatenate([conv(p, k) for p, k in zip(parts, kernels)], axis=-1)
+        y = ka_ops.grouped_conv(x, conv.kernel, self.groups, padding="valid", dilation_rate=rate)
+        return y[:, :: self.strides, :: self.strides]
 
     def call(self, inputs, training=None, return_attention=False):
         x = ka_ops.to_channels_last(inputs, self.data_format)

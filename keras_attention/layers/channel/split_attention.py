@@ -171,7 +171,13 @@ class SplitAttention(ImageAttentionLayer):
 
     def call(self, inputs, training=None, return_attention=False):
         x = ka_ops.to_channels_last(inputs, self.data_format)
-        x = self.conv(ops.pad(x, self._pad))
+        x = ka_ops.grouped_conv(
+            ops.pad(x, self._pad),
+            self.conv.kernel,
+            self.cardinality * self.radix,
+            strides=self.strides,
+            padding="valid",
+        )
         x = ops.relu(self.bn0(x, training=training))
         splits = ops.split(x, self.radix, axis=-1) if self.radix > 1 else [x]
         context = ka_ops.spatial_mean(sum(splits[1:], splits[0]), "channels_last")

@@ -110,7 +110,7 @@ class ContextualTransformer(ImageAttentionLayer):
         def norm(name, width):
             return batch_norm(name, (None, None, None, width), policy)
 
-        # Run per group in `_static_context`; the layer holds the grouped kernel.
+        # `_static_context` applies the grouped kernel (`ka_ops.grouped_conv`).
         self.key_conv = conv(channels, k, "key_conv", False, channels, KEY_GROUPS)
         self.key_bn = norm("key_bn", channels)
         self.embed_conv = conv(channels // 2, 1, "embed_conv", False, 2 * channels)
@@ -132,18 +132,8 @@ class ContextualTransformer(ImageAttentionLayer):
         self.built = True
 
     def _static_context(self, x, training):
-        kernel = ops.cast(self.key_conv.kernel, x.dtype)
-        width = x.shape[-1] // KEY_GROUPS
-        groups = [
-            ops.conv(
-                x[..., g * width : (g + 1) * width],
-                kernel[..., g * width : (g + 1) * width],
-                padding="same",
-                data_format="channels_last",
-            )
-            for g in range(KEY_GROUPS)
-        ]
-        return ops.relu(self.key_bn(ops.concatenate(groups, axis=-1), training=training))
+        keys = ka_ops.grouped_conv(x, self.key_conv.kernel, KEY_GROUPS)
+        return ops.relu(self.key_bn(keys, training=training))
 
     def _aggregate(self, values, weights):
         """Each channel's k x k window mixed with its weight set (zero padding)."""
