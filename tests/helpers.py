@@ -1,5 +1,7 @@
 """Backend-agnostic test helpers: random weights, gradients, NumPy conversion."""
 
+import inspect
+
 import keras
 import numpy as np
 
@@ -48,9 +50,12 @@ def trainable_gradients(layer, x, training=True):
 
         trainable = [v.value for v in layer.trainable_variables]
         non_trainable = [v.value for v in layer.non_trainable_variables]
+        # stateless_call passes `training` on even to layers whose call lacks it.
+        takes_training = "training" in inspect.signature(layer.call).parameters
+        kwargs = {"training": training} if takes_training else {}
 
         def loss_fn(tv):
-            out, _ = layer.stateless_call(tv, non_trainable, x, training=training)
+            out, _ = layer.stateless_call(tv, non_trainable, x, **kwargs)
             return loss_of(out)
 
         return [to_numpy(g) for g in jax.grad(loss_fn)(trainable)]

@@ -15,6 +15,7 @@ import keras
 
 from keras_attention import layers
 from keras_attention.models import _common
+from keras_attention.models.grouped_conv import GroupedConv2D
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,9 +48,8 @@ def _conv(x, filters, kernel_size, strides, name, groups=1):
     """Conv without bias, padded symmetrically by k // 2 as in PyTorch."""
     if kernel_size > 1:
         x = keras.layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
-    return keras.layers.Conv2D(
-        filters, kernel_size, strides=strides, groups=groups, use_bias=False, name=name
-    )(x)
+    conv = GroupedConv2D if groups > 1 else keras.layers.Conv2D
+    return conv(filters, kernel_size, strides=strides, groups=groups, use_bias=False, name=name)(x)
 
 
 def _conv_bn(x, filters, kernel_size, strides, conv_name, bn_name, act_name=None, groups=1):
