@@ -19,6 +19,13 @@ alone, so layers added to the package later are drawn without code here:
   position attention; N = H*W or a sub-sampled grid) and criss-cross maps
   `(batch, H, W, H+W)` are drawn for the centre pixel, which is marked: where
   it looks;
+- local maps are drawn for the centre pixel too: halo's blocked windows
+  `(batch, blocks, heads, b*b, w*w)` (its block's haloed window), outlook's
+  `(batch, h, w, heads, k*k, k*k)` (the weights it takes from each pixel once
+  the windows are folded back), axial's per-line maps (its column and row);
+- maps over units `(batch, H*W, n)` (external attention's memory, A2's
+  descriptors, lambda's keys) show the unit that varies most over positions;
+  these and the axial maps cannot be told by shape, so `MAP_LAYOUTS` names them;
 - vectors `(batch, C)` (SE, ECA, CBAM's channel gate) are drawn as bar charts;
 - the rest (channel-to-channel affinities, selective-kernel branch weights,
   spatial-transformer matrices) has no picture here and is skipped with a note.
