@@ -1133,7 +1133,10 @@ def bench_targets(names, args, jit):
     those (no timing at all), e.g. `--layers none --growth non_local,ccnet,bot`.
     """
     pair = [n for n in ("non_local", "ccnet") if n in names]
-    growth = [n for n in selected_layers(args.growth or "none") if n not in pair]
+    try:
+        growth = [n for n in selected_layers(args.growth or "none") if n not in pair]
+    except ValueError as error:  # an unknown name: say which option it came from
+        raise ValueError(f"--growth: {error}") from None
     if args.no_memory or (len(pair) < 2 and not growth):
         return None
     shapes = SHAPES[args.shapes]
