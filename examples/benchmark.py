@@ -1111,22 +1111,48 @@ def bench_layers(names, args, jit, timm=None):
 """
 
 
+# Halo's blocks must tile the map (no padding, as in timm): in the growth table a size
+# that its block does not divide (97 is prime) is measured at the multiple of the block
+# below it (97 -> 96), so that the block, and with it the cost per position, stays the
+# same at every size. The table names the sizes measured; the exponent uses them.
+GROWTH_BLOCK = {"halo": 8}
+
+
+def growth_size(name, size):
+    """The H = W at which `name` is measured for the nominal growth size `size`."""
+    block = GROWTH_BLOCK.get(name)
+    if block and size >= block:
+        return size - size % block
+    return size
+
+
 def bench_targets(names, args, jit):
-    """Peak memory of non_local and ccnet at the target shape and over growing H*W."""
+    """Peak memory of non_local and ccnet at the target shape and over growing H*W.
+
+    The growth table also takes the `--growth` layers; with `--layers none` it holds only
+    those (no timing at all), e.g. `--layers none --growth non_local,ccnet,bot`.
+    """
     pair = [n for n in ("non_local", "ccnet") if n in names]
-    if len(pair) < 2 or args.no_memory:
+    try:
+        growth = [n for n in selected_layers(args.growth or "none") if n not in pair]
+    except ValueError as error:  # an unknown name: say which option it came from
+        raise ValueError(f"--growth: {error}") from None
+    if args.no_memory or (len(pair) < 2 and not growth):
         return None
     shapes = SHAPES[args.shapes]
     channels = shapes["target"][-1]
     sizes = sorted(set(shapes["growth"]) | {shapes["target"][1]})
-    peaks = {}
-    growth = [n for n in args.growth.split(",") if n.strip() and n.strip() not in pair]
-    for name in pair + [n.strip() for n in growth]:
-        print(f"memory of {name} over sizes {sizes} ...", flush=True)
-        shapes_ = [(1, s, s, channels) for s in sizes]
-        cases = [{"name": name, "kwargs": layer_kwargs(name, x), "shape": list(x)} for x in shapes_]
+    peaks, measured, settings = {}, {}, {}
+    for name in pair + growth:
+        measured[name] = {s: growth_size(name, s) for s in sizes}
+        print(f"memory of {name} over sizes {list(measured[name].values())} ...", flush=True)
+        cases = []
+        for s in sizes:
+            shape = [1, measured[name][s], measured[name][s], channels]
+            cases.append({"name": name, "kwargs": layer_kwargs(name, shape), "shape": shape})
+        settings[name] = cases[-1]["kwargs"]
         peaks[name] = dict(zip(sizes, peak_memory(cases, args.precision, jit)))
-    if args.vs_timm and import_timm() is not None:
+    if args.vs_timm and import_timm() is not None and "non_local" in pair:
         print(f"memory of timm's NonLocalAttn over sizes {sizes} ...", flush=True)
         kwargs = LAYER_SETTINGS["non_local"][1]
         cases = [
@@ -1139,6 +1165,8 @@ def bench_targets(names, args, jit):
         "target_size": shapes["target"][1],
         "channels": channels,
         "peaks": peaks,
+        "measured": measured,
+        "kwargs": settings,
     }
 
 
@@ -1321,8 +1349,8 @@ def _render_vs_timm(rows):
 
 def _render_targets(targets):
     peaks, size, channels = targets["peaks"], targets["target_size"], targets["channels"]
-    lines = ["## CCNet vs non-local: peak memory", ""]
-    nl, cc = peaks["non_local"].get(size), peaks["ccnet"].get(size)
+    lines = ["## CCNet vs non-local: peak memory", ""] if "ccnet" in peaks else []
+    nl, cc = peaks.get("non_local", {}).get(size), peaks.get("ccnet", {}).get(size)
     for mode, label in (("forward", "forward"), ("train", "forward+backward")):
         if nl and cc:
             ratio = f"{nl[mode] / cc[mode]:.1f}x" if cc[mode] > 0 else "n/a"
@@ -1337,27 +1365,66 @@ def _render_targets(targets):
                 f"- {label} at 1x{size}x{size}x{channels}: non_local {nl[mode] / MIB:.1f} MiB, "
                 f"timm's NonLocalAttn {timm_peak[mode] / MIB:.1f} MiB"
             )
-    names = list(peaks)
-    header = "".join(f" {n} fwd MiB | {n} fwd+bwd MiB |" for n in names)
-    lines += ["", "| H=W | H*W |" + header, "|---:|---:|" + "---:|" * (2 * len(names))]
-    for s in targets["sizes"]:
+    lines += _render_growth(targets)
+    return lines
+
+
+def _render_growth(targets):
+    """One row per layer: peaks at each size and the growth exponents in H*W."""
+    sizes, channels = targets["sizes"], targets["channels"]
+    small, large = sizes[-2:]
+    header = "".join(f" {s}² fwd MiB | {s}² fwd+bwd MiB |" for s in sizes)
+    lines = [
+        "",
+        f"## Peak memory growth in H*W (batch 1, C={channels})",
+        "",
+        (
+            f"Growth exponent: log(peak at {large}² / peak at {small}²) over "
+            "log(ratio of the H*W measured); 1 is linear in H*W, 2 quadratic. Sizes "
+            "measured: where a layer's blocks cannot tile the nominal size, the multiple "
+            "of its block below it."
+        ),
+        "",
+        "| layer | kwargs at the largest size | sizes measured |"
+        + header
+        + " growth fwd | growth fwd+bwd |",
+        "|---|---|---|" + "---:|" * (2 * len(sizes) + 2),
+    ]
+    for name, by_size in targets["peaks"].items():
         cells = []
-        for name in names:
-            peak = peaks[name].get(s)
+        for s in sizes:
+            peak = by_size.get(s)
             cells += [_fmt(peak and peak[m] / MIB, ".1f") for m in ("forward", "train")]
-        lines.append(f"| {s} | {s * s} | " + " | ".join(cells) + " |")
+        cells += [_fmt(growth_exponent(targets, name, m), ".2f") for m in ("forward", "train")]
+        measured = targets.get("measured", {}).get(name, {})
+        kwargs = _kwargs_text(targets.get("kwargs", {}).get(name, {}))
+        lines.append(
+            f"| {name} | {kwargs} | {', '.join(str(measured.get(s, s)) for s in sizes)} | "
+            + " | ".join(cells)
+            + " |"
+        )
     lines += ["", _growth_exponents(targets), ""]
     return lines
 
 
-def _growth_exponents(targets):
-    """Slope of log(peak) against log(H*W) between the two largest sizes."""
+def growth_exponent(targets, name, mode):
+    """Slope of log(peak) against log(H*W measured) between the two largest sizes, or None."""
     small, large = targets["sizes"][-2:]
+    by_size = targets["peaks"].get(name, {})
+    measured = targets.get("measured", {}).get(name, {})
+    a, b = by_size.get(small), by_size.get(large)
+    if not (a and b and a[mode] > 0 and b[mode] > 0):
+        return None
+    area = (measured.get(large, large) / measured.get(small, small)) ** 2
+    return float(np.log(b[mode] / a[mode]) / np.log(area))
+
+
+def _growth_exponents(targets):
+    """Forward growth of every layer between the two largest sizes, in one line."""
     parts = []
-    for name, by_size in targets["peaks"].items():
-        a, b = by_size.get(small), by_size.get(large)
-        if a and b and a["forward"] > 0 and b["forward"] > 0:
-            slope = np.log(b["forward"] / a["forward"]) / np.log((large / small) ** 2)
+    for name in targets["peaks"]:
+        slope = growth_exponent(targets, name, "forward")
+        if slope is not None:
             parts.append(f"{name} ~ (H*W)^{slope:.2f}")
     return "Forward peak growth between the two largest sizes: " + (", ".join(parts) or "n/a")
 

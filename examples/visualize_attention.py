@@ -19,6 +19,13 @@ alone, so layers added to the package later are drawn without code here:
   position attention; N = H*W or a sub-sampled grid) and criss-cross maps
   `(batch, H, W, H+W)` are drawn for the centre pixel, which is marked: where
   it looks;
+- local maps are drawn for the centre pixel too: halo's blocked windows
+  `(batch, blocks, heads, b*b, w*w)` (its block's haloed window), outlook's
+  `(batch, h, w, heads, k*k, k*k)` (the weights it takes from each pixel once
+  the windows are folded back), axial's per-line maps (its column and row);
+- maps over units `(batch, H*W, n)` (external attention's memory, A2's
+  descriptors, lambda's keys) show the unit that varies most over positions;
+  these and the axial maps cannot be told by shape, so `MAP_LAYOUTS` names them;
 - vectors `(batch, C)` (SE, ECA, CBAM's channel gate) are drawn as bar charts;
 - the rest (channel-to-channel affinities, selective-kernel branch weights,
   spatial-transformer matrices) has no picture here and is skipped with a note.
@@ -33,6 +40,7 @@ titled with the image's true label and the model's prediction (red when wrong).
 ## Setup
 
 import argparse
+import math
 import os
 import sys
 
@@ -127,10 +135,32 @@ def pooled_grid(size, height, width):
     return None
 
 
-def describe(weights, height, width, data_format="channels_last"):
+# Maps whose shape cannot say what their axes are, by (layer class, key of the returned
+# dict, None for a single map). "units": `(batch, H*W, n)` over n memory units,
+# descriptors or key channels, not over key positions (read by shape, n = 64 on an 8x8
+# map would pass for pairwise weights). "height" / "width": axial weights `(batch, lines,
+# heads, L, L)` along the columns / the rows (the same shape on a square map).
+MAP_LAYOUTS = {
+    ("LambdaLayer", "keys"): "units",
+    ("DoubleAttention", "gather"): "units",
+    ("DoubleAttention", "distribute"): "units",
+    ("ExternalAttention", None): "units",
+    ("AxialAttention", "height"): "height",
+    ("AxialAttention", "width"): "width",
+}
+
+
+def map_layout(layer, name):
+    """The MAP_LAYOUTS entry of the map `name` ("layer" or "layer/key") of `layer`, or None."""
+    key = name.split("/", 1)[1] if "/" in name else None
+    return MAP_LAYOUTS.get((layer.__class__.__name__, key))
+
+
+def describe(weights, height, width, data_format="channels_last", layout=None):
     """What to draw of attention `weights` (batch first), by their shape alone.
 
-    `height` and `width` are those of the layer's input feature map.
+    `height` and `width` are those of the layer's input feature map; `layout`
+    is the map's MAP_LAYOUTS entry where its shape is not enough.
 
     Returns:
         `("spatial", maps (batch, h, w), query)` where `query` is the (row,
@@ -139,6 +169,10 @@ def describe(weights, height, width, data_format="channels_last"):
     """
     i, j = height // 2, width // 2  # the query pixel of pairwise and criss-cross maps
     positions = height * width
+    if layout == "units" and weights.shape[1] == positions:
+        return "spatial", most_varying_unit(weights).reshape(-1, height, width), None
+    if layout in ("height", "width"):
+        return "spatial", axial_cross(weights, height, width, layout), (i, j)
     if weights.ndim == 2:
         return "bars", weights, None
     if weights.ndim >= 3 and weights.shape[-2] == positions:
@@ -149,6 +183,10 @@ def describe(weights, height, width, data_format="channels_last"):
         if grid is not None:
             h, w, stride = grid
             return "spatial", keys.reshape(-1, h, w), (i // stride, j // stride)
+    if weights.ndim == 5 and halo_window(weights.shape, height, width):
+        return "spatial", halo_window_map(weights, height, width), (i, j)
+    if weights.ndim == 6 and outlook_stride(weights.shape, height, width):
+        return "spatial", outlook_map(weights, height, width), (i, j)
     if weights.ndim >= 4:
         maps = to_channels_last(weights, data_format) if weights.ndim == 4 else weights
         if maps.shape[1:3] == (height, width) and maps.shape[3:] == (height + width,):
@@ -157,9 +195,99 @@ def describe(weights, height, width, data_format="channels_last"):
             cross[:, :, j] = maps[:, i, j, :height]
             cross[:, i, :] += maps[:, i, j, height:]
             return "spatial", cross, (i, j)
-        # A map over positions (with channels, heads or window cells after them).
-        return "spatial", maps.reshape(*maps.shape[:3], -1).mean(axis=-1), None
+        if maps.ndim == 4 or maps.shape[1:3] == (height, width):
+            # A map over positions (with channels, heads or window cells after them).
+            return "spatial", maps.reshape(*maps.shape[:3], -1).mean(axis=-1), None
     return "skip", f"weights of shape {weights.shape[1:]} are not a spatial map or a gate", None
+
+
+def most_varying_unit(weights):
+    """(batch, H*W) weights of the unit whose weights vary most over the positions.
+
+    The mean over units says nothing when each position's weights sum to 1 over
+    them (external attention, A2's distribution); one unit for all images, so
+    the panels compare.
+    """
+    unit = int(np.argmax(weights.std(axis=1).mean(axis=0)))
+    return weights[:, :, unit]
+
+
+def axial_cross(weights, height, width, axis):
+    """The centre pixel's weights along its column ("height") or row ("width"), heads averaged.
+
+    `weights`: `(batch, W, heads, H, H)` for "height", `(batch, H, heads, W, W)`
+    for "width" (per line and head, query then key).
+    """
+    i, j = height // 2, width // 2
+    maps = np.zeros((len(weights), height, width), "float32")
+    if axis == "height":
+        maps[:, :, j] = weights[:, j, :, i, :].mean(axis=1)
+    else:
+        maps[:, i, :] = weights[:, i, :, j, :].mean(axis=1)
+    return maps
+
+
+def halo_window(shape, height, width):
+    """(block, halo) of blocked local weights `(batch, blocks, heads, b*b, w*w)`, or None."""
+    block, window = math.isqrt(shape[3]), math.isqrt(shape[4])
+    if block * block != shape[3] or window * window != shape[4] or (window - block) % 2:
+        return None
+    if window < block or height % block or width % block:
+        return None
+    if shape[1] != (height // block) * (width // block):
+        return None
+    return block, (window - block) // 2
+
+
+def halo_window_map(weights, height, width):
+    """The centre pixel's weights over its block's haloed window, on the map, heads averaged."""
+    block, halo = halo_window(weights.shape, height, width)
+    window = block + 2 * halo
+    i, j = height // 2, width // 2
+    index = (i // block) * (width // block) + j // block
+    query = (i % block) * block + j % block
+    cells = weights[:, index, :, query, :].mean(axis=1).reshape(-1, window, window)
+    # The window starts `halo` pixels above and left of the block; cells off the map
+    # (the zero padding) are dropped.
+    padded = np.zeros((len(weights), height + 2 * halo, width + 2 * halo), "float32")
+    top, left = (i // block) * block, (j // block) * block
+    padded[:, top : top + window, left : left + window] = cells
+    return padded[:, halo : halo + height, halo : halo + width]
+
+
+def outlook_stride(shape, height, width):
+    """The stride of outlook weights `(batch, h, w, heads, k*k, k*k)`, or None."""
+    kernel = math.isqrt(shape[4])
+    if kernel * kernel != shape[4] or shape[4] != shape[5] or kernel % 2 == 0:
+        return None
+    for stride in range(1, 9):
+        if shape[1:3] == (-(-height // stride), -(-width // stride)):
+            return stride
+    return None
+
+
+def outlook_map(weights, height, width):
+    """The centre output pixel's weights over the input pixels, heads averaged.
+
+    Each window (centre c, slots at c * stride + (u, v) - k // 2) mixes its source
+    slots into its output slots and the windows are summed back onto the map, so
+    the output pixel p takes from the pixel q the sum, over the windows and the
+    output slot at p, of the weight at q's source slot.
+    """
+    stride = outlook_stride(weights.shape, height, width)
+    kernel = math.isqrt(weights.shape[4])
+    pad = kernel // 2
+    i, j = height // 2, width // 2
+    mixing = weights.mean(axis=3)  # (batch, h, w, k*k, k*k)
+    maps = np.zeros((len(weights), height + 2 * pad, width + 2 * pad), "float32")
+    for row in range(weights.shape[1]):
+        for column in range(weights.shape[2]):
+            u, v = i + pad - row * stride, j + pad - column * stride  # p's slot in this window
+            if 0 <= u < kernel and 0 <= v < kernel:
+                cells = mixing[:, row, column, u * kernel + v].reshape(-1, kernel, kernel)
+                top, left = row * stride, column * stride
+                maps[:, top : top + kernel, left : left + kernel] += cells
+    return maps[:, pad : pad + height, pad : pad + width]
 
 
 def upsample(maps, height, width):
@@ -252,13 +380,17 @@ def main(argv=None):
     for name, maps in weights.items():
         layer = model.get_layer(name.split("/")[0])
         height, width = feature_size(model, layer, images)
-        kind, value, query = describe(np.asarray(maps, "float32"), height, width, layer.data_format)
+        layout = map_layout(layer, name)
+        kind, value, query = describe(
+            np.asarray(maps, "float32"), height, width, layer.data_format, layout
+        )
         if kind == "skip":
             print(f"{name}: skipped, {value}")
             results[name] = value
             continue
         path = os.path.join(args.output_dir, name.replace("/", "_") + ".png")
-        plot(name, kind, value, images, path, labels, predictions, query)
+        title = name + ("  (the unit that varies most over positions)" if layout == "units" else "")
+        plot(title, kind, value, images, path, labels, predictions, query)
         print(f"{name}: {kind} map -> {path}")
         results[name] = path
     return results

@@ -231,3 +231,47 @@ def test_multi_input_layers_are_refused_by_name(benchmark):
     assert benchmark["MULTI_INPUT"] == {"attention_gate"}
     with pytest.raises(ValueError, match="attention_gate.*several inputs"):
         benchmark["selected_layers"]("se,attention_gate")
+
+
+def test_growth_table_alone_measures_halo_on_whole_blocks(benchmark, monkeypatch):
+    """--layers none --growth: memory only; halo at 96 for 97 (its 8x8 blocks tile 96)."""
+    measured = []
+    mib = 2.0**20
+
+    def fake_peak_memory(cases, precision, jit):
+        measured.extend(cases)
+        # Peaks proportional to H*W (fwd) and to (H*W)^2 (fwd+bwd).
+        return [
+            {"forward": c["shape"][1] ** 2 * mib, "train": c["shape"][1] ** 4 * mib} for c in cases
+        ]
+
+    monkeypatch.setitem(benchmark["bench_targets"].__globals__, "peak_memory", fake_peak_memory)
+    result = benchmark["main"](
+        ["--shapes", "timm", "--layers", "none", "--skip-models", "--growth", "halo,bot"]
+    )
+    assert result["layers"] == []  # nothing timed
+    shapes = {(c["name"], c["shape"][1]): c for c in measured}
+    assert sorted(shapes) == [("bot", 56), ("bot", 97), ("halo", 56), ("halo", 96)]
+    assert shapes[("halo", 96)]["kwargs"]["block_size"] == 8
+    assert shapes[("bot", 97)]["kwargs"]["feature_size"] == (97, 97)
+    targets = result["targets"]
+    assert targets["measured"]["halo"] == {56: 56, 97: 96}
+    for name in ("halo", "bot"):  # exponents over the H*W measured, not the nominal one
+        assert benchmark["growth_exponent"](targets, name, "forward") == pytest.approx(1.0)
+        assert benchmark["growth_exponent"](targets, name, "train") == pytest.approx(2.0)
+    text = benchmark["render"](result["env"], benchmark["parse_args"]([]), [], targets, None)
+    header, body = table(text, "| layer | kwargs at the largest size |")
+    assert header[-2:] == ["growth fwd", "growth fwd+bwd"]
+    assert [row[:3] for row in body] == [
+        ["halo", "num_heads=8, block_size=8, halo_size=4", "56, 96"],
+        ["bot", "num_heads=4, feature_size=(97, 97)", "56, 97"],
+    ]
+    assert body[0][-2:] == ["1.00", "2.00"]
+    assert "CCNet vs non-local" not in text  # the pair was not asked for
+
+
+def test_growth_size_keeps_sizes_that_blocks_tile(benchmark):
+    assert benchmark["growth_size"]("halo", 97) == 96
+    assert benchmark["growth_size"]("halo", 56) == 56
+    assert benchmark["growth_size"]("halo", 5) == 5  # smaller than a block: layer_kwargs' block
+    assert benchmark["growth_size"]("bot", 97) == 97

@@ -412,3 +412,113 @@ def test_attention_figure_shares_one_scale_and_labels_each_panel():
     (marker,) = panels[0].get_lines()
     assert tuple(marker.get_xydata()[0]) == (2.5, 4.5)
     plt.close(fig)
+
+
+def test_units_maps_show_the_unit_that_varies_most():
+    """(batch, H*W, n) over units: n = H*W would pass for pairwise weights by shape alone."""
+    rng = np.random.default_rng(0)
+    height, width = 4, 4
+    weights = rng.uniform(0.4, 0.6, size=(2, height * width, height * width))
+    weights[:, :, 5] = rng.uniform(0, 1, size=(2, height * width))  # the most varying unit
+    kind, maps, query = visualize_attention.describe(weights, height, width, layout="units")
+    assert kind == "spatial" and query is None
+    np.testing.assert_array_equal(maps, weights[:, :, 5].reshape(2, height, width))
+    layer = keras_attention.layers.ExternalAttention()
+    assert visualize_attention.map_layout(layer, "external") == "units"
+    assert visualize_attention.map_layout(keras_attention.layers.DoubleAttention(), "a2/gather")
+    assert visualize_attention.map_layout(layer, "external/other") is None
+
+
+def test_axial_maps_are_the_centre_pixels_column_and_row():
+    rng = np.random.default_rng(0)
+    height, width, heads = 3, 5, 2
+    along_height = rng.uniform(size=(2, width, heads, height, height))
+    along_width = rng.uniform(size=(2, height, heads, width, width))
+    i, j = 1, 2
+    kind, maps, query = visualize_attention.describe(along_height, height, width, layout="height")
+    assert kind == "spatial" and query == (i, j)
+    expected = np.zeros((2, height, width))
+    expected[:, :, j] = along_height[:, j, :, i, :].mean(axis=1)
+    np.testing.assert_allclose(maps, expected, rtol=1e-6)
+    _, maps, _ = visualize_attention.describe(along_width, height, width, layout="width")
+    expected = np.zeros((2, height, width))
+    expected[:, i, :] = along_width[:, i, :, j, :].mean(axis=1)
+    np.testing.assert_allclose(maps, expected, rtol=1e-6)
+
+
+def test_halo_map_is_the_centre_querys_window_on_the_map():
+    rng = np.random.default_rng(0)
+    height, width, block, halo, heads = 8, 12, 4, 1, 2
+    window = block + 2 * halo
+    blocks = (height // block) * (width // block)
+    weights = rng.uniform(size=(1, blocks, heads, block**2, window**2))
+    kind, maps, query = visualize_attention.describe(weights, height, width)
+    assert kind == "spatial" and query == (4, 6)
+    # The centre (4, 6) is in block (1, 1) (index 4) at query slot (0, 2); its window
+    # starts one pixel above and left of the block's corner (4, 4).
+    expected = np.zeros((height, width))
+    for a in range(window):
+        for b in range(window):
+            row, column = 4 - halo + a, 4 - halo + b
+            if 0 <= row < height and 0 <= column < width:
+                expected[row, column] = weights[0, 4, :, 2, a * window + b].mean()
+    np.testing.assert_allclose(maps[0], expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_outlook_map_is_what_the_centre_pixel_takes_from_each_pixel(stride):
+    """Checked against the layer: identity value and projection, one-hot inputs."""
+    height, width, kernel = 5, 6, 3
+    layer = keras_attention.layers.OutlookAttention(kernel_size=kernel, stride=stride)
+    rng = np.random.default_rng(0)
+    layer.build((None, height, width, 2))
+    layer.value.set_weights([np.eye(2, dtype="float32")])
+    layer.projection.set_weights([np.eye(2, dtype="float32"), np.zeros(2, "float32")])
+    # The weights read channel 0 only (the same content in every sample); channel 1 is
+    # a one-hot at pixel q, so output channel 1 at p is the weight of q for p.
+    attention_kernel = rng.normal(size=(2, kernel**4)).astype("float32") * 3
+    attention_kernel[1] = 0
+    layer.attention.set_weights([attention_kernel, np.zeros(kernel**4, "float32")])
+    x = np.zeros((height * width, height, width, 2), "float32")
+    x[:, :, :, 0] = rng.normal(size=(height, width))
+    x[np.arange(height * width), :, :, 1] = np.eye(height * width).reshape(-1, height, width)
+    outputs, weights = layer(x, return_attention=True)
+    taken = np.asarray(outputs)[:, height // 2, width // 2, 1].reshape(height, width)
+    kind, maps, query = visualize_attention.describe(np.asarray(weights)[:1], height, width)
+    assert kind == "spatial" and query == (height // 2, width // 2)
+    np.testing.assert_allclose(maps[0], taken, rtol=1e-5, atol=1e-6)
+
+
+def test_the_self_attention_layers_are_drawn():
+    """Each map of the catalogue's self-attention layers is drawn, at a small size."""
+    layers = keras_attention.layers
+    size, channels = 8, 64
+    cases = {
+        "bot": layers.BottleneckSelfAttention(feature_size=(size, size)),
+        "halo": layers.HaloAttention(block_size=4, halo_size=1, num_heads=4),
+        "lambda": layers.LambdaLayer(),
+        "a2": layers.DoubleAttention(),
+        "external": layers.ExternalAttention(),
+        "polarized": layers.PolarizedSelfAttention(),
+        "axial": layers.AxialAttention(span=(size, size)),
+        "cot": layers.ContextualTransformer(),
+        "outlook": layers.OutlookAttention(num_heads=2),
+    }
+    x = np.random.default_rng(0).normal(size=(2, size, size, channels)).astype("float32")
+    kinds = {}
+    for name, layer in cases.items():
+        _, attention = layer(x, return_attention=True)
+        maps = attention if isinstance(attention, dict) else {None: attention}
+        for key, value in maps.items():
+            full = name if key is None else f"{name}/{key}"
+            layout = visualize_attention.map_layout(layer, full)
+            kind, drawn, _ = visualize_attention.describe(
+                np.asarray(value), size, size, layout=layout
+            )
+            kinds[full] = kind
+            if kind == "spatial":
+                assert drawn.shape[0] == 2 and np.ptp(drawn) > 0, full  # not a flat map
+    assert kinds.pop("polarized/channel") == "bars"
+    # Not maps over positions: lambda's (key_dim, C / heads) lambda, CoT's per-channel mix.
+    assert kinds.pop("lambda/content_lambda") == kinds.pop("cot/fusion") == "skip"
+    assert set(kinds.values()) == {"spatial"}
