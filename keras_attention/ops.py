@@ -154,6 +154,17 @@ def attend(query, key, value):
     return ops.cast(outputs[:, :, 0, :value_depth], dtype)
 
 
+def attend_with_weights(query, key, value):
+    """`attend` with its (batch, T, S) weights formed: (outputs, weights).
+
+    For layers asked to return their attention: the energies and the softmax
+    are float32, the weights are cast back to `value`'s dtype and applied to it.
+    """
+    energy = ops.einsum("bqd,bkd->bqk", ops.cast(query, "float32"), ops.cast(key, "float32"))
+    weights = ops.cast(ops.softmax(energy, axis=-1), value.dtype)
+    return ops.einsum("bqk,bkc->bqc", weights, value), weights
+
+
 def affine_grid(theta, height, width):
     """The sampling grid of a batch of 2-D affine transforms, align_corners=False.
 

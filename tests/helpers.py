@@ -26,6 +26,19 @@ def randomize_weights(layer, seed=0):
         weight.assign(value.astype(weight.dtype))
 
 
+def images(shape, scale=1.0, seed=0):
+    """Normal float32 inputs of `shape` (times `scale`), the same for a given `seed`."""
+    return (np.random.default_rng(seed).normal(size=shape) * scale).astype("float32")
+
+
+def randomized_layer(cls, shape, **kwargs):
+    """`cls(**kwargs)` built on `images(shape)`, with its weights randomized."""
+    layer = cls(**kwargs)
+    layer(images(shape))
+    randomize_weights(layer)
+    return layer
+
+
 def trainable_gradients(layer, x, training=True):
     """Gradients of a random projection of the layer's output w.r.t. its trainable weights."""
     backend = keras.backend.backend()

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import torch
+from helpers import images
 from helpers import randomize_weights
 from helpers import to_numpy
 from timm_import import import_timm
@@ -11,10 +12,6 @@ from timm_import import import_timm
 from keras_attention.layers import BottleneckSelfAttention
 
 bottleneck_attn = import_timm().layers.bottleneck_attn
-
-
-def images(shape, scale=1.0, seed=0):
-    return (np.random.default_rng(seed).normal(size=shape) * scale).astype("float32")
 
 
 def randomized(shape, **kwargs):

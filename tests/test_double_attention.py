@@ -1,23 +1,17 @@
 """DoubleAttention (A²-Nets): the paper's equations in NumPy, softmax axes, the dropped biases."""
 
+import functools
+
 import keras
 import numpy as np
 import pytest
-from helpers import randomize_weights
+from helpers import images
+from helpers import randomized_layer
 from helpers import to_numpy
 
 from keras_attention.layers import DoubleAttention
 
-
-def images(shape, scale=1.0, seed=0):
-    return (np.random.default_rng(seed).normal(size=shape) * scale).astype("float32")
-
-
-def randomized(shape, **kwargs):
-    layer = DoubleAttention(**kwargs)
-    layer(images(shape))
-    randomize_weights(layer)
-    return layer
+randomized = functools.partial(randomized_layer, DoubleAttention)
 
 
 def weights_of(layer):

@@ -1,23 +1,17 @@
 """ExternalAttention: the released code's forward pass in NumPy, double normalisation axes."""
 
+import functools
+
 import keras
 import numpy as np
 import pytest
-from helpers import randomize_weights
+from helpers import images
+from helpers import randomized_layer
 from helpers import to_numpy
 
 from keras_attention.layers import ExternalAttention
 
-
-def images(shape, scale=1.0, seed=0):
-    return (np.random.default_rng(seed).normal(size=shape) * scale).astype("float32")
-
-
-def randomized(shape, **kwargs):
-    layer = ExternalAttention(**kwargs)
-    layer(images(shape))
-    randomize_weights(layer)
-    return layer
+randomized = functools.partial(randomized_layer, ExternalAttention)
 
 
 def reference(layer, x):

@@ -1,10 +1,13 @@
 """LambdaLayer: timm's LambdaLayer in both position modes, a NumPy reference, the key softmax axis."""
 
+import functools
+
 import keras
 import numpy as np
 import pytest
 import torch
-from helpers import randomize_weights
+from helpers import images
+from helpers import randomized_layer
 from helpers import to_numpy
 from timm_import import import_timm
 
@@ -13,15 +16,7 @@ from keras_attention.layers import LambdaLayer
 lambda_layer = import_timm().layers.lambda_layer
 
 
-def images(shape, scale=1.0, seed=0):
-    return (np.random.default_rng(seed).normal(size=shape) * scale).astype("float32")
-
-
-def randomized(shape, **kwargs):
-    layer = LambdaLayer(**kwargs)
-    layer(images(shape))
-    randomize_weights(layer)
-    return layer
+randomized = functools.partial(randomized_layer, LambdaLayer)
 
 
 def batch_norm(t, norm):

@@ -1,25 +1,19 @@
 """NonLocalBlock: identity at init, NumPy references of every mode, odd sizes, paths agree."""
 
+import functools
+
 import keras
 import numpy as np
 import pytest
-from helpers import randomize_weights
+from helpers import images
+from helpers import randomized_layer
 from helpers import to_numpy
 from helpers import trainable_gradients
 
 from keras_attention.layers import NonLocalBlock
 from keras_attention.layers.spatial.non_local import MODES
 
-
-def images(shape, scale=1.0, seed=0):
-    return (np.random.default_rng(seed).normal(size=shape) * scale).astype("float32")
-
-
-def randomized(shape, **kwargs):
-    layer = NonLocalBlock(**kwargs)
-    layer(images(shape))
-    randomize_weights(layer)
-    return layer
+randomized = functools.partial(randomized_layer, NonLocalBlock)
 
 
 def weights_of(layer):

@@ -1,24 +1,18 @@
 """SelfAttention2D (SAGAN): identity at init, a NumPy reference, fused vs explicit paths."""
 
+import functools
+
 import keras
 import numpy as np
 import pytest
-from helpers import randomize_weights
+from helpers import images
+from helpers import randomized_layer
 from helpers import to_numpy
 from helpers import trainable_gradients
 
 from keras_attention.layers import SelfAttention2D
 
-
-def images(shape, scale=1.0, seed=0):
-    return (np.random.default_rng(seed).normal(size=shape) * scale).astype("float32")
-
-
-def randomized(shape, **kwargs):
-    layer = SelfAttention2D(**kwargs)
-    layer(images(shape))
-    randomize_weights(layer)
-    return layer
+randomized = functools.partial(randomized_layer, SelfAttention2D)
 
 
 def reference(layer, x):

@@ -105,6 +105,19 @@ def batch_norm(name, input_shape, dtype, **kwargs):
     return norm
 
 
+def pointwise_conv(name, filters, in_channels, dtype, **kwargs):
+    """A built 1x1 Conv2D that runs channels_last.
+
+    Layers transpose channels_first inputs in `call` (TensorFlow has no NCHW
+    convolution on some CPUs), so the weights do not depend on `data_format`.
+    """
+    conv = keras.layers.Conv2D(
+        filters, 1, data_format="channels_last", dtype=dtype, name=name, **kwargs
+    )
+    conv.build((None, None, None, in_channels))
+    return conv
+
+
 class ImageAttentionLayer(keras.layers.Layer):
     """Base class of the attention layers over 4-D image feature maps.
 

@@ -8,6 +8,7 @@ from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import check_choice
 from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.channel_mlp import channel_mlp
 
 # FcaNet's two-step "top" selection (Qin et al. 2021; the authors' table): the 32 best
 # single frequencies (u, v) of a 7x7 DCT space, best first; "top k" takes the
@@ -143,18 +144,14 @@ class FrequencyChannelAttention(ImageAttentionLayer):
                 f"`num_frequencies`. Received: num_frequencies={self.num_frequencies}"
             )
         self.filters = dct_filters(channels, self.dct_height, self.dct_width, self.num_frequencies)
-        self.reduce = keras.layers.Dense(
+        self.reduce, self.expand = channel_mlp(
+            channels,
             max(1, channels // self.reduction),
-            activation="relu",
+            ("reduce", "expand"),
+            self.dtype_policy,
+            gate="sigmoid",
             use_bias=False,
-            dtype=self.dtype_policy,
-            name="reduce",
         )
-        self.reduce.build((None, channels))
-        self.expand = keras.layers.Dense(
-            channels, activation="sigmoid", use_bias=False, dtype=self.dtype_policy, name="expand"
-        )
-        self.expand.build((None, self.reduce.units))
         self.built = True
 
     def _spatial_filters(self, height, width):

@@ -6,6 +6,7 @@ from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import batch_norm
 from keras_attention.layers.base import check_positive_int
 from keras_attention.layers.base import is_int
+from keras_attention.layers.channel_mlp import channel_mlp
 
 
 def _nearest_indices(in_size, out_size):
@@ -131,15 +132,12 @@ class GatherExcite(ImageAttentionLayer):
                     )
                 )
         if self.use_mlp:
-            self.reduce = keras.layers.Dense(
+            self.reduce, self.expand = channel_mlp(
+                channels,
                 max(1, channels // self.reduction),
-                activation="relu",
-                dtype=self.dtype_policy,
-                name="reduce",
+                ("reduce", "expand"),
+                self.dtype_policy,
             )
-            self.reduce.build((None, channels))
-            self.expand = keras.layers.Dense(channels, dtype=self.dtype_policy, name="expand")
-            self.expand.build((None, self.reduce.units))
         self.built = True
 
     def _gather(self, x, training):

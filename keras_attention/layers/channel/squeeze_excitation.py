@@ -4,6 +4,7 @@ from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import check_choice
 from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.channel_mlp import channel_mlp
 
 GATES = ("sigmoid", "hard_sigmoid")
 
@@ -88,17 +89,14 @@ class SqueezeExcitation(ImageAttentionLayer):
     def build(self, input_shape):
         channels = self._input_channels(input_shape)
         units = self.units or max(1, channels // self.reduction)
-        self.reduce = keras.layers.Dense(
+        self.reduce, self.expand = channel_mlp(
+            channels,
             units,
+            ("reduce", "expand"),
+            self.dtype_policy,
             activation=self.activation,
-            dtype=self.dtype_policy,
-            name="reduce",
+            gate=self.gate,
         )
-        self.reduce.build((None, channels))
-        self.expand = keras.layers.Dense(
-            channels, activation=self.gate, dtype=self.dtype_policy, name="expand"
-        )
-        self.expand.build((None, self.reduce.units))
         self.built = True
 
     def call(self, inputs, training=None, return_attention=False):

@@ -5,6 +5,7 @@ from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import batch_norm
 from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.channel_mlp import channel_mlp
 
 
 def check_odd_kernel_size(kernel_size):
@@ -63,15 +64,9 @@ class ChannelGate(ImageAttentionLayer):
 
     def build(self, input_shape):
         channels = self._input_channels(input_shape)
-        self.hidden = keras.layers.Dense(
-            max(1, channels // self.reduction),
-            activation="relu",
-            dtype=self.dtype_policy,
-            name="hidden",
+        self.hidden, self.logits = channel_mlp(
+            channels, max(1, channels // self.reduction), ("hidden", "logits"), self.dtype_policy
         )
-        self.hidden.build((None, channels))
-        self.logits = keras.layers.Dense(channels, dtype=self.dtype_policy, name="logits")
-        self.logits.build((None, self.hidden.units))
         self.built = True
 
     def call(self, inputs, training=None, return_attention=False):

@@ -4,6 +4,7 @@ from keras import ops
 from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.query_key_value import query_key_value
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -67,19 +68,7 @@ class CrissCrossAttention(ImageAttentionLayer):
     def build(self, input_shape):
         channels = self._input_channels(input_shape)
         inner = max(1, channels // self.reduction)
-        # The convolutions run channels_last (the input is transposed in
-        # `call`), so the weights are the same whatever `data_format` is.
-        self.query = keras.layers.Conv2D(
-            inner, 1, data_format="channels_last", dtype=self.dtype_policy, name="query"
-        )
-        self.key = keras.layers.Conv2D(
-            inner, 1, data_format="channels_last", dtype=self.dtype_policy, name="key"
-        )
-        self.value = keras.layers.Conv2D(
-            channels, 1, data_format="channels_last", dtype=self.dtype_policy, name="value"
-        )
-        for conv in (self.query, self.key, self.value):
-            conv.build((None, None, None, channels))
+        self.query, self.key, self.value = query_key_value(channels, inner, self.dtype_policy)
         self.gamma = self.add_weight(shape=(), initializer="zeros", name="gamma")
         self.built = True
 

@@ -5,6 +5,7 @@ from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import batch_norm
 from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.query_key_value import query_key_value
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -59,19 +60,7 @@ class PositionAttention(ImageAttentionLayer):
     def build(self, input_shape):
         channels = self._input_channels(input_shape)
         inner = max(1, channels // self.reduction)
-        # The convolutions run channels_last (the input is transposed in
-        # `call`), so the weights are the same whatever `data_format` is.
-        self.query = keras.layers.Conv2D(
-            inner, 1, data_format="channels_last", dtype=self.dtype_policy, name="query"
-        )
-        self.key = keras.layers.Conv2D(
-            inner, 1, data_format="channels_last", dtype=self.dtype_policy, name="key"
-        )
-        self.value = keras.layers.Conv2D(
-            channels, 1, data_format="channels_last", dtype=self.dtype_policy, name="value"
-        )
-        for conv in (self.query, self.key, self.value):
-            conv.build((None, None, None, channels))
+        self.query, self.key, self.value = query_key_value(channels, inner, self.dtype_policy)
         self.gamma = self.add_weight(shape=(), initializer="zeros", name="gamma")
         self.built = True
 
@@ -87,11 +76,7 @@ class PositionAttention(ImageAttentionLayer):
 
         query, key, value = flat(self.query(x)), flat(self.key(x)), flat(self.value(x))
         if return_attention:
-            energy = ops.einsum(
-                "bqd,bkd->bqk", ops.cast(query, "float32"), ops.cast(key, "float32")
-            )
-            attention = ops.cast(ops.softmax(energy, axis=-1), x.dtype)
-            aggregate = ops.einsum("bqk,bkc->bqc", attention, value)
+            aggregate, attention = ka_ops.attend_with_weights(query, key, value)
         else:
             attention = None
             aggregate = ka_ops.attend(query, key, value)

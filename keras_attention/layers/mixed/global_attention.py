@@ -5,6 +5,7 @@ from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import batch_norm
 from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.channel_mlp import channel_mlp
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -61,14 +62,9 @@ class GlobalAttention(ImageAttentionLayer):
     def build(self, input_shape):
         channels = self._input_channels(input_shape)
         hidden = max(1, channels // self.reduction)
-        self.channel_hidden = keras.layers.Dense(
-            hidden, activation="relu", dtype=self.dtype_policy, name="channel_hidden"
+        self.channel_hidden, self.channel_logits = channel_mlp(
+            channels, hidden, ("channel_hidden", "channel_logits"), self.dtype_policy
         )
-        self.channel_hidden.build((None, channels))
-        self.channel_logits = keras.layers.Dense(
-            channels, dtype=self.dtype_policy, name="channel_logits"
-        )
-        self.channel_logits.build((None, hidden))
         # The convolutions run channels_last (inputs transposed in `call`).
         common = {"padding": "same", "data_format": "channels_last", "dtype": self.dtype_policy}
         self.spatial_reduce = keras.layers.Conv2D(hidden, 7, name="spatial_reduce", **common)

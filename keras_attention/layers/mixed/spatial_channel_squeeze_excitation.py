@@ -5,6 +5,7 @@ from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import check_choice
 from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.channel_mlp import channel_mlp
 
 COMBINES = ("add", "max")
 
@@ -66,15 +67,9 @@ class SpatialChannelSqueezeExcitation(ImageAttentionLayer):
 
     def build(self, input_shape):
         channels = self._input_channels(input_shape)
-        self.hidden = keras.layers.Dense(
-            max(1, channels // self.reduction),
-            activation="relu",
-            dtype=self.dtype_policy,
-            name="hidden",
+        self.hidden, self.logits = channel_mlp(
+            channels, max(1, channels // self.reduction), ("hidden", "logits"), self.dtype_policy
         )
-        self.hidden.build((None, channels))
-        self.logits = keras.layers.Dense(channels, dtype=self.dtype_policy, name="logits")
-        self.logits.build((None, self.hidden.units))
         # A 1x1 conv to one map is a dot product over channels: a Dense on the
         # channel axis needs no data format and has the conv's (C, 1) kernel.
         self.spatial = keras.layers.Dense(1, dtype=self.dtype_policy, name="spatial")

@@ -4,12 +4,51 @@ Shared by `BottleneckSelfAttention` and `HaloAttention`: both add to the
 scaled query-key energies a logit per (query, key) pair from learned relative
 height and width embeddings, in timm's layout (`height_rel`, `width_rel` of
 `2 * window - 1` rows, row `k - q + window - 1` for a query at `q` and a key at
-`k` along that axis).
+`k` along that axis). Both take the same head arguments (`num_heads`,
+`key_dim`, `use_bias`, `scale_position_logits`) with timm's defaults.
 """
 
 import keras
 import numpy as np
 from keras import ops
+
+from keras_attention.layers.base import check_bool
+from keras_attention.layers.base import check_divides_channels
+from keras_attention.layers.base import check_positive_int
+
+
+def check_head_args(num_heads, key_dim, use_bias, scale_position_logits):
+    """Raises a ValueError naming the first invalid head argument."""
+    check_positive_int("num_heads", num_heads)
+    check_positive_int("key_dim", key_dim, allow_none=True)
+    check_bool("use_bias", use_bias)
+    check_bool("scale_position_logits", scale_position_logits)
+
+
+def head_dims(layer, channels):
+    """(key_dim, value_dim) per head of `layer` on `channels`; ValueError unless heads divide C.
+
+    The values keep the input's width (`C // num_heads` per head); the queries
+    and keys have `layer.key_dim`, or timm's default when it is None.
+    """
+    check_divides_channels(layer.__class__.__name__, "num_heads", layer.num_heads, channels)
+    key_dim = layer.key_dim or default_key_dim(channels, layer.num_heads)
+    return key_dim, channels // layer.num_heads
+
+
+def add_relative_tables(layer, key_dim, key_height, key_width):
+    """`layer`'s `height_rel` and `width_rel` weights for a (key_height x key_width) key grid.
+
+    timm's initialisation: normal with standard deviation `key_dim ** -0.5`.
+    """
+    embedding = keras.initializers.RandomNormal(stddev=key_dim**-0.5)
+    height_rel = layer.add_weight(
+        shape=(2 * key_height - 1, key_dim), initializer=embedding, name="height_rel"
+    )
+    width_rel = layer.add_weight(
+        shape=(2 * key_width - 1, key_dim), initializer=embedding, name="width_rel"
+    )
+    return height_rel, width_rel
 
 
 def default_key_dim(channels, num_heads):
@@ -80,3 +119,23 @@ def attend(query, key, value, bias, scale, return_attention=False):
         value = ops.pad(value, pad + ((0, width - value_depth),))
     outputs = ops.dot_product_attention(query, key, value, bias=bias, scale=scale)
     return ops.cast(outputs[..., :value_depth], dtype), None
+
+
+def relative_attention(query, key, value, layer, key_height, key_width, return_attention):
+    """`layer`'s attention of a grid of queries over keys, with its relative position logits.
+
+    `query` (N, qh, qw, heads, d) on a static grid, `key` (N, S, heads, d) and
+    `value` (N, S, heads, dv) with S = key_height * key_width; `layer` holds
+    `height_rel`, `width_rel` and `scale_position_logits` (timm scales the
+    position logits with the energies, the papers do not). Returns `attend`'s
+    (N, qh * qw, heads, dv) outputs and weights.
+    """
+    _, query_height, query_width, heads, key_dim = query.shape
+    scale = key_dim**-0.5
+    bias = relative_logits(
+        ops.cast(query, "float32"), layer.height_rel, layer.width_rel, key_height, key_width
+    )
+    if layer.scale_position_logits:
+        bias = bias * scale
+    query = ops.reshape(query, (-1, query_height * query_width, heads, key_dim))
+    return attend(query, key, value, bias, scale, return_attention)

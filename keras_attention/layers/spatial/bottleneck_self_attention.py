@@ -3,10 +3,8 @@ from keras import ops
 
 from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
-from keras_attention.layers.base import check_bool
-from keras_attention.layers.base import check_divides_channels
-from keras_attention.layers.base import check_positive_int
 from keras_attention.layers.base import check_size
+from keras_attention.layers.base import pointwise_conv
 from keras_attention.layers.spatial import _relative_attention as relative
 
 
@@ -90,10 +88,7 @@ class BottleneckSelfAttention(ImageAttentionLayer):
     ):
         super().__init__(data_format=data_format, **kwargs)
         self.feature_size = check_size("feature_size", feature_size)
-        check_positive_int("num_heads", num_heads)
-        check_positive_int("key_dim", key_dim, allow_none=True)
-        check_bool("use_bias", use_bias)
-        check_bool("scale_position_logits", scale_position_logits)
+        relative.check_head_args(num_heads, key_dim, use_bias, scale_position_logits)
         self.num_heads = num_heads
         self.key_dim = key_dim
         self.use_bias = use_bias
@@ -113,28 +108,19 @@ class BottleneckSelfAttention(ImageAttentionLayer):
     def build(self, input_shape):
         channels = self._input_channels(input_shape)
         self._check_spatial_size(input_shape)
-        check_divides_channels(self.__class__.__name__, "num_heads", self.num_heads, channels)
-        self._key_dim = self.key_dim or relative.default_key_dim(channels, self.num_heads)
-        self._value_dim = channels // self.num_heads
+        self._key_dim, self._value_dim = relative.head_dims(self, channels)
         # One convolution in timm's channel order: all query heads, all key
         # heads, then all value heads; head-major within each.
-        self.qkv = keras.layers.Conv2D(
+        self.qkv = pointwise_conv(
+            "qkv",
             2 * self.num_heads * self._key_dim + channels,
-            1,
+            channels,
+            self.dtype_policy,
             use_bias=self.use_bias,
             kernel_initializer=keras.initializers.RandomNormal(stddev=channels**-0.5),
-            data_format="channels_last",
-            dtype=self.dtype_policy,
-            name="qkv",
         )
-        self.qkv.build((None, None, None, channels))
-        height, width = self.feature_size
-        embedding = keras.initializers.RandomNormal(stddev=self._key_dim**-0.5)
-        self.height_rel = self.add_weight(
-            shape=(2 * height - 1, self._key_dim), initializer=embedding, name="height_rel"
-        )
-        self.width_rel = self.add_weight(
-            shape=(2 * width - 1, self._key_dim), initializer=embedding, name="width_rel"
+        self.height_rel, self.width_rel = relative.add_relative_tables(
+            self, self._key_dim, *self.feature_size
         )
         self.built = True
 
@@ -148,14 +134,9 @@ class BottleneckSelfAttention(ImageAttentionLayer):
         query = ops.reshape(qkv[..., :split], (-1, height, width, heads, key_dim))
         key = ops.reshape(qkv[..., split : 2 * split], (-1, height * width, heads, key_dim))
         value = ops.reshape(qkv[..., 2 * split :], (-1, height * width, heads, value_dim))
-        scale = key_dim**-0.5
-        bias = relative.relative_logits(
-            ops.cast(query, "float32"), self.height_rel, self.width_rel, height, width
+        attended, attention = relative.relative_attention(
+            query, key, value, self, height, width, return_attention
         )
-        if self.scale_position_logits:
-            bias = bias * scale
-        query = ops.reshape(query, (-1, height * width, heads, key_dim))
-        attended, attention = relative.attend(query, key, value, bias, scale, return_attention)
         outputs = ops.reshape(attended, (-1, height, width, heads * value_dim))
         outputs = ka_ops.from_channels_last(outputs, self.data_format)
         return self._outputs(outputs, attention, return_attention)

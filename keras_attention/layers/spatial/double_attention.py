@@ -4,6 +4,7 @@ from keras import ops
 from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.base import pointwise_conv
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -80,16 +81,7 @@ class DoubleAttention(ImageAttentionLayer):
         self.built = True
 
     def _conv(self, filters, name, use_bias, channels):
-        conv = keras.layers.Conv2D(
-            filters,
-            1,
-            use_bias=use_bias,
-            data_format="channels_last",
-            dtype=self.dtype_policy,
-            name=name,
-        )
-        conv.build((None, None, None, channels))
-        return conv
+        return pointwise_conv(name, filters, channels, self.dtype_policy, use_bias=use_bias)
 
     def call(self, inputs, training=None, return_attention=False):
         x = ka_ops.to_channels_last(inputs, self.data_format)

@@ -5,6 +5,7 @@ from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import batch_norm
 from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.base import pointwise_conv
 
 # The released code's guard against a zero L1 norm.
 L1_EPSILON = 1e-9
@@ -92,17 +93,14 @@ class ExternalAttention(ImageAttentionLayer):
         self.built = True
 
     def _conv(self, filters, name, use_bias, channels):
-        conv = keras.layers.Conv2D(
+        return pointwise_conv(
+            name,
             filters,
-            1,
+            channels,
+            self.dtype_policy,
             use_bias=use_bias,
             kernel_initializer=_fan_out_normal(),
-            data_format="channels_last",
-            dtype=self.dtype_policy,
-            name=name,
         )
-        conv.build((None, None, None, channels))
-        return conv
 
     def call(self, inputs, training=None, return_attention=False):
         x = ka_ops.to_channels_last(inputs, self.data_format)

@@ -3,10 +3,9 @@ from keras import ops
 
 from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
-from keras_attention.layers.base import check_bool
-from keras_attention.layers.base import check_divides_channels
 from keras_attention.layers.base import check_non_negative_int
 from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.base import pointwise_conv
 from keras_attention.layers.spatial import _relative_attention as relative
 
 
@@ -93,10 +92,7 @@ class HaloAttention(ImageAttentionLayer):
         super().__init__(data_format=data_format, **kwargs)
         check_positive_int("block_size", block_size)
         check_non_negative_int("halo_size", halo_size)
-        check_positive_int("num_heads", num_heads)
-        check_positive_int("key_dim", key_dim, allow_none=True)
-        check_bool("use_bias", use_bias)
-        check_bool("scale_position_logits", scale_position_logits)
+        relative.check_head_args(num_heads, key_dim, use_bias, scale_position_logits)
         self.block_size = block_size
         self.halo_size = halo_size
         self.num_heads = num_heads
@@ -117,36 +113,26 @@ class HaloAttention(ImageAttentionLayer):
     def build(self, input_shape):
         channels = self._input_channels(input_shape)
         self._check_spatial_size(input_shape)
-        check_divides_channels(self.__class__.__name__, "num_heads", self.num_heads, channels)
-        self._key_dim = self.key_dim or relative.default_key_dim(channels, self.num_heads)
-        self._value_dim = channels // self.num_heads
-        kernel = keras.initializers.RandomNormal(stddev=channels**-0.5)
-        self.query = self._conv(self.num_heads * self._key_dim, "query", kernel, channels)
-        self.key_value = self._conv(
-            self.num_heads * (self._key_dim + self._value_dim), "key_value", kernel, channels
+        self._key_dim, self._value_dim = relative.head_dims(self, channels)
+        projection = {
+            "use_bias": self.use_bias,
+            "kernel_initializer": keras.initializers.RandomNormal(stddev=channels**-0.5),
+        }
+        self.query = pointwise_conv(
+            "query", self.num_heads * self._key_dim, channels, self.dtype_policy, **projection
+        )
+        self.key_value = pointwise_conv(
+            "key_value",
+            self.num_heads * (self._key_dim + self._value_dim),
+            channels,
+            self.dtype_policy,
+            **projection,
         )
         window = self.block_size + 2 * self.halo_size
-        embedding = keras.initializers.RandomNormal(stddev=self._key_dim**-0.5)
-        self.height_rel = self.add_weight(
-            shape=(2 * window - 1, self._key_dim), initializer=embedding, name="height_rel"
-        )
-        self.width_rel = self.add_weight(
-            shape=(2 * window - 1, self._key_dim), initializer=embedding, name="width_rel"
+        self.height_rel, self.width_rel = relative.add_relative_tables(
+            self, self._key_dim, window, window
         )
         self.built = True
-
-    def _conv(self, filters, name, initializer, channels):
-        conv = keras.layers.Conv2D(
-            filters,
-            1,
-            use_bias=self.use_bias,
-            kernel_initializer=initializer,
-            data_format="channels_last",
-            dtype=self.dtype_policy,
-            name=name,
-        )
-        conv.build((None, None, None, channels))
-        return conv
 
     def _windows(self, t, blocks, axis):
         """The `w` rows (or columns) of each block's haloed window, gathered along `axis`.
@@ -181,14 +167,9 @@ class HaloAttention(ImageAttentionLayer):
         key_value = ops.reshape(key_value, (-1, window * window, heads, key_dim + value_dim))
         key, value = key_value[..., :key_dim], key_value[..., key_dim:]
 
-        scale = key_dim**-0.5
-        bias = relative.relative_logits(
-            ops.cast(query, "float32"), self.height_rel, self.width_rel, window, window
+        attended, attention = relative.relative_attention(
+            query, key, value, self, window, window, return_attention
         )
-        if self.scale_position_logits:
-            bias = bias * scale
-        query = ops.reshape(query, (-1, block * block, heads, key_dim))
-        attended, attention = relative.attend(query, key, value, bias, scale, return_attention)
 
         outputs = ops.reshape(attended, (-1, rows, columns, block, block, heads * value_dim))
         outputs = ops.transpose(outputs, (0, 1, 3, 2, 4, 5))

@@ -9,6 +9,7 @@ from keras_attention.layers.base import check_bool
 from keras_attention.layers.base import check_divides_channels
 from keras_attention.layers.base import check_positive_int
 from keras_attention.layers.base import check_size
+from keras_attention.layers.base import pointwise_conv
 
 
 def relative_position_index(height, width):
@@ -146,16 +147,14 @@ class LambdaLayer(ImageAttentionLayer):
         key_dim, value_dim = self.key_dim, channels // self.num_heads
         self._value_dim = value_dim
         queries = self.num_heads * key_dim
-        self.qkv = keras.layers.Conv2D(
+        self.qkv = pointwise_conv(
+            "qkv",
             queries + key_dim + value_dim,
-            1,
+            channels,
+            self.dtype_policy,
             use_bias=self.use_bias,
             kernel_initializer=keras.initializers.RandomNormal(stddev=channels**-0.5),
-            data_format="channels_last",
-            dtype=self.dtype_policy,
-            name="qkv",
         )
-        self.qkv.build((None, None, None, channels))
         self.norm_q = batch_norm("norm_q", (None, None, None, queries), self.dtype_policy)
         self.norm_v = batch_norm("norm_v", (None, None, None, value_dim), self.dtype_policy)
         if self.context_size is not None:

@@ -6,6 +6,7 @@ from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import batch_norm
 from keras_attention.layers.base import check_choice
 from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.base import pointwise_conv
 
 MODES = ("embedded_gaussian", "gaussian", "dot_product", "concatenation")
 
@@ -136,17 +137,9 @@ class NonLocalBlock(ImageAttentionLayer):
         self.built = True
 
     def _conv(self, filters, name, use_bias, channels, **kwargs):
-        conv = keras.layers.Conv2D(
-            filters,
-            1,
-            use_bias=use_bias,
-            data_format="channels_last",
-            dtype=self.dtype_policy,
-            name=name,
-            **kwargs,
+        return pointwise_conv(
+            name, filters, channels, self.dtype_policy, use_bias=use_bias, **kwargs
         )
-        conv.build((None, None, None, channels))
-        return conv
 
     def call(self, inputs, training=None, return_attention=False):
         x = ka_ops.to_channels_last(inputs, self.data_format)

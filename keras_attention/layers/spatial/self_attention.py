@@ -4,6 +4,7 @@ from keras import ops
 from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.query_key_value import query_key_value
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -62,25 +63,11 @@ class SelfAttention2D(ImageAttentionLayer):
     def build(self, input_shape):
         channels = self._input_channels(input_shape)
         depth = max(1, channels // self.reduction)
-        # The convolutions run channels_last (see `call`), so the weights do
-        # not depend on `data_format`.
-        self.query = self._conv(depth, "query", use_bias=True)
-        self.key = self._conv(depth, "key", use_bias=False)
-        self.value = self._conv(channels, "value", use_bias=True)
-        for conv in (self.query, self.key, self.value):
-            conv.build((None, None, None, channels))
+        self.query, self.key, self.value = query_key_value(
+            channels, depth, self.dtype_policy, key_bias=False
+        )
         self.gamma = self.add_weight(shape=(), initializer="zeros", name="gamma")
         self.built = True
-
-    def _conv(self, filters, name, use_bias):
-        return keras.layers.Conv2D(
-            filters,
-            1,
-            use_bias=use_bias,
-            data_format="channels_last",
-            dtype=self.dtype_policy,
-            name=name,
-        )
 
     def call(self, inputs, training=None, return_attention=False):
         x = ka_ops.to_channels_last(inputs, self.data_format)
@@ -93,11 +80,7 @@ class SelfAttention2D(ImageAttentionLayer):
         key = positions(self.key(x))
         value = positions(self.value(x))
         if return_attention:
-            energy = ops.matmul(
-                ops.cast(query, "float32"), ops.transpose(ops.cast(key, "float32"), (0, 2, 1))
-            )
-            attention = ops.cast(ops.softmax(energy, axis=-1), value.dtype)
-            attended = ops.matmul(attention, value)
+            attended, attention = ka_ops.attend_with_weights(query, key, value)
         else:
             attention = None
             attended = ka_ops.attend(query, key, value)
