@@ -380,13 +380,23 @@ def _cpu_name():
     return platform.processor() or platform.machine()
 
 
+def _onednn_note(backend):
+    """Whether TensorFlow runs oneDNN on this CPU: its convolutions, SK's above all, depend on it."""
+    if backend != "tensorflow" or _accelerator() is not None:
+        return ""
+    from keras_attention.models._common import channels_first_runs
+
+    # Only oneDNN gives TensorFlow an NCHW convolution on a CPU.
+    return ", oneDNN on" if channels_first_runs() else ", oneDNN off"
+
+
 def environment(args, jit):
     backend = keras.backend.backend()
     module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(backend)
     lib_version = __import__(module).__version__ if module else "?"
     return {
         "device": _accelerator() or f"CPU: {_cpu_name()}, {os.cpu_count()} cores",
-        "backend": f"{backend} {lib_version}",
+        "backend": f"{backend} {lib_version}" + _onednn_note(backend),
         "precision": args.precision,
         "jit_compile": jit,
         "peak memory": "not measured" if args.no_memory else PeakMeter().source,
