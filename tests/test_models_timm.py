@@ -1,89 +1,38 @@
-"""from_timm: every supported timm model, random weights saved locally, equals timm's logits.
+"""from_timm: the ResNet family, random weights saved locally, equals timm's logits.
 
-Offline: timm builds each model with pretrained=False; its weights are
-randomised (BatchNorm affine parameters too, and the running statistics
-calibrated on random images so that activations stay O(1) through 100+
-layers), saved as .safetensors and loaded with `from_timm`. Images are
-56x40: odd sizes after the stem exercise the ceil-mode and padded pools.
+Images are 56x40: odd sizes after the stem exercise the ceil-mode and padded
+pools. The shared checks (missing/extra tensors, shapes, tags, round trip)
+run on resnet18; `timm_reference` makes timm's random models.
 """
 
 import keras
 import numpy as np
 import pytest
-import torch
 from helpers import to_numpy
-from timm_import import import_timm
+from timm_reference import assert_equal_to_timm
+from timm_reference import compare_with_timm
+from timm_reference import logits as _logits
+from timm_reference import random_timm_model
+from timm_reference import save as _save
 
 import keras_attention
 from keras_attention.models import from_timm
 from keras_attention.models import timm_config
-from keras_attention.models import timm_names
+from keras_attention.models.timm import resnet
 
 HEIGHT, WIDTH = 56, 40
 
 
-def _images(seed=0):
-    return np.random.default_rng(seed).normal(size=(2, 3, HEIGHT, WIDTH)).astype("float32")
-
-
-def _random_timm_model(name, seed=0):
-    timm = import_timm()
-    model = timm.create_model(name, pretrained=False)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for key, param in model.named_parameters():
-            if param.ndim == 1:  # BN/LayerNorm affine and biases: nothing left at 0 or 1
-                if key.endswith("weight"):
-                    param.copy_(torch.rand(param.shape, generator=generator) + 0.5)
-                else:
-                    param.copy_(torch.randn(param.shape, generator=generator) * 0.2)
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.momentum = 1.0  # running statistics := one random batch's
-        model.train()
-        model(torch.randn(4, 3, HEIGHT, WIDTH, generator=generator))
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                # Four images at the last stages' 2x1 maps give noisy variances:
-                # inflate them so that the random network stays well-conditioned
-                # (1e-5 float32 rounding is not amplified past 1e-4 by 150 layers).
-                module.running_var.add_(module.running_var.mean())
-    return model.eval()
-
-
-def _save(model, path):
-    from safetensors.torch import save_file
-
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return path
-
-
-def _logits(model, images):
-    with torch.no_grad():
-        return model(torch.from_numpy(images)).numpy()
-
-
-def _trainable_count(model):
-    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-
-
 @pytest.fixture(scope="module")
 def resnet18_checkpoint(tmp_path_factory):
-    model = _random_timm_model("resnet18", seed=1)
+    model = random_timm_model("resnet18", (HEIGHT, WIDTH), seed=1)
     path = _save(model, tmp_path_factory.mktemp("timm") / "resnet18.safetensors")
     return path, model
 
 
-@pytest.mark.parametrize("name", timm_names())
+@pytest.mark.parametrize("name", sorted(resnet.MODELS))
 def test_logits_equal_timm(name, tmp_path):
-    reference = _random_timm_model(name)
-    path = _save(reference, tmp_path / f"{name}.safetensors")
-    images = _images()
-    expected = _logits(reference, images)
-    model = from_timm(name, checkpoint=path, include_preprocessing=False)
-    logits = to_numpy(model(images.transpose(0, 2, 3, 1)))
-    assert np.abs(logits - expected).max() <= 1e-4 * np.abs(expected).max()
-    assert _trainable_count(model) == sum(p.numel() for p in reference.parameters())
+    assert_equal_to_timm(compare_with_timm(name, tmp_path, (HEIGHT, WIDTH)))
 
 
 def test_unknown_name_lists_supported_names():

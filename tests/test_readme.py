@@ -6,7 +6,7 @@ import re
 import keras
 from timm_import import import_timm
 
-from keras_attention.models import timm_convert
+from keras_attention.models.timm import checkpoint as timm_checkpoint
 
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
 
@@ -16,10 +16,11 @@ def python_blocks():
         return re.findall(r"```python\n(.*?)```", f.read(), flags=re.DOTALL)
 
 
-def timm_random_state_dict(name):
-    """What the hub would give for `name`, offline: timm's model with random weights."""
+def timm_random_state_dict(config):
+    """What the hub would give for `config`, offline: timm's model with random weights."""
     timm = import_timm()
-    return {k: v.numpy() for k, v in timm.create_model(name, pretrained=False).state_dict().items()}
+    model = timm.create_model(config["name"], pretrained=False)
+    return {k: v.numpy() for k, v in model.state_dict().items()}
 
 
 def test_readme_python_blocks_run_as_pasted(tmp_path, monkeypatch):
@@ -28,7 +29,7 @@ def test_readme_python_blocks_run_as_pasted(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # model.save("model.keras") writes here
     # No network in tests: the download returns a random-weight checkpoint of the
     # same architecture, so the block runs its real loading code on it.
-    monkeypatch.setattr(timm_convert, "_download", timm_random_state_dict)
+    monkeypatch.setattr(timm_checkpoint, "download", timm_random_state_dict)
     namespace = {"__name__": "readme"}
     for block in blocks:
         exec(compile(block, README, "exec"), namespace)  # noqa: S102 (our own README)

@@ -1,4 +1,4 @@
-"""timm's ResNet-family layouts as functional Keras models.
+"""timm's ResNet family (timm/models/resnet.py, resnest.py, sknet.py, senet.py) in Keras.
 
 `build(layout, ...)` assembles a network from a `Layout`: the stem (7x7,
 deep, tiered, Caffe's), the shortcut (strided 1x1 conv or average-pool-down),
@@ -6,16 +6,23 @@ the block (basic, bottleneck, ResNeXt's grouped bottleneck, ResNeSt's
 split-attention bottleneck, SK-ResNet's selective-kernel basic block, the SE
 authors' Caffe bottleneck, timm's "byob" bottleneck) and the attention layer of each block. Layers are named after
 timm's module paths with "." replaced by "_" (e.g. `layer1_0_conv1`), which is
-what lets `timm_convert` map each checkpoint tensor to one Keras variable.
+what lets `convert` map each checkpoint tensor to one Keras variable.
 """
 
 import dataclasses
+import functools
 
 import keras
 
 from keras_attention import layers
 from keras_attention.models import _common
-from keras_attention.models.grouped_conv import GroupedConv2D
+from keras_attention.models.timm.blocks import act as _act
+from keras_attention.models.timm.blocks import check_top
+from keras_attention.models.timm.blocks import conv_bn as _conv_bn
+from keras_attention.models.timm.blocks import head
+from keras_attention.models.timm.blocks import inputs as model_inputs
+from keras_attention.models.timm.blocks import make_divisible
+from keras_attention.models.timm.spec import spec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,31 +38,6 @@ class Layout:
     base_width: int = 64
     attention: str | None = None  # se | eca | gc | legacy_se
     radix: int = 1  # resnest
-
-
-def make_divisible(value, divisor=8, min_value=None, round_limit=0.9):
-    """timm's channel rounding: nearest multiple of `divisor`, at least `min_value`."""
-    min_value = min_value or divisor
-    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
-    return rounded + divisor if rounded < round_limit * value else rounded
-
-
-def _act(x, name):
-    return keras.layers.Activation("relu", name=name)(x)
-
-
-def _conv(x, filters, kernel_size, strides, name, groups=1):
-    """Conv without bias, padded symmetrically by k // 2 as in PyTorch."""
-    if kernel_size > 1:
-        x = keras.layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
-    conv = GroupedConv2D if groups > 1 else keras.layers.Conv2D
-    return conv(filters, kernel_size, strides=strides, groups=groups, use_bias=False, name=name)(x)
-
-
-def _conv_bn(x, filters, kernel_size, strides, conv_name, bn_name, act_name=None, groups=1):
-    x = _conv(x, filters, kernel_size, strides, conv_name, groups)
-    x = _common.batch_norm(x, bn_name)
-    return _act(x, act_name) if act_name else x
 
 
 def _max_pool(x, name, ceil_mode=False):
@@ -192,19 +174,8 @@ def build(layout, name, input_shape, classes, include_top, pooling, head_name, p
     `preprocessing`: None, or (mean, std) per RGB channel: a Keras
     `Normalization` layer named "preprocessing" then takes images in [0, 1].
     """
-    _common.check_pooling(pooling)
-    if include_top:
-        _common.check_classes(classes)
-    inputs = _common.image_input(input_shape)
-    x = inputs
-    if preprocessing is not None:
-        mean, std = preprocessing
-        x = keras.layers.Normalization(
-            axis=_common.channel_axis(),
-            mean=list(mean),
-            variance=[s * s for s in std],
-            name="preprocessing",
-        )(x)
+    check_top(include_top, pooling, classes)
+    inputs, x = model_inputs(input_shape, preprocessing)
     x = _stem(x, layout)
     for stage, count in enumerate(layout.blocks):
         planes = 64 * 2**stage
@@ -215,9 +186,86 @@ def build(layout, name, input_shape, classes, include_top, pooling, head_name, p
             else:
                 block_name = f"layer{stage + 1}_{index}"
             x = _block(x, layout, planes, strides, block_name)
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
-        outputs = keras.layers.Dense(classes, dtype="float32", name=head_name)(x)
-    else:
-        outputs = _common.classifier_top(x, False, pooling, classes)
+    outputs = head(x, include_top, pooling, classes, head_name)
     return keras.Model(inputs, outputs, name=name)
+
+
+_CAFFE_URL = "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-cadene/"
+
+
+def _entry(layout, tag, **kwargs):
+    return spec(functools.partial(build, layout), tag, **kwargs)
+
+
+_R18, _R34, _R50, _R101 = (2, 2, 2, 2), (3, 4, 6, 3), (3, 4, 6, 3), (3, 4, 23, 3)
+_D = {"stem": "deep", "stem_width": 32, "avg_down": True}
+_T = {"stem": "deep_tiered", "stem_width": 32, "avg_down": True}
+
+# timm's default pretrained tag and its preprocessing, for each supported name.
+MODELS = {
+    "resnet18": _entry(Layout(_R18, "basic"), "a1_in1k", crop=0.95),
+    "resnet34": _entry(Layout(_R34, "basic"), "a1_in1k", crop=0.95),
+    "resnet50": _entry(Layout(_R50), "a1_in1k", crop=0.95),
+    "resnet101": _entry(Layout(_R101), "a1h_in1k", crop=0.95),
+    "resnet50d": _entry(Layout(_R50, **_D), "ra2_in1k"),
+    "seresnet50": _entry(Layout(_R50, attention="se"), "a1_in1k", crop=0.95),
+    "seresnet152d": _entry(
+        Layout((3, 8, 36, 3), attention="se", **_D), "ra2_in1k", size=256, crop=0.95
+    ),
+    "legacy_seresnet50": _entry(
+        Layout(_R50, "legacy", stem="legacy", attention="legacy_se"),
+        "in1k",
+        interpolation="bilinear",
+        head="last_linear",
+        url=_CAFFE_URL + "se_resnet50-ce0d4300.pth",
+    ),
+    "seresnext50_32x4d": _entry(
+        Layout(_R50, cardinality=32, base_width=4, attention="se"), "racm_in1k"
+    ),
+    "ecaresnet26t": _entry(Layout(_R18, attention="eca", **_T), "ra2_in1k", size=256),
+    "ecaresnet50d": _entry(Layout(_R50, attention="eca", **_D), "miil_in1k"),
+    "ecaresnet50t": _entry(Layout(_R50, attention="eca", **_T), "ra2_in1k", size=256),
+    "ecaresnet101d": _entry(Layout(_R101, attention="eca", **_D), "miil_in1k"),
+    "ecaresnetlight": _entry(Layout((1, 1, 11, 3), attention="eca", avg_down=True), "miil_in1k"),
+    "gcresnet50t": _entry(
+        Layout(_R50, "byob", stem="tiered", attention="gc"),
+        "ra2_in1k",
+        size=256,
+        crop=0.9,
+        head="head.fc",
+    ),
+    "resnest14d": _entry(
+        Layout((1, 1, 1, 1), "resnest", radix=2, **_D), "gluon_in1k", interpolation="bilinear"
+    ),
+    "resnest26d": _entry(
+        Layout(_R18, "resnest", radix=2, **_D), "gluon_in1k", interpolation="bilinear"
+    ),
+    "resnest50d": _entry(Layout(_R50, "resnest", radix=2, **_D), "in1k", interpolation="bilinear"),
+    "skresnet18": _entry(Layout(_R18, "sk_basic"), "ra_in1k"),
+    "skresnet34": _entry(Layout(_R34, "sk_basic"), "ra_in1k"),
+}
+
+# Our composite layers: timm's submodule path -> our sublayer attribute (or a
+# function of the layer returning that mapping).
+SUBLAYERS = {
+    layers.SqueezeExcitation: {"fc1": "reduce", "fc2": "expand"},
+    layers.EfficientChannelAttention: {"conv": "conv"},
+    layers.GlobalContext: {
+        "conv_attn": "conv_attn",
+        "mlp_add.fc1": "add_fc1",
+        "mlp_add.norm": "add_norm",
+        "mlp_add.fc2": "add_fc2",
+        "mlp_scale.fc1": "mul_fc1",
+        "mlp_scale.norm": "mul_norm",
+        "mlp_scale.fc2": "mul_fc2",
+    },
+    layers.SplitAttention: {name: name for name in ("conv", "bn0", "fc1", "bn1", "fc2")},
+    # One conv + BN per branch: list items are "attribute.index".
+    layers.SelectiveKernel: lambda layer: {
+        **{f"paths.{i}.conv": f"branch_convs.{i}" for i in range(len(layer.dilations))},
+        **{f"paths.{i}.bn": f"branch_norms.{i}" for i in range(len(layer.dilations))},
+        "attn.fc_reduce": "fuse_dense",
+        "attn.bn": "fuse_bn",
+        "attn.fc_select": "select",
+    },
+}

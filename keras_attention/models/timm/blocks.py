@@ -1,0 +1,69 @@
+"""The pieces every timm family shares: PyTorch-padded convs, BN, the input and the head."""
+
+import keras
+
+from keras_attention.models import _common
+from keras_attention.models.grouped_conv import GroupedConv2D
+
+
+def make_divisible(value, divisor=8, min_value=None, round_limit=0.9):
+    """timm's channel rounding: nearest multiple of `divisor`, at least `min_value`."""
+    min_value = min_value or divisor
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < round_limit * value else rounded
+
+
+def act(x, name, activation="relu"):
+    return keras.layers.Activation(activation, name=name)(x)
+
+
+def conv(x, filters, kernel_size, strides, name, groups=1, dilation=1, use_bias=False):
+    """Conv padded symmetrically by dilation * (k - 1) // 2, as PyTorch's."""
+    pad = dilation * (kernel_size - 1) // 2
+    if pad:
+        x = keras.layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
+    layer = GroupedConv2D if groups > 1 else keras.layers.Conv2D
+    return layer(
+        filters,
+        kernel_size,
+        strides=strides,
+        groups=groups,
+        dilation_rate=dilation,
+        use_bias=use_bias,
+        name=name,
+    )(x)
+
+
+def conv_bn(x, filters, kernel_size, strides, conv_name, bn_name, act_name=None, groups=1):
+    x = conv(x, filters, kernel_size, strides, conv_name, groups)
+    x = _common.batch_norm(x, bn_name)
+    return act(x, act_name) if act_name else x
+
+
+def inputs(input_shape, preprocessing=None):
+    """(model input, tensor after the optional mean/std `Normalization` named "preprocessing")."""
+    image = _common.image_input(input_shape)
+    if preprocessing is None:
+        return image, image
+    mean, std = preprocessing
+    x = keras.layers.Normalization(
+        axis=_common.channel_axis(),
+        mean=list(mean),
+        variance=[s * s for s in std],
+        name="preprocessing",
+    )(image)
+    return image, x
+
+
+def head(x, include_top, pooling, classes, head_name):
+    """Global average pooling and the float32 classifier `head_name`, or the headless output."""
+    if include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
+        return keras.layers.Dense(classes, dtype="float32", name=head_name)(x)
+    return _common.classifier_top(x, False, pooling, classes)
+
+
+def check_top(include_top, pooling, classes):
+    _common.check_pooling(pooling)
+    if include_top:
+        _common.check_classes(classes)

@@ -1,0 +1,101 @@
+"""from_timm: timm's ImageNet networks in Keras, with timm's weights.
+
+`from_timm("seresnet50")` builds the timm architecture with its family's
+builder (layers named after timm's module paths, "." -> "_") and copies every
+tensor of the checkpoint into exactly one Keras variable, converting
+PyTorch's layouts (OIHW kernels, (out, in) matrices) to Keras's. A
+`.safetensors` file loads without torch; `.pth`/`.bin` files need torch.
+"""
+
+import numpy as np
+
+from keras_attention.models.timm import catalogue
+from keras_attention.models.timm import checkpoint as checkpoint_io
+from keras_attention.models.timm.assign import assign_state_dict
+
+
+def from_timm(
+    name,
+    checkpoint=None,
+    pretrained=True,
+    include_top=True,
+    classes=None,
+    input_shape=(None, None, 3),
+    pooling=None,
+    include_preprocessing=True,
+):
+    """Builds timm's model `name` in Keras and loads timm's ImageNet weights into it.
+
+    The model is made of this package's registered layers and standard Keras
+    layers only: it saves to `.keras` and reloads in safe mode. With the same
+    weights its logits equal timm's (float32, eval mode) to ~1e-5 relative.
+
+    Args:
+        name: a name from `timm_names()`, optionally with its pretrained tag
+            (`"seresnet50"`, `"seresnet50.ra2_in1k"`); the tag picks the
+            weights on the model hub (the default is timm's).
+        checkpoint: None to download timm's weights with `huggingface_hub`
+            (`pip install keras_attention[pretrained]`); a path to a
+            `.safetensors` file (no torch needed) or a `.pth`/`.bin` file
+            (needs torch); or a mapping of state-dict names to arrays.
+        pretrained: False builds the architecture with Keras's initialisation
+            and loads nothing. Defaults to True.
+        include_top: whether to end with global average pooling and the
+            float32 classifier returning logits. Defaults to True.
+        classes: None keeps the checkpoint's classifier (1000 ImageNet
+            classes); another number replaces it with a new, randomly
+            initialised one for fine-tuning (a message says so).
+        input_shape: the image shape, channels last or first per the global
+            data format; height and width may be None. Defaults to
+            `(None, None, 3)`.
+        pooling: None, "avg" or "max": the pooling of a headless model.
+        include_preprocessing: True: the model takes RGB images in [0, 1] and
+            its first layer (a Keras `Normalization` named "preprocessing")
+            applies the checkpoint's mean and std. False: it takes normalised
+            images. Resize and crop as `timm_config(name)` says.
+
+    Returns:
+        A functional `keras.Model` named after `name`.
+
+    Raises:
+        ValueError: an unknown name (the message lists the supported ones), or
+            a checkpoint that does not fill the model one to one (the message
+            lists the unmatched, missing and wrong-shape names).
+
+    Example:
+
+    >>> model = from_timm("ecaresnet50d", classes=5)  # doctest: +SKIP
+    """
+    base, _ = catalogue.split_name(name)
+    entry = catalogue.MODELS[base]
+    state = None
+    if pretrained:
+        if checkpoint is None:
+            state = checkpoint_io.download(catalogue.timm_config(name))
+        else:
+            state = checkpoint_io.load_checkpoint(checkpoint)
+    checkpoint_classes = 1000
+    head = entry["head"]
+    if state is not None and f"{head}.weight" in state:
+        checkpoint_classes = int(np.shape(state[f"{head}.weight"])[0])
+    classes = checkpoint_classes if classes is None else classes
+    skip = ()
+    if state is not None and (not include_top or classes != checkpoint_classes):
+        skip = (f"{head}.",)
+        if include_top:
+            print(
+                f"from_timm: new {classes}-class classifier in place of the checkpoint's "
+                f"{checkpoint_classes} classes (randomly initialised, for fine-tuning)."
+            )
+    model = entry["build"](
+        name=base,
+        input_shape=input_shape,
+        classes=classes,
+        include_top=include_top,
+        pooling=pooling,
+        head_name=head.replace(".", "_"),
+        preprocessing=(entry["mean"], entry["std"]) if include_preprocessing else None,
+    )
+    if state is not None:
+        assign_state_dict(model, state, catalogue.SUBLAYERS, skip)
+    return model

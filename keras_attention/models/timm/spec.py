@@ -1,0 +1,38 @@
+"""One supported timm model: how to build it and what its checkpoint expects."""
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def spec(
+    build,
+    tag,
+    size=224,
+    crop=0.875,
+    interpolation="bicubic",
+    head="fc",
+    url=None,
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+):
+    """A catalogue entry: `build(**kwargs)` makes the Keras model, the rest is timm's.
+
+    `build` takes the keyword arguments `name`, `input_shape`, `classes`,
+    `include_top`, `pooling`, `head_name` and `preprocessing` (None or
+    (mean, std)), and returns a functional model whose layers are named after
+    timm's module paths ("." -> "_"). `tag` is timm's default pretrained tag,
+    `head` the classifier's module path, `url` a non-hub download; `size`,
+    `crop`, `interpolation`, `mean` and `std` are the evaluation pipeline of
+    the checkpoint (timm's `pretrained_cfg`).
+    """
+    return {
+        "build": build,
+        "head": head,
+        "tag": tag,
+        "url": url,
+        "input_size": (size, size, 3),
+        "interpolation": interpolation,
+        "crop_pct": crop,
+        "mean": tuple(mean),
+        "std": tuple(std),
+    }
