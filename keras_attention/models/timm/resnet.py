@@ -103,19 +103,20 @@ def _attention(kind, channels, name, se_ratio=1 / 16):
     raise ValueError(f"Unknown attention {kind!r}")  # pragma: no cover - layouts are fixed
 
 
-def _selective_kernel(filters, strides, name, grouped=False):
+def _selective_kernel(filters, strides, name, groups=1):
     """timm's SelectiveKernel: a 3x3 branch and a 3x3 dilated by 2 (its 5x5 under keep_3x3).
 
-    skresnet18/34 (`grouped=False`): the input split between the branches, no
-    groups, an attention width of make_divisible(filters / 8, 16) (rd_ratio=1/8,
-    rd_divisor=16). skresnext50_32x4d (`grouped=True`): each branch convolves
-    the whole input in 32 groups, attention width make_divisible(filters / 16,
-    32) (rd_ratio=1/16, rd_divisor=32, split_input=False).
+    skresnet18/34 (`groups=1`): the input split between the branches and an
+    attention width of make_divisible(filters / 8, 16) (rd_ratio=1/8,
+    rd_divisor=16). skresnext50_32x4d (`groups=32`): each branch convolves the
+    whole input, attention width make_divisible(filters / 16, 32) (rd_ratio=1/16,
+    rd_divisor=32, split_input=False).
     """
+    grouped = groups > 1
     return layers.SelectiveKernel(
         filters=filters,
         dilations=(1, 2),
-        groups=32 if grouped else 1,
+        groups=groups,
         units=make_divisible(filters / 16, 32) if grouped else make_divisible(filters / 8, 16),
         strides=strides,
         split_input=not grouped,
@@ -169,7 +170,7 @@ def _block(x, layout, planes, strides, name):
     elif layout.block == "sk_bottleneck":  # SKNet: the grouped 3x3 is a SelectiveKernel
         width = int(planes * layout.base_width / 64) * layout.cardinality
         y = _conv_bn(x, width, 1, 1, f"{n}_conv1_conv", f"{n}_conv1_bn", f"{n}_conv1_act")
-        y = _selective_kernel(width, strides, f"{n}_conv2", grouped=True)(y)
+        y = _selective_kernel(width, strides, f"{n}_conv2", layout.cardinality)(y)
         y = _conv_bn(y, out_channels, 1, 1, f"{n}_conv3_conv", f"{n}_conv3_bn")
         attention_name = None
     elif layout.block == "resnest":
