@@ -204,6 +204,7 @@ def _entry(layout, tag, crop=0.9):
 
 
 _W26, _W33 = (256, 512, 1024, 2048), (256, 512, 1536, 1536)
+_W33SA = (256, 512, 1024, 1536)  # se*33ts: sebotnet33ts, sehalonet33ts
 _D26, _D33, _D50 = (2, 2, 2, 2), (2, 3, 3, 2), (3, 4, 6, 3)
 _SILU = {"activation": "silu"}
 _POOL = {"stem_pool": True}
@@ -253,7 +254,7 @@ MODELS = {
     ),
     "sebotnet33ts_256": _entry(
         Layout(
-            _stages(_D33, _W33, kinds=_ATTN33, last_ratio=0.333),
+            _stages(_D33, _W33SA, kinds=_ATTN33, last_ratio=0.333),
             attention="se",
             self_attention=_BOT,
             fixed_size=True,
