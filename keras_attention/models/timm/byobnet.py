@@ -78,8 +78,7 @@ def _stem(x, layout):
 def _self_attention(x, kind, kwargs, strides, feature_size, name):
     """timm's BottleneckAttn, HaloAttn or LambdaLayer; `feature_size` is the input's (H, W)."""
     if kind == "halo":
-        strided = {"strides": strides} if strides > 1 else {}
-        return layers.HaloAttention(name=name, **strided, **kwargs)(x)
+        return layers.HaloAttention(strides=strides, name=name, **kwargs)(x)
     if kind == "bottleneck":
         x = layers.BottleneckSelfAttention(feature_size=feature_size, name=name, **kwargs)(x)
     else:  # lambda: relative embeddings of the whole map when context_size is None
@@ -273,6 +272,35 @@ MODELS = {
         ),
         "c1_in1k",
         crop=0.95,
+    ),
+    "halonet26t": _entry(
+        Layout(
+            _stages(_D26, _W26, kinds=_ATTN26),
+            self_attention=("halo", {"block_size": 8, "halo_size": 2}),
+            **_POOL,
+        ),
+        "a1h_in1k",
+        crop=0.95,
+    ),
+    "sehalonet33ts": _entry(
+        Layout(
+            _stages(_D33, _W33SA, kinds=_ATTN33, last_ratio=0.333),
+            attention="se",
+            self_attention=_HALO,
+            **_TS33,
+        ),
+        "ra2_in1k",
+        crop=0.94,
+    ),
+    "eca_halonext26ts": _entry(
+        Layout(
+            _stages(_D26, _W26, 16, kinds=_ATTN26),
+            attention="eca",
+            self_attention=("halo", {"block_size": 8, "halo_size": 2, "key_dim": 16}),
+            **_NEXT,
+        ),
+        "c1_in1k",
+        crop=0.94,
     ),
     "halonet50ts": _entry(
         Layout(_halonet50ts_stages(), self_attention=_HALO, **_NEXT), "a1h_in1k", crop=0.94
