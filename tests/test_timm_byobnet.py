@@ -36,7 +36,7 @@ ATTENTION_SIZES = {
     "halonet50ts": 256,
 }
 # The longest checks (50-layer nets, 256px HaloNets): `pytest -m slow`.
-SLOW = {"gcresnet50t", "gcresnext50ts", "halonet50ts", "sehalonet33ts", "halonet26t"}
+SLOW = {"gcresnext50ts", "halonet50ts", "sehalonet33ts", "halonet26t"}
 
 
 def _case(name):
