@@ -51,7 +51,8 @@ def test_logits_equal_timm(name, tmp_path):
     if name.endswith("_256"):  # fixed-size nets: timm's img_size, our input_shape
         kwargs = {"timm_kwargs": {"img_size": side}, "input_shape": (side, side, 3)}
     result = compare_with_timm(name, tmp_path, size, **kwargs)
-    print(f"{name}: params {result['params']}, ours {result['ours']:.3g}, timm {result['timm']:.3g}")
+    errors = f"ours {result['ours']:.3g}, timm {result['timm']:.3g}"
+    print(f"{name}: params {result['params']}, {errors}")  # the figures, with -s
     assert_equal_to_timm(result)
 
 

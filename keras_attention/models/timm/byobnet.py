@@ -61,7 +61,9 @@ def _stem(x, layout):
     strides = (2, 1, 1) if layout.stem_pool else (2, 1, 2)
     for i, (filters, stride) in enumerate(zip((24, 32, 64), strides, strict=True)):
         n = f"stem_conv{i + 1}"
-        x = conv_bn(x, filters, 3, stride, f"{n}_conv", f"{n}_bn", f"{n}_act", activation=layout.activation)
+        x = conv_bn(
+            x, filters, 3, stride, f"{n}_conv", f"{n}_bn", f"{n}_act", activation=layout.activation
+        )
     if not layout.stem_pool:
         return x
     # PyTorch pads the pool with -inf; zero padding is the same above a lower bound.
@@ -182,7 +184,7 @@ def _mixed(depth, every=1):
 
 
 def _stages(depths, channels, group_size=0, kinds=None, last_ratio=0.25):
-    """Four stages (the first unstrided); `kinds[i]` the block kinds of stage i (default bottles)."""
+    """Four stages, the first unstrided; `kinds[i]`: stage i's block kinds (default: bottles)."""
     kinds = kinds or ((), (), (), ())
     stages = []
     for i, (depth, width) in enumerate(zip(depths, channels, strict=True)):
