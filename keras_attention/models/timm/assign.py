@@ -7,6 +7,8 @@ _SKIPPED_BUFFERS = ("num_batches_tracked",)
 
 
 def _conv_kernel(value):
+    if value.ndim == 5 and value.shape[-1] == 1:  # a Conv3d over (H, W, depth 1): LambdaLayer's
+        value = value[..., 0]
     return value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
 
 
@@ -19,6 +21,8 @@ def _targets(layer, prefix, sublayers):
 
     `sublayers`: {our composite layer class: {timm's submodule path: our
     sublayer attribute}, or a function of the layer returning that mapping}.
+    An attribute naming a variable (a relative position table) takes timm's
+    parameter of that path as it is.
     """
     if isinstance(layer, keras.layers.BatchNormalization):
         names = ("weight", "bias", "running_mean", "running_var")
@@ -43,7 +47,9 @@ def _targets(layer, prefix, sublayers):
             pairs = []
             for sub, attribute in mapping.items():
                 sublayer = _sublayer(layer, attribute)
-                if sublayer is not None:
+                if isinstance(sublayer, keras.Variable):
+                    pairs.append((sublayer, prefix + sub, np.asarray))
+                elif sublayer is not None:
                     pairs += _targets(sublayer, f"{prefix}{sub}.", sublayers)
             return pairs
     raise ValueError(f"No checkpoint mapping for layer {layer.name!r} ({type(layer).__name__})")

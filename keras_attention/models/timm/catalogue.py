@@ -6,9 +6,10 @@ the sublayers of our composite layers). A new family joins by one line in
 `FAMILIES`.
 """
 
+from keras_attention.models.timm import byobnet
 from keras_attention.models.timm import resnet
 
-FAMILIES = (resnet,)
+FAMILIES = (resnet, byobnet)
 
 MODELS = {name: entry for family in FAMILIES for name, entry in family.MODELS.items()}
 SUBLAYERS = {cls: mapping for family in FAMILIES for cls, mapping in family.SUBLAYERS.items()}

@@ -1,12 +1,12 @@
 """timm's ResNet family (timm/models/resnet.py, resnest.py, sknet.py, senet.py) in Keras.
 
 `build(layout, ...)` assembles a network from a `Layout`: the stem (7x7,
-deep, tiered, Caffe's; its max pool, ResNet-RS's strided conv or the
+deep, deep-tiered, Caffe's; its max pool, ResNet-RS's strided conv or the
 anti-aliased average pool), the shortcut (strided 1x1 conv or
 average-pool-down), the block (basic, bottleneck, ResNeXt's grouped
 bottleneck, ResNeSt's split-attention bottleneck, SK-ResNet's selective-kernel
 basic block and SKNet's grouped selective-kernel bottleneck, the SE authors'
-Caffe bottleneck, timm's "byob" bottleneck) and the attention layer of each
+Caffe bottleneck) and the attention layer of each
 block. Layers are named after timm's module paths with "." replaced by "_"
 (e.g. `layer1_0_conv1`), which is what lets `convert` map each checkpoint
 tensor to one Keras variable.
@@ -19,7 +19,9 @@ import keras
 
 from keras_attention import layers
 from keras_attention.models import _common
+from keras_attention.models.timm.blocks import CHANNEL_ATTENTION_SUBLAYERS
 from keras_attention.models.timm.blocks import act as _act
+from keras_attention.models.timm.blocks import channel_attention
 from keras_attention.models.timm.blocks import check_top
 from keras_attention.models.timm.blocks import conv_bn as _conv_bn
 from keras_attention.models.timm.blocks import head
@@ -33,9 +35,9 @@ class Layout:
     """One timm architecture: what the builder needs to reproduce it exactly."""
 
     blocks: tuple  # blocks per stage
-    # basic | bottleneck | resnest | sk_basic | sk_bottleneck | legacy | byob
+    # basic | bottleneck | resnest | sk_basic | sk_bottleneck | legacy
     block: str = "bottleneck"
-    stem: str = ""  # "" (7x7) | deep | deep_tiered | legacy | tiered (byob, no pool)
+    stem: str = ""  # "" (7x7) | deep | deep_tiered | legacy
     stem_width: int = 64
     avg_down: bool = False
     cardinality: int = 1
@@ -66,11 +68,6 @@ def _stem(x, layout):
     if layout.stem == "legacy":
         x = _conv_bn(x, 64, 7, 2, "layer0_conv1", "layer0_bn1", "layer0_relu1")
         return _max_pool(x, "pool0", ceil_mode=True)
-    if layout.stem == "tiered":  # byob: three ConvNormAct, the last one strided, no pool
-        for i, (filters, strides) in enumerate(((24, 2), (32, 1), (64, 2))):
-            n = f"stem_conv{i + 1}"
-            x = _conv_bn(x, filters, 3, strides, f"{n}_conv", f"{n}_bn", f"{n}_act")
-        return x
     width = layout.stem_width
     first = 3 * (width // 4) if layout.stem == "deep_tiered" else width
     x = _conv_bn(x, first, 3, 2, "conv1_0", "conv1_1", "conv1_2")
@@ -94,13 +91,7 @@ def _attention(kind, channels, name, se_ratio=1 / 16):
         return layers.SqueezeExcitation(units=units, name=name)
     if kind == "legacy_se":
         return layers.SqueezeExcitation(units=channels // 16, name=name)
-    if kind == "eca":
-        # timm's kernel size: the paper's, at least 3.
-        return layers.EfficientChannelAttention(name=name)
-    if kind == "gc":
-        units = make_divisible(channels / 8, 1, round_limit=0.0)
-        return layers.GlobalContext(units=units, fusion="add", epsilon=1e-6, name=name)
-    raise ValueError(f"Unknown attention {kind!r}")  # pragma: no cover - layouts are fixed
+    return channel_attention(kind, channels, name)
 
 
 def _selective_kernel(filters, strides, name, groups=1):
@@ -158,15 +149,6 @@ def _block(x, layout, planes, strides, name):
         y = _conv_bn(y, planes, 3, 1, f"{n}_conv2", f"{n}_bn2", f"{n}_relu2")
         y = _conv_bn(y, out_channels, 1, 1, f"{n}_conv3", f"{n}_bn3")
         attention_name = f"{n}_se_module"
-    elif layout.block == "byob":  # timm's ByobNet bottleneck: attention on the 3x3's output
-        mid = out_channels // 4
-        y = _conv_bn(x, mid, 1, 1, f"{n}_conv1_1x1_conv", f"{n}_conv1_1x1_bn", f"{n}_conv1_1x1_act")
-        y = _conv_bn(
-            y, mid, 3, strides, f"{n}_conv2_kxk_conv", f"{n}_conv2_kxk_bn", f"{n}_conv2_kxk_act"
-        )
-        y = _attention(layout.attention, mid, f"{n}_attn")(y)
-        y = _conv_bn(y, out_channels, 1, 1, f"{n}_conv3_1x1_conv", f"{n}_conv3_1x1_bn")
-        attention_name = None
     elif layout.block == "sk_bottleneck":  # SKNet: the grouped 3x3 is a SelectiveKernel
         width = int(planes * layout.base_width / 64) * layout.cardinality
         y = _conv_bn(x, width, 1, 1, f"{n}_conv1_conv", f"{n}_conv1_bn", f"{n}_conv1_act")
@@ -210,11 +192,7 @@ def _block(x, layout, planes, strides, name):
         y = _attention(layout.attention, out_channels, attention_name, layout.se_ratio)(y)
     shortcut = x
     if strides != 1 or in_channels != out_channels:
-        down = f"{n}_shortcut" if layout.block == "byob" else f"{n}_downsample"
-        if layout.block == "byob":
-            shortcut = _conv_bn(x, out_channels, 1, strides, f"{down}_conv", f"{down}_bn")
-        else:
-            shortcut = _shortcut(x, out_channels, strides, down, layout.avg_down)
+        shortcut = _shortcut(x, out_channels, strides, f"{n}_downsample", layout.avg_down)
     y = keras.layers.Add(name=f"{n}_add")([shortcut, y])
     return _act(y, f"{n}_act")
 
@@ -232,11 +210,7 @@ def build(layout, name, input_shape, classes, include_top, pooling, head_name, p
         planes = 64 * 2**stage
         for index in range(count):
             strides = 2 if stage > 0 and index == 0 else 1
-            if layout.block == "byob":
-                block_name = f"stages_{stage}_{index}"
-            else:
-                block_name = f"layer{stage + 1}_{index}"
-            x = _block(x, layout, planes, strides, block_name)
+            x = _block(x, layout, planes, strides, f"layer{stage + 1}_{index}")
     outputs = head(x, include_top, pooling, classes, head_name)
     return keras.Model(inputs, outputs, name=name)
 
@@ -283,13 +257,6 @@ MODELS = {
     "ecaresnet50t": _entry(Layout(_R50, attention="eca", **_T), "ra2_in1k", size=256),
     "ecaresnet101d": _entry(Layout(_R101, attention="eca", **_D), "miil_in1k"),
     "ecaresnetlight": _entry(Layout((1, 1, 11, 3), attention="eca", avg_down=True), "miil_in1k"),
-    "gcresnet50t": _entry(
-        Layout(_R50, "byob", stem="tiered", attention="gc"),
-        "ra2_in1k",
-        size=256,
-        crop=0.9,
-        head="head.fc",
-    ),
     "resnest14d": _entry(
         Layout((1, 1, 1, 1), "resnest", radix=2, **_D), "gluon_in1k", interpolation="bilinear"
     ),
@@ -340,17 +307,7 @@ MODELS = {
 # Our composite layers: timm's submodule path -> our sublayer attribute (or a
 # function of the layer returning that mapping).
 SUBLAYERS = {
-    layers.SqueezeExcitation: {"fc1": "reduce", "fc2": "expand"},
-    layers.EfficientChannelAttention: {"conv": "conv"},
-    layers.GlobalContext: {
-        "conv_attn": "conv_attn",
-        "mlp_add.fc1": "add_fc1",
-        "mlp_add.norm": "add_norm",
-        "mlp_add.fc2": "add_fc2",
-        "mlp_scale.fc1": "mul_fc1",
-        "mlp_scale.norm": "mul_norm",
-        "mlp_scale.fc2": "mul_fc2",
-    },
+    **CHANNEL_ATTENTION_SUBLAYERS,
     layers.SplitAttention: {name: name for name in ("conv", "bn0", "fc1", "bn1", "fc2")},
     # One conv + BN per branch: list items are "attribute.index".
     layers.SelectiveKernel: lambda layer: {
