@@ -65,10 +65,8 @@ def _block(x, width, strides, group_size, se_ratio, name):
     in_channels = x.shape[_common.channel_axis()]
     n = name
     y = conv_bn(x, width, 1, 1, f"{n}_conv1_conv", f"{n}_conv1_bn", f"{n}_conv1_act")
-    y = conv_bn(
-        y, width, 3, strides, f"{n}_conv2_conv", f"{n}_conv2_bn", f"{n}_conv2_act",
-        groups=width // group_size,
-    )
+    groups = width // group_size
+    y = conv_bn(y, width, 3, strides, f"{n}_conv2_conv", f"{n}_conv2_bn", f"{n}_conv2_act", groups)
     # timm's rounding: Python's round of the block's input width times the ratio.
     y = layers.SqueezeExcitation(units=int(round(in_channels * se_ratio)), name=f"{n}_se")(y)
     y = conv_bn(y, width, 1, 1, f"{n}_conv3_conv", f"{n}_conv3_bn")
@@ -79,9 +77,7 @@ def _block(x, width, strides, group_size, se_ratio, name):
     return act(y, f"{n}_act3")
 
 
-def build(
-    config, name, input_shape, classes, include_top, pooling, head_name, preprocessing=None
-):
+def build(config, name, input_shape, classes, include_top, pooling, head_name, preprocessing=None):
     """The functional RegNetY of `config`; `head_name` names the classifier layer.
 
     `preprocessing`: None, or (mean, std) per RGB channel: a Keras
@@ -115,25 +111,40 @@ MODELS = {
     "regnety_006": _entry(48, 32.54, 2.32, 15, 16, "pycls_in1k"),
     "regnety_008": _entry(56, 38.84, 2.4, 14, 16, "pycls_in1k"),
     "regnety_016": _entry(48, 20.71, 2.65, 27, 24, "tv2_in1k", crop=0.965, tags={**_PYCLS}),
-    "regnety_032": _entry(
-        80, 42.63, 2.66, 21, 24, "ra_in1k", crop=0.95, tags={**_PYCLS, **_TV2}
-    ),
+    "regnety_032": _entry(80, 42.63, 2.66, 21, 24, "ra_in1k", crop=0.95, tags={**_PYCLS, **_TV2}),
     "regnety_040": _entry(96, 31.41, 2.24, 22, 64, "ra3_in1k", crop=0.95, tags={**_PYCLS}),
     "regnety_064": _entry(112, 33.22, 2.27, 25, 72, "ra3_in1k", crop=0.95, tags={**_PYCLS}),
     "regnety_080": _entry(192, 76.82, 2.19, 17, 56, "ra3_in1k", crop=0.95, tags={**_PYCLS}),
     # The ImageNet-12k-pretrained weights are the default; "sw_in12k" is the
     # 11,821-class checkpoint itself (from_timm keeps its classifier).
     "regnety_120": _entry(
-        168, 73.36, 2.37, 19, 112, "sw_in12k_ft_in1k", crop=0.95,
-        tags={"sw_in12k": {}, **_PYCLS},
+        168, 73.36, 2.37, 19, 112, "sw_in12k_ft_in1k", crop=0.95, tags={"sw_in12k": {}, **_PYCLS}
     ),
     "regnety_160": _entry(
-        200, 106.23, 2.48, 18, 112, "sw_in12k_ft_in1k", crop=0.95,
-        tags={"sw_in12k": {}, "lion_in12k_ft_in1k": {}, "deit_in1k": {}, **_PYCLS, **_TV2,
-              **_SWAG},
+        200,
+        106.23,
+        2.48,
+        18,
+        112,
+        "sw_in12k_ft_in1k",
+        crop=0.95,
+        tags={
+            "sw_in12k": {},
+            "lion_in12k_ft_in1k": {},
+            "deit_in1k": {},
+            **_PYCLS,
+            **_TV2,
+            **_SWAG,
+        },
     ),
     "regnety_320": _entry(
-        232, 115.89, 2.53, 20, 232, "tv2_in1k", crop=0.965,
+        232,
+        115.89,
+        2.53,
+        20,
+        232,
+        "tv2_in1k",
+        crop=0.965,
         tags={**_PYCLS, **_SWAG, "seer_ft_in1k": {"size": 384, "crop": 1.0}, "seer": {}},
     ),
 }

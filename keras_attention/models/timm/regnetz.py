@@ -73,9 +73,7 @@ def _block(x, config, filters, strides, name):
     return y
 
 
-def build(
-    config, name, input_shape, classes, include_top, pooling, head_name, preprocessing=None
-):
+def build(config, name, input_shape, classes, include_top, pooling, head_name, preprocessing=None):
     """The functional RegNetZ of `config`; `head_name` names the classifier layer.
 
     `preprocessing`: None, or (mean, std) per RGB channel: a Keras
@@ -129,9 +127,7 @@ MODELS = {
         crop=0.94,
     ),
     "regnetz_e8": _entry(
-        RegNetZConfig(
-            (3, 8, 16, 3), (96, 192, 384, 512), 1, 8, 4, num_features=2048, **_TIERED
-        ),
+        RegNetZConfig((3, 8, 16, 3), (96, 192, 384, 512), 1, 8, 4, 2048, **_TIERED),
         size=256,
         crop=0.94,
     ),
