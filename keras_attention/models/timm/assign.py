@@ -19,6 +19,8 @@ def _targets(layer, prefix, sublayers):
 
     `sublayers`: {our composite layer class: {timm's submodule path: our
     sublayer attribute}, or a function of the layer returning that mapping}.
+    An attribute that is a variable takes the tensor at that path itself
+    ("" for a parameter that is a whole module path, e.g. timm's `pos_embed`).
     """
     if isinstance(layer, keras.layers.BatchNormalization):
         names = ("weight", "bias", "running_mean", "running_var")
@@ -43,7 +45,9 @@ def _targets(layer, prefix, sublayers):
             pairs = []
             for sub, attribute in mapping.items():
                 sublayer = _sublayer(layer, attribute)
-                if sublayer is not None:
+                if isinstance(sublayer, keras.Variable):
+                    pairs.append((sublayer, f"{prefix}{sub}".rstrip("."), np.asarray))
+                elif sublayer is not None:
                     pairs += _targets(sublayer, f"{prefix}{sub}.", sublayers)
             return pairs
     raise ValueError(f"No checkpoint mapping for layer {layer.name!r} ({type(layer).__name__})")
@@ -102,9 +106,13 @@ def assign_state_dict(model, state, sublayers, skip_prefixes=()):
 
 
 def _match(key, layer_names):
-    """(layer name, rest of key) for the longest module-path prefix naming a layer."""
+    """(layer name, rest of key) for the longest module-path prefix naming a layer.
+
+    The whole key may name a layer: a parameter of timm's model itself
+    (`pos_embed`, `cls_token`), whose rest is "".
+    """
     parts = key.split(".")
-    for i in range(len(parts) - 1, 0, -1):
+    for i in range(len(parts), 0, -1):
         name = "_".join(parts[:i])
         if name in layer_names:
             return name, ".".join(parts[i:])

@@ -21,9 +21,10 @@ def spec(
     `include_top`, `pooling`, `head_name` and `preprocessing` (None or
     (mean, std)), and returns a functional model whose layers are named after
     timm's module paths ("." -> "_"). `tag` is timm's default pretrained tag,
-    `head` the classifier's module path, `url` a non-hub download; `size`,
-    `crop`, `interpolation`, `mean` and `std` are the evaluation pipeline of
-    the checkpoint (timm's `pretrained_cfg`).
+    `head` the classifier's module path (a tuple of them, the main one first,
+    where there are several: VOLO's head and aux_head), `url` a non-hub
+    download; `size`, `crop`, `interpolation`, `mean` and `std` are the
+    evaluation pipeline of the checkpoint (timm's `pretrained_cfg`).
     """
     return {
         "build": build,
