@@ -32,7 +32,7 @@ from keras_attention.models.transformer import MultiHeadSelfAttention
 from keras_attention.models.transformer import PositionEmbedding
 
 LAYER_NORM_EPSILON = 1e-5  # PyTorch's nn.LayerNorm default, which timm's VOLO uses
-_TOKENS = "channels_last"  # the token maps are (batch, H, W, C) whatever the data format
+_TOKENS = "channels_last"  # tokens are (batch, H, W, C) or (batch, N, C) in either format
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,9 +79,9 @@ def _class_block(x, heads, hidden, name):
 
 def _image_shape(input_shape, image_size):
     """`input_shape` with a None height or width replaced by the checkpoint's size."""
-    shape = list(input_shape) if isinstance(input_shape, (list, tuple)) else input_shape
-    if isinstance(shape, list) and len(shape) == 3:
-        spatial = (0, 1) if _common.channel_axis() == -1 else (1, 2)
+    shape = list(input_shape) if isinstance(input_shape, (list, tuple)) else None
+    channels_axis, spatial = (2, (0, 1)) if _common.channel_axis() == -1 else (0, (1, 2))
+    if shape is not None and len(shape) == 3 and isinstance(shape[channels_axis], int):
         for axis in spatial:
             shape[axis] = image_size if shape[axis] is None else shape[axis]
         return tuple(shape)
@@ -91,13 +91,13 @@ def _image_shape(input_shape, image_size):
 def _head(x, include_top, pooling, classes, head_name):
     if not include_top:
         if pooling == "avg":
-            return keras.layers.GlobalAveragePooling1D(name="global_pool")(x)
+            return keras.layers.GlobalAveragePooling1D(data_format=_TOKENS, name="global_pool")(x)
         if pooling == "max":
-            return keras.layers.GlobalMaxPooling1D(name="global_pool")(x)
+            return keras.layers.GlobalMaxPooling1D(data_format=_TOKENS, name="global_pool")(x)
         return x
     logits = keras.layers.Dense(classes, dtype="float32", name=head_name)(x[:, 0])
     aux = keras.layers.Dense(classes, dtype="float32", name="aux_head")(x[:, 1:])
-    aux = keras.layers.GlobalMaxPooling1D(name="aux_head_max")(aux)
+    aux = keras.layers.GlobalMaxPooling1D(data_format=_TOKENS, name="aux_head_max")(aux)
     aux = keras.layers.Rescaling(0.5, dtype="float32", name="aux_head_half")(aux)
     return keras.layers.Add(dtype="float32", name="logits")([logits, aux])
 
