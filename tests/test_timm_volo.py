@@ -65,6 +65,8 @@ def test_default_input_is_the_checkpoint_size():
     model = from_timm("volo_d1_384", pretrained=False)
     assert tuple(model.input.shape) == (None, 384, 384, 3)
     assert tuple(model.get_layer("pos_embed").embedding.shape) == (1, 24, 24, 384)
+    # timm's count at 384px (sum of volo_d1_384's parameters, pretrained_cfg size).
+    assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == 26_777_960
 
 
 def test_missing_extra_and_misshaped_tensors_are_refused(d1_state):
