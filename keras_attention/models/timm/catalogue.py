@@ -8,8 +8,9 @@ the sublayers of our composite layers). A new family joins by one line in
 
 from keras_attention.models.timm import resnet
 from keras_attention.models.timm import volo
+from keras_attention.models.timm import vovnet
 
-FAMILIES = (resnet, volo)
+FAMILIES = (resnet, volo, vovnet)
 
 MODELS = {name: entry for family in FAMILIES for name, entry in family.MODELS.items()}
 SUBLAYERS = {cls: mapping for family in FAMILIES for cls, mapping in family.SUBLAYERS.items()}
