@@ -21,8 +21,8 @@ def _targets(layer, prefix, sublayers):
 
     `sublayers`: {our composite layer class: {timm's submodule path: our
     sublayer attribute}, or a function of the layer returning that mapping}.
-    An attribute naming a variable (a relative position table) takes timm's
-    parameter of that path as it is.
+    An attribute that is a variable takes the tensor at that path itself
+    ("" for a parameter that is a whole module path, e.g. timm's `pos_embed`).
     """
     if isinstance(layer, keras.layers.BatchNormalization):
         names = ("weight", "bias", "running_mean", "running_var")
@@ -48,7 +48,7 @@ def _targets(layer, prefix, sublayers):
             for sub, attribute in mapping.items():
                 sublayer = _sublayer(layer, attribute)
                 if isinstance(sublayer, keras.Variable):
-                    pairs.append((sublayer, prefix + sub, np.asarray))
+                    pairs.append((sublayer, f"{prefix}{sub}".rstrip("."), np.asarray))
                 elif sublayer is not None:
                     pairs += _targets(sublayer, f"{prefix}{sub}.", sublayers)
             return pairs
@@ -108,9 +108,13 @@ def assign_state_dict(model, state, sublayers, skip_prefixes=()):
 
 
 def _match(key, layer_names):
-    """(layer name, rest of key) for the longest module-path prefix naming a layer."""
+    """(layer name, rest of key) for the longest module-path prefix naming a layer.
+
+    The whole key may name a layer: a parameter of timm's model itself
+    (`pos_embed`, `cls_token`), whose rest is "".
+    """
     parts = key.split(".")
-    for i in range(len(parts) - 1, 0, -1):
+    for i in range(len(parts), 0, -1):
         name = "_".join(parts[:i])
         if name in layer_names:
             return name, ".".join(parts[i:])

@@ -10,8 +10,10 @@ from keras_attention.models.timm import byobnet
 from keras_attention.models.timm import regnet
 from keras_attention.models.timm import regnetz
 from keras_attention.models.timm import resnet
+from keras_attention.models.timm import volo
+from keras_attention.models.timm import vovnet
 
-FAMILIES = (resnet, byobnet, regnet, regnetz)
+FAMILIES = (resnet, byobnet, regnet, regnetz, volo, vovnet)
 
 MODELS = {name: entry for family in FAMILIES for name, entry in family.MODELS.items()}
 SUBLAYERS = {cls: mapping for family in FAMILIES for cls, mapping in family.SUBLAYERS.items()}

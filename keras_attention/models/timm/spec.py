@@ -22,12 +22,13 @@ def spec(
     `include_top`, `pooling`, `head_name` and `preprocessing` (None or
     (mean, std)), and returns a functional model whose layers are named after
     timm's module paths ("." -> "_"). `tag` is timm's default pretrained tag,
-    `head` the classifier's module path, `url` a non-hub download; `size`,
-    `crop`, `interpolation`, `mean` and `std` are the evaluation pipeline of
-    the checkpoint (timm's `pretrained_cfg`). `tags`: {other tag: {"size":
-    ..., "crop": ...}}, where another tag's checkpoint is evaluated otherwise
-    than the default tag's (keys as the arguments here; a tag absent from it
-    uses the default tag's pipeline).
+    `head` the classifier's module path (a tuple of them, the main one first,
+    where there are several: VOLO's head and aux_head), `url` a non-hub
+    download; `size`, `crop`, `interpolation`, `mean` and `std` are the
+    evaluation pipeline of the checkpoint (timm's `pretrained_cfg`). `tags`:
+    {other tag: {"size": ..., "crop": ...}}, where another tag's checkpoint is
+    evaluated otherwise than the default tag's (keys as the arguments here; a
+    tag absent from it uses the default tag's pipeline).
     """
     return {
         "build": build,
