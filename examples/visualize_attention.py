@@ -350,6 +350,7 @@ def figure(name, kind, maps, images, labels, predictions=None, query=None):
         bar.ax.tick_params(labelsize=6)
     note = "  (x: the query pixel)" if query is not None else ""
     fig.suptitle(name + note, fontsize=9)
+    fig.subplots_adjust(top=0.78)  # the title clear of the panels' titles
     return fig
 
 
