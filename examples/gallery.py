@@ -201,7 +201,7 @@ def draw_layer(name, layer, outputs, images, labels, predictions, path):
         if kind == "skip":
             drawn.append([key, value])
             continue
-        title = key + ("  (the unit that varies most)" if layout == "units" else "")
+        title = key + visualize_attention.TITLE_NOTES.get(layout, "")
         pictures.append(
             render(visualize_attention.figure(title, kind, value, images, labels, predictions, query))
         )

@@ -387,6 +387,15 @@ def test_any_layer_is_drawn_by_the_shape_of_its_map():
     assert visualize_attention.describe(rng.uniform(size=(2, 8)), height, width)[0] == "bars"
     assert visualize_attention.describe(rng.uniform(size=(2, 8, 8)), height, width)[0] == "skip"
     assert visualize_attention.describe(rng.uniform(size=(2, 2, 3)), height, width)[0] == "skip"
+    # One weight per position (GC's attention pooling): the map itself.
+    pooling = rng.uniform(size=(2, height, width))
+    kind, maps, _ = visualize_attention.describe(pooling, height, width)
+    assert kind == "spatial" and maps is pooling
+    # Branch weights (SK), named by MAP_LAYOUTS: the first branch's share per channel.
+    branches = rng.uniform(size=(2, 2, 8))
+    kind, maps, _ = visualize_attention.describe(branches, height, width, layout="branches")
+    assert kind == "bars"
+    np.testing.assert_array_equal(maps, branches[:, 0])
 
 
 def test_attention_figure_shares_one_scale_and_labels_each_panel():
