@@ -328,9 +328,9 @@ def gallery_page(info):
         "The branches share a small trunk, briefly trained, and end in global average",
         "pooling, so these figures compare the mechanisms on equal footing here, not at",
         "their best (the main job, CBAM in every stage of the full `AttentionCNN`, reaches",
-        "about 98%). Layers that only reweight channels score lowest: their classifier still",
-        "sees nothing but the 32 channel means, which the gate rescales, while the layers",
-        "that mix positions hand it features pooled from where the digit is.",
+        "about 98%). Most layers that only reweight channels score below those that mix",
+        "positions: their classifier still sees nothing but the 32 channel means, which the",
+        "gate rescales, while the others hand it features pooled from where the digit is.",
         "To train again, delete `runs/gallery/model.keras` and run `python examples/gallery.py`;",
         "after a docstring changes, `python examples/gallery.py --pages-only` rewrites the pages.",
     ]
