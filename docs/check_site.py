@@ -93,9 +93,12 @@ def check(site):
                 problems.append(f"{where}: {kind} {attribute}={url!r}")
             elif tag == "img" and os.path.getsize(target) == 0:
                 problems.append(f"{where}: empty image {url!r}")
-            elif fragment and target in pages:
-                if urllib.parse.unquote(fragment) not in pages[target].ids:
-                    problems.append(f"{where}: no anchor #{fragment} in {url!r}")
+            elif (
+                fragment
+                and target in pages
+                and urllib.parse.unquote(fragment) not in pages[target].ids
+            ):
+                problems.append(f"{where}: no anchor #{fragment} in {url!r}")
     return problems
 
 

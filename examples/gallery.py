@@ -121,7 +121,7 @@ def build_model(names):
 
 def train(names, dataset, args):
     """Trains the branches together (Adam, cosine decay) and saves the model."""
-    per_branch = lambda x, y: (x, {name: y for name in names})  # noqa: E731
+    per_branch = lambda x, y: (x, {name: y for name in names})
     model = build_model(names)
     steps = max(1, args.epochs * -(-dataset.train_size // BATCH_SIZE))
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -203,7 +203,9 @@ def draw_layer(name, layer, outputs, images, labels, predictions, path):
             continue
         title = key + visualize_attention.TITLE_NOTES.get(layout, "")
         pictures.append(
-            render(visualize_attention.figure(title, kind, value, images, labels, predictions, query))
+            render(
+                visualize_attention.figure(title, kind, value, images, labels, predictions, query)
+            )
         )
         drawn.append([key, None])
     if not pictures:  # nothing over positions or channels: what the layer puts out
@@ -269,7 +271,10 @@ def layer_section(name, info):
     lines += [f"![{cls.__name__}'s attention on test digits](../gallery/{name}.png)", ""]
     notes = [f"`{key}` ({why})" for key, why in info["maps"][name] if why]
     if notes and len(notes) == len(info["maps"][name]):
-        lines += ["No attention map to draw: " + "; ".join(notes) + ". Shown: the layer's output.", ""]
+        lines += [
+            "No attention map to draw: " + "; ".join(notes) + ". Shown: the layer's output.",
+            "",
+        ]
     elif notes:
         lines += ["Not drawn: " + "; ".join(notes) + ".", ""]
     lines += [f"Test accuracy of its branch: {100 * accuracy:.1f}%.", ""]
@@ -280,7 +285,7 @@ def domain_page(domain, info):
     lines = [
         f"# {DOMAIN_TITLES[domain]}",
         "",
-        f"`keras_attention.available(\"{domain}\")`. Each picture is the layer's attention",
+        f'`keras_attention.available("{domain}")`. Each picture is the layer\'s attention',
         f"on the first test digit of each class from 0 to {info['num_images'] - 1} after",
         "training, with the true digit and the branch's prediction above each panel",
         "([how they were made](../gallery.md)).",
@@ -351,9 +356,8 @@ def write_pages(info, pages_dir):
     for relative, text in pages.items():
         path = os.path.join(pages_dir, relative)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with run_folder.atomic_path(path) as partial:
-            with open(partial, "w") as f:
-                f.write(text)
+        with run_folder.atomic_path(path) as partial, open(partial, "w") as f:
+            f.write(text)
         paths.append(path)
     return paths
 
@@ -365,7 +369,9 @@ def main(argv=None):
         with open(info_path) as f:
             return write_pages(json.load(f), args.pages_dir)
     names = args.layers.split(",") if args.layers else registry.available()
-    dataset = data.load(data.DIGITS, batch_size=BATCH_SIZE, augment="none", seed=0, limit=args.limit)
+    dataset = data.load(
+        data.DIGITS, batch_size=BATCH_SIZE, augment="none", seed=0, limit=args.limit
+    )
     if os.path.exists(args.model):
         model = run_folder.load_model(args.model)
     else:
@@ -381,9 +387,8 @@ def main(argv=None):
     for name in names:
         print(f"{name}: {100 * info['accuracy'][name]:.1f}%")
     info["maps"] = draw(model, names, images, labels, args.output_dir, args.num_images)
-    with run_folder.atomic_path(info_path) as partial:
-        with open(partial, "w") as f:
-            json.dump(info, f, indent=1, sort_keys=True)
+    with run_folder.atomic_path(info_path) as partial, open(partial, "w") as f:
+        json.dump(info, f, indent=1, sort_keys=True)
     return write_pages(info, args.pages_dir)
 
 

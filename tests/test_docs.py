@@ -80,8 +80,13 @@ def write(path, text):
 
 @pytest.fixture
 def site(tmp_path):
-    write(tmp_path / "index.html", '<a href="layers/">x</a><img src="img/a.png"><a href="#top">t</a><p id="top">')
-    write(tmp_path / "layers" / "index.html", '<h2 id="se">SE</h2><a href="../index.html#top">up</a>')
+    write(
+        tmp_path / "index.html",
+        '<a href="layers/">x</a><img src="img/a.png"><a href="#top">t</a><p id="top">',
+    )
+    write(
+        tmp_path / "layers" / "index.html", '<h2 id="se">SE</h2><a href="../index.html#top">up</a>'
+    )
     write(tmp_path / "img" / "a.png", "png")
     return tmp_path
 
@@ -91,7 +96,9 @@ def test_check_site_passes_a_sound_site(site):
 
 
 def test_check_site_finds_broken_links_missing_images_and_anchors(site):
-    write(site / "page.html", '<a href="gone/">g</a><img src="img/b.png"><a href="layers/#sk">a</a>')
+    write(
+        site / "page.html", '<a href="gone/">g</a><img src="img/b.png"><a href="layers/#sk">a</a>'
+    )
     write(site / "img" / "empty.png", "")
     write(site / "other.html", '<img src="img/empty.png"><a href="https://example.org/x">e</a>')
     problems = check_site.check(str(site))
