@@ -4,6 +4,7 @@ from keras import ops
 from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import batch_norm
+from keras_attention.layers.base import check_number
 
 
 def _safe_sqrt(x):
@@ -62,9 +63,10 @@ class StyleRecalibration(ImageAttentionLayer):
 
     def __init__(self, epsilon=1e-5, data_format=None, **kwargs):
         super().__init__(data_format=data_format, **kwargs)
-        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon >= 0:
+        check_number("epsilon", epsilon)
+        if epsilon < 0:
             raise ValueError(
-                f"`epsilon` must be a non-negative number. Received: epsilon={epsilon!r}"
+                f"`epsilon` must be a finite non-negative number. Received: epsilon={epsilon!r}"
             )
         self.epsilon = epsilon
 
