@@ -435,7 +435,9 @@ def _batch_norm_torch(x, mean, variance, gamma, beta, axis, epsilon, training):
             moved, gamma, beta, None, None, True, 0.0, epsilon
         )
         # The kernel keeps 1 / sqrt(var + eps), from the biased variance.
-        variance = torch.clamp_min(torch.reciprocal(torch.square(inverse_std.detach())) - epsilon, 0)
+        variance = torch.clamp_min(
+            torch.reciprocal(torch.square(inverse_std.detach())) - epsilon, 0
+        )
         mean = mean.detach()
     else:
         mean = ops.convert_to_tensor(mean)

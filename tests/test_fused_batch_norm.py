@@ -115,7 +115,9 @@ def small_model(norm_class):
 def test_jit_compiled_fit_step_equals_keras():
     x = batch((8, 6, 6, 3))
     y = np.arange(8) % 2
-    models = [small_model(cls) for cls in (keras.layers.BatchNormalization, FusedBatchNormalization)]
+    models = [
+        small_model(cls) for cls in (keras.layers.BatchNormalization, FusedBatchNormalization)
+    ]
     models[1].set_weights(models[0].get_weights())
     for model in models:
         model.compile(
