@@ -1159,6 +1159,11 @@ def bench_layers(names, args, jit, timm=None):
                 row[f"{mode}_mib_ratio"] = (
                     peak[mode] / base_peak[mode] if peak and base_peak.get(mode) else None
                 )
+            if label != name:  # the Keras-BN twin: the fused layer's time over its own
+                for mode in ("forward", "train"):
+                    row[f"fused_vs_keras_bn_{mode}"] = paired_ratio(
+                        samples[(name, mode)], samples[(label, mode)]
+                    )
             if name in timm_names:
                 row["timm"], row["timm_note"] = timm_names[name]
                 row["timm_note"] = row["timm_note"] or TIMM_EQUIVALENTS[name][2]
@@ -1356,6 +1361,10 @@ def bench_models(args, jit, timm=None):
             "infer_ratio": None,
             "in_resnet_table": label in infer_calls,
         }
+        if label.endswith(KERAS_BN):
+            row["fused_vs_keras_bn_train"] = paired_ratio(
+                train[label.removesuffix(KERAS_BN)], train[label]
+            )
         if label in infer_calls:
             row["infer_ms"] = 1000 * statistics.median(infer[label])
             row["infer_ratio"] = paired_ratio(infer[label], infer["none"])
@@ -1418,6 +1427,9 @@ def render(env, args, layer_rows, targets, model_rows):
     timm_rows = [r for r in layer_rows or [] if "timm" in r]
     if timm_rows:
         lines += _render_vs_timm(timm_rows)
+    twins = [r for r in layer_rows or [] if "fused_vs_keras_bn_train" in r]
+    if twins:
+        lines += _render_fused_batch_norm(twins)
     if targets:
         lines += _render_targets(targets)
     if model_rows:
@@ -1444,6 +1456,17 @@ def render(env, args, layer_rows, targets, model_rows):
                 )
         lines.append("")
         lines += _render_models_vs_timm(args, [r for r in model_rows if "vs_timm_train" in r])
+        twins = [r for r in model_rows if "fused_vs_keras_bn_train" in r]
+        if twins:
+            lines += [
+                "Training step of each model over its twin with Keras's BatchNormalization "
+                "(same rounds): "
+                + ", ".join(
+                    f"{r['attention'].removesuffix(KERAS_BN)} {r['fused_vs_keras_bn_train']:.3f}"
+                    for r in twins
+                ),
+                "",
+            ]
     return "\n".join(lines)
 
 
@@ -1468,6 +1491,27 @@ def _render_models_vs_timm(args, rows):
         lines.append(
             f"| {r['attention']} | {r['params']:,} | {r['train_ms']:.0f} "
             f"| {r['vs_timm_train']:.3f} |"
+        )
+    return lines + [""]
+
+
+def _render_fused_batch_norm(rows):
+    lines = [
+        "## The fused BatchNormalization: before/after",
+        "",
+        (
+            "Each layer holding BatchNormalization against itself built with Keras's "
+            "`keras.layers.BatchNormalization` (`--keras-batch-norm`), in the same rounds: "
+            "the median of per-round ratios fused / Keras (below 1: the fast path is faster)."
+        ),
+        "",
+        "| layer | input | fused / Keras BN fwd | fused / Keras BN fwd+bwd |",
+        "|---|---|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['layer'].removesuffix(KERAS_BN)} | {'x'.join(map(str, r['shape']))} "
+            f"| {r['fused_vs_keras_bn_forward']:.2f} | {r['fused_vs_keras_bn_train']:.2f} |"
         )
     return lines + [""]
 

@@ -303,6 +303,9 @@ def test_keras_batch_norm_rows_time_the_layer_without_the_fast_path(benchmark):
         "sk",
         "sk (Keras BN)",
     ]
+    twin = result["layers"][-1]
+    assert twin["fused_vs_keras_bn_forward"] > 0 and twin["fused_vs_keras_bn_train"] > 0
+    assert "fused_vs_keras_bn_train" not in result["layers"][-2]
     x = keras.ops.ones((1, 8, 8, 64))
     with benchmark["keras_batch_norm"]():
         before = keras_attention.get("sk")

@@ -131,9 +131,11 @@ class BottleneckSelfAttention(ImageAttentionLayer):
         heads, key_dim, value_dim = self.num_heads, self._key_dim, self._value_dim
         qkv = self.qkv(x)
         split = heads * key_dim
-        query = ops.reshape(qkv[..., :split], (-1, height, width, heads, key_dim))
-        key = ops.reshape(qkv[..., split : 2 * split], (-1, height * width, heads, key_dim))
-        value = ops.reshape(qkv[..., 2 * split :], (-1, height * width, heads, value_dim))
+        # A split, not slices: see HaloAttention (the gradient is one concat).
+        query, key, value = ops.split(qkv, [split, 2 * split], axis=-1)
+        query = ops.reshape(query, (-1, height, width, heads, key_dim))
+        key = ops.reshape(key, (-1, height * width, heads, key_dim))
+        value = ops.reshape(value, (-1, height * width, heads, value_dim))
         attended, attention = relative.relative_attention(
             query, key, value, self, height, width, return_attention
         )

@@ -188,7 +188,9 @@ class HaloAttention(ImageAttentionLayer):
         key_value = self._windows(key_value, columns, axis=3)  # (B, rows, w, cols, w, c)
         key_value = ops.transpose(key_value, (0, 1, 3, 2, 4, 5))
         key_value = ops.reshape(key_value, (-1, window * window, heads, key_dim + value_dim))
-        key, value = key_value[..., :key_dim], key_value[..., key_dim:]
+        # A split, not two slices: on TensorFlow each slice's gradient is a
+        # zero-padded copy of the whole window tensor; the split's is one concat.
+        key, value = ops.split(key_value, [key_dim], axis=-1)
 
         attended, attention = relative.relative_attention(
             query, key, value, self, window, window, return_attention

@@ -184,10 +184,12 @@ class LambdaLayer(ImageAttentionLayer):
         heads, key_dim, value_dim = self.num_heads, self.key_dim, self._value_dim
         queries = heads * key_dim
         qkv = self.qkv(x)
-        query = self.norm_q(qkv[..., :queries], training=training)
+        # A split, not slices: see HaloAttention (the gradient is one concat).
+        query, key, value_map = ops.split(qkv, [queries, queries + key_dim], axis=-1)
+        query = self.norm_q(query, training=training)
         query = ops.reshape(query, (-1, height * width, heads, key_dim))
-        key = ops.reshape(qkv[..., queries : queries + key_dim], (-1, height * width, key_dim))
-        value_map = self.norm_v(qkv[..., queries + key_dim :], training=training)
+        key = ops.reshape(key, (-1, height * width, key_dim))
+        value_map = self.norm_v(value_map, training=training)
         value = ops.reshape(value_map, (-1, height * width, value_dim))
 
         # Softmax over positions (axis 1), in float32.
