@@ -69,11 +69,8 @@ def test_attention_resnet50_exports_to_onnx(tmp_path):
 def test_from_timm_resnet_exports_to_onnx(tmp_path):
     from keras_attention.models import from_timm
 
-    # Without the "preprocessing" Normalization: Keras keeps its mean and variance as
-    # eager tensors that the traced function captures, and tf2onnx turns captures into
-    # extra graph inputs (docs/deployment.md).
-    model = from_timm(
-        "resnet18", pretrained=False, input_shape=(32, 32, 3), include_preprocessing=False
-    )
+    # With its "preprocessing" layer: mean and std must become graph constants,
+    # not extra ONNX inputs (the session is refused unless it has exactly one).
+    model = from_timm("resnet18", pretrained=False, input_shape=(32, 32, 3))
     x = np.random.default_rng(0).uniform(size=(2, 32, 32, 3)).astype("float32")
     assert_equal_to_keras(model, [x], tmp_path / "model.onnx")
