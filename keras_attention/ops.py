@@ -227,7 +227,10 @@ def bilinear_sample(images, grid):
     for corner_x, weight_x in ((x0_index, x0 + 1.0 - x), (x0_index + 1, x - x0)):
         for corner_y, weight_y in ((y0_index, y0 + 1.0 - y), (y0_index + 1, y - y0)):
             inside = (
-                (corner_x >= 0) & (corner_x <= width - 1) & (corner_y >= 0) & (corner_y <= height - 1)
+                (corner_x >= 0)
+                & (corner_x <= width - 1)
+                & (corner_y >= 0)
+                & (corner_y <= height - 1)
             )
             weight = weight_x * weight_y * ops.cast(inside, "float32")
             # Clipped indices keep the gather in range; their weight is 0.
