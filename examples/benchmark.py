@@ -27,7 +27,12 @@ the machine and backend at hand, side by side:
 * **timm** (`--vs-timm`, with torch and timm installed). timm's own module for every layer
   that timm has, timed on the same input in the same rounds (PyTorch on the GPU when CUDA is
   available), and ours/timm per layer; with the targets, timm's non-local block's memory.
-  `--threads` sets the same CPU thread count on both sides.
+  `--threads` sets the same CPU thread count on both sides. With the models, the training
+  step of `ResNet50(attention="se")` and of `from_timm("seresnet50")` (random weights)
+  beside timm's own seresnet50, in the same rounds.
+* **Before/after the fused BatchNormalization** (`--keras-batch-norm`). Every layer and
+  model that holds the package's BatchNormalization (`ops.batch_norm`'s backend kernels)
+  is timed a second time, in the same rounds, built with Keras's own layer in its place.
 
 Run it with the backend you care about, e.g.
 `KERAS_BACKEND=jax python examples/benchmark.py --precision mixed_bfloat16 --output jax.md`.
@@ -58,6 +63,7 @@ Run it with the backend you care about, e.g.
 """
 
 import argparse
+import contextlib
 import gc
 import importlib
 import inspect
@@ -289,6 +295,13 @@ def parse_args(argv=None):
         "available) for every layer that timm has, in the same rounds, and print ours/timm",
     )
     parser.add_argument(
+        "--keras-batch-norm",
+        action="store_true",
+        help="also time every layer and model that holds BatchNormalization a second time "
+        "with Keras's own keras.layers.BatchNormalization in place of the package's fused "
+        "one, in the same rounds (rows marked 'Keras BN': the fast path's before/after)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=os.cpu_count(),
@@ -435,6 +448,35 @@ def make_layer(name, kwargs, channels):
     if name == IDENTITY:
         return keras.layers.Identity(name=IDENTITY)
     return keras_attention.get(name, **kwargs)
+
+
+@contextlib.contextmanager
+def keras_batch_norm():
+    """Layers and models built inside hold `keras.layers.BatchNormalization` (no fast path).
+
+    The package creates every BatchNormalization through `layers.base.batch_norm` and
+    `models._common.batch_norm`, which look the class up at call time.
+    """
+    from keras_attention.layers import base
+    from keras_attention.models import _common
+
+    fused = base.BatchNormalization
+    base.BatchNormalization = _common.BatchNormalization = keras.layers.BatchNormalization
+    try:
+        yield
+    finally:
+        base.BatchNormalization = _common.BatchNormalization = fused
+
+
+def holds_fused_batch_norm(layer):
+    """Whether `layer` (built) has one of the package's fused BatchNormalization sublayers."""
+    from keras_attention.layers.batch_normalization import BatchNormalization
+
+    return any(isinstance(s, BatchNormalization) for s in layer._flatten_layers())
+
+
+# Row-name suffix of the layers and models timed with Keras's BatchNormalization.
+KERAS_BN = " (Keras BN)"
 
 
 def random_input(shape, seed=0):
@@ -1073,6 +1115,12 @@ def bench_layers(names, args, jit, timm=None):
             forward, train = compiled_calls(layer, x, jit)
             calls[(name, "forward")] = forward
             calls[(name, "train")] = train
+            if args.keras_batch_norm and holds_fused_batch_norm(layer):
+                with keras_batch_norm():
+                    before = make_layer(name, kwargs, shape[-1])
+                    forward, train = compiled_calls(before, x, jit)
+                calls[(name + KERAS_BN, "forward")] = forward
+                calls[(name + KERAS_BN, "train")] = train
             if timm is not None and name in TIMM_EQUIVALENTS:
                 module, note = timm_module(timm, name, layer, shape)
                 timm_names[name] = (TIMM_EQUIVALENTS[name][0], note)
@@ -1096,10 +1144,15 @@ def bench_layers(names, args, jit, timm=None):
             memory_cases = [{"name": n, "kwargs": k, "shape": list(shape)} for n, k in cases]
             peaks = peak_memory(memory_cases, args.precision, jit)
         base_peak = peaks[0] or {}
+        rows_of_cases = []
         for (name, kwargs), peak in zip(cases, peaks):
-            row = {"layer": name, "kwargs": kwargs, "shape": shape}
+            rows_of_cases.append((name, name, kwargs, peak))
+            if (name + KERAS_BN, "train") in samples:
+                rows_of_cases.append((name + KERAS_BN, name, kwargs, None))
+        for label, name, kwargs, peak in rows_of_cases:
+            row = {"layer": label, "kwargs": kwargs, "shape": shape}
             for mode in ("forward", "train"):
-                own, base = samples[(name, mode)], samples[(BASELINE, mode)]
+                own, base = samples[(label, mode)], samples[(BASELINE, mode)]
                 row[f"{mode}_ms"] = 1000 * statistics.median(own)
                 row[f"{mode}_ratio"] = paired_ratio(own, base)
                 row[f"{mode}_mib"] = peak[mode] / MIB if peak else None
@@ -1108,10 +1161,11 @@ def bench_layers(names, args, jit, timm=None):
                 )
             if name in timm_names:
                 row["timm"], row["timm_note"] = timm_names[name]
+                row["timm_note"] = row["timm_note"] or TIMM_EQUIVALENTS[name][2]
                 for mode in ("forward", "train"):
                     theirs = samples.get((name, f"timm {mode}"))
                     row[f"timm_{mode}_ms"] = theirs and 1000 * statistics.median(theirs)
-                    row[f"vs_timm_{mode}"] = theirs and paired_ratio(samples[(name, mode)], theirs)
+                    row[f"vs_timm_{mode}"] = theirs and paired_ratio(samples[(label, mode)], theirs)
             rows.append(row)
     return rows
 
@@ -1204,7 +1258,33 @@ def _model_attention(name):
     return name
 
 
-def bench_models(args, jit):
+# --vs-timm: the timm model beside ResNet-50 with its attention, built both ways.
+TIMM_MODEL = ("seresnet50", "se")
+
+
+def _timm_train_step(timm, x, y):
+    """One SGD training step of timm's model on `x`, `y` (NHWC arrays), like `train_on_batch`."""
+    torch = timm.torch
+    device = _timm_device(torch)
+    model = timm.create_model(TIMM_MODEL[0], pretrained=False, num_classes=1000).to(device)
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    images = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).to(device)
+    labels = torch.from_numpy(y).to(device)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return loss
+
+    return step, sum(p.numel() for p in model.parameters())
+
+
+def bench_models(args, jit, timm=None):
     try:
         from keras_attention import models
     except ImportError as error:
@@ -1215,40 +1295,74 @@ def bench_models(args, jit):
         attentions.insert(0, "none")
     size, batch = args.model_size, args.model_batch
     rng = np.random.default_rng(0)
-    x = keras.ops.convert_to_tensor(rng.uniform(size=(batch, size, size, 3)).astype("float32"))
-    y = keras.ops.convert_to_tensor(rng.integers(0, 1000, size=(batch,)))
+    x_values = rng.uniform(size=(batch, size, size, 3)).astype("float32")
+    y_values = rng.integers(0, 1000, size=(batch,))
+    x = keras.ops.convert_to_tensor(x_values)
+    y = keras.ops.convert_to_tensor(y_values)
     x1 = x[:1]
-    train_calls, infer_calls, params = {}, {}, {}
-    for attention in attentions:
-        print(f"building ResNet-50 attention={attention} ...", flush=True)
-        model = models.ResNet50(
+
+    def resnet(attention):
+        return models.ResNet50(
             attention=_model_attention(attention),
             input_shape=(size, size, 3),
             classes=1000,
             include_top=True,
         )
+
+    def from_timm(_):
+        # Random weights, built offline; normalised inputs as timm's model takes them.
+        return models.from_timm(
+            TIMM_MODEL[0],
+            pretrained=False,
+            input_shape=(size, size, 3),
+            include_preprocessing=False,
+        )
+
+    builds = [(a, a, resnet, True) for a in attentions]
+    if timm is not None:
+        builds.append((f"from_timm {TIMM_MODEL[0]}", None, from_timm, False))
+        if TIMM_MODEL[1] not in attentions:
+            builds.append((TIMM_MODEL[1], TIMM_MODEL[1], resnet, False))
+    if args.keras_batch_norm:
+        builds += [(label + KERAS_BN, a, build, infer) for label, a, build, infer in builds]
+    train_calls, infer_calls, params = {}, {}, {}
+    for label, attention, build, infer in builds:
+        print(f"building {label} ...", flush=True)
+        with keras_batch_norm() if label.endswith(KERAS_BN) else contextlib.nullcontext():
+            model = build(attention)
         model.compile(
             optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-            loss="sparse_categorical_crossentropy",
+            # Both builders end with logits (a float32 Dense, no softmax), as timm's model.
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             jit_compile=jit,
         )
-        params[attention] = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-        train_calls[attention] = lambda m=model: m.train_on_batch(x, y)
-        infer_calls[attention] = lambda m=model: m.predict_on_batch(x1)
+        params[label] = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+        train_calls[label] = lambda m=model: m.train_on_batch(x, y)
+        if infer:
+            infer_calls[label] = lambda m=model: m.predict_on_batch(x1)
+    timm_label = f"timm {TIMM_MODEL[0]}"
+    if timm is not None:
+        train_calls[timm_label], params[timm_label] = _timm_train_step(timm, x_values, y_values)
     train = time_interleaved(train_calls, args.warmup, args.model_repeats)
     infer = time_interleaved(infer_calls, args.warmup, 3 * args.model_repeats)
     rows = []
-    for attention in attentions:
-        rows.append(
-            {
-                "attention": attention,
-                "params": params[attention],
-                "train_ms": 1000 * statistics.median(train[attention]),
-                "train_ratio": paired_ratio(train[attention], train["none"]),
-                "infer_ms": 1000 * statistics.median(infer[attention]),
-                "infer_ratio": paired_ratio(infer[attention], infer["none"]),
-            }
-        )
+    for label in train_calls:
+        row = {
+            "attention": label,
+            "params": params[label],
+            "train_ms": 1000 * statistics.median(train[label]),
+            "train_ratio": paired_ratio(train[label], train["none"]),
+            "infer_ms": None,
+            "infer_ratio": None,
+            "in_resnet_table": label in infer_calls,
+        }
+        if label in infer_calls:
+            row["infer_ms"] = 1000 * statistics.median(infer[label])
+            row["infer_ratio"] = paired_ratio(infer[label], infer["none"])
+        beside_timm = (TIMM_MODEL[1], f"from_timm {TIMM_MODEL[0]}", timm_label)
+        if timm_label in train and label.removesuffix(KERAS_BN) in beside_timm:
+            row["vs_timm_train"] = paired_ratio(train[label], train[timm_label])
+        rows.append(row)
     return rows
 
 
@@ -1323,12 +1437,39 @@ def render(env, args, layer_rows, targets, model_rows):
             "|---|---:|---:|---:|---:|---:|",
         ]
         for r in model_rows:
-            lines.append(
-                f"| {r['attention']} | {r['params']:,} | {r['train_ms']:.0f} "
-                f"| {r['train_ratio']:.3f} | {r['infer_ms']:.1f} | {r['infer_ratio']:.3f} |"
-            )
+            if r.get("in_resnet_table", True):
+                lines.append(
+                    f"| {r['attention']} | {r['params']:,} | {r['train_ms']:.0f} "
+                    f"| {r['train_ratio']:.3f} | {r['infer_ms']:.1f} | {r['infer_ratio']:.3f} |"
+                )
         lines.append("")
+        lines += _render_models_vs_timm(args, [r for r in model_rows if "vs_timm_train" in r])
     return "\n".join(lines)
+
+
+def _render_models_vs_timm(args, rows):
+    if not rows:
+        return []
+    lines = [
+        f"## Training step beside timm's {TIMM_MODEL[0]}",
+        "",
+        (
+            f"The same training step (SGD with momentum, cross-entropy on logits, "
+            f"{args.model_batch}x{args.model_size}x{args.model_size}x3, random weights) of "
+            f"`ResNet50(attention={TIMM_MODEL[1]!r})`, of `from_timm({TIMM_MODEL[0]!r})` "
+            f"and of timm's own model (PyTorch, NCHW, eager), in the same interleaved rounds "
+            "as the table above; ours/timm is the median of per-round ratios."
+        ),
+        "",
+        "| model | trainable params | train step ms | ours/timm |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['attention']} | {r['params']:,} | {r['train_ms']:.0f} "
+            f"| {r['vs_timm_train']:.3f} |"
+        )
+    return lines + [""]
 
 
 def _render_vs_timm(rows):
@@ -1347,7 +1488,7 @@ def _render_vs_timm(rows):
         "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        settings = r["timm_note"] or TIMM_EQUIVALENTS[r["layer"]][2]
+        settings = r["timm_note"]
         lines.append(
             f"| {r['layer']} | {'x'.join(map(str, r['shape']))} | {r['timm']} | {settings} "
             f"| {_fmt(r['forward_ms'], '.1f')} | {_fmt(r['timm_forward_ms'], '.1f')} "
@@ -1467,7 +1608,7 @@ def main(argv=None):
             )
         layer_rows = bench_layers(names, args, jit, timm)
         targets = None if args.skip_targets else bench_targets(names, args, jit)
-        model_rows = None if args.skip_models else bench_models(args, jit)
+        model_rows = None if args.skip_models else bench_models(args, jit, timm)
     finally:
         keras.config.set_dtype_policy(previous_policy)
     report = render(env, args, layer_rows, targets, model_rows)

@@ -140,6 +140,8 @@ def pooled_grid(size, height, width):
 # descriptors or key channels, not over key positions (read by shape, n = 64 on an 8x8
 # map would pass for pairwise weights). "height" / "width": axial weights `(batch, lines,
 # heads, L, L)` along the columns / the rows (the same shape on a square map).
+# "branches": `(batch, M, C)` softmax weights of M branches per channel, drawn as
+# the first branch's share (read by shape, M = C would pass for channel affinities).
 MAP_LAYOUTS = {
     ("LambdaLayer", "keys"): "units",
     ("DoubleAttention", "gather"): "units",
@@ -147,6 +149,14 @@ MAP_LAYOUTS = {
     ("ExternalAttention", None): "units",
     ("AxialAttention", "height"): "height",
     ("AxialAttention", "width"): "width",
+    ("SelectiveKernel", None): "branches",
+    ("SplitAttention", None): "branches",
+}
+
+
+TITLE_NOTES = {
+    "units": "  (the unit that varies most over positions)",
+    "branches": "  (the first branch's share)",
 }
 
 
@@ -173,8 +183,12 @@ def describe(weights, height, width, data_format="channels_last", layout=None):
         return "spatial", most_varying_unit(weights).reshape(-1, height, width), None
     if layout in ("height", "width"):
         return "spatial", axial_cross(weights, height, width, layout), (i, j)
+    if layout == "branches":
+        return "bars", weights[:, 0, :], None
     if weights.ndim == 2:
         return "bars", weights, None
+    if weights.shape[1:] == (height, width):  # one weight per position (GC's pooling)
+        return "spatial", weights, None
     if weights.ndim >= 3 and weights.shape[-2] == positions:
         # Query x key positions, maybe per head: the centre query's weights over the keys.
         keys = weights[..., i * width + j, :]
@@ -350,6 +364,7 @@ def figure(name, kind, maps, images, labels, predictions=None, query=None):
         bar.ax.tick_params(labelsize=6)
     note = "  (x: the query pixel)" if query is not None else ""
     fig.suptitle(name + note, fontsize=9)
+    fig.subplots_adjust(top=0.78)  # the title clear of the panels' titles
     return fig
 
 
@@ -389,7 +404,7 @@ def main(argv=None):
             results[name] = value
             continue
         path = os.path.join(args.output_dir, name.replace("/", "_") + ".png")
-        title = name + ("  (the unit that varies most over positions)" if layout == "units" else "")
+        title = name + TITLE_NOTES.get(layout, "")
         plot(title, kind, value, images, path, labels, predictions, query)
         print(f"{name}: {kind} map -> {path}")
         results[name] = path

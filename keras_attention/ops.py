@@ -1,7 +1,12 @@
 """Small pure functions shared by the layers.
 
-Only `keras.ops` here, so every helper runs on the TensorFlow, JAX and PyTorch
-backends. Layers import from this module; it imports nothing from the package.
+`keras.ops` here, so every helper runs on the TensorFlow, JAX and PyTorch
+backends. The one exception is a backend fast path: a function may dispatch on
+`keras.config.backend()` to that backend's fused kernel (importing the backend
+lazily, inside the branch) where `keras.ops` has none, as Keras's own backends
+do, and fall back to the `keras.ops` form everywhere else; a test holds each
+fast path equal to its fallback, forward and gradients, on every backend.
+Layers import from this module; it imports nothing from the package.
 """
 
 import functools
@@ -363,3 +368,99 @@ def grouped_conv(x, kernel, groups, strides=1, padding="same", dilation_rate=1):
     parts = ops.split(x, groups, axis=-1)
     kernels = ops.split(kernel, groups, axis=-1)
     return ops.concatenate([conv(p, k) for p, k in zip(parts, kernels)], axis=-1)
+
+
+def batch_norm(x, mean, variance, gamma, beta, axis=-1, epsilon=1e-5, training=False):
+    """BatchNormalization of `x` over every axis but `axis`: `(outputs, mean, variance)`.
+
+    With `training=True` the statistics are the batch's (the biased variance,
+    which Keras's `BatchNormalization` puts in its moving variance) and the
+    `mean`/`variance` arguments are not read; they are returned unchanged
+    otherwise. `gamma` and `beta` may be None. `x` and the statistics share
+    a floating dtype.
+
+    Backend fast paths, equal to the `keras.ops` form to float32 rounding
+    (`keras.ops.moments` then `keras.ops.batch_normalization`: about five
+    passes over `x` forward and ten backward): TensorFlow's fused kernel in
+    training mode (`FusedBatchNormV3`, one pass forward, one backward, also
+    under XLA) and PyTorch's `native_batch_norm`, the kernel that
+    `torch.nn.BatchNorm2d` and timm run. TensorFlow's inference keeps the
+    `keras.ops` form, a multiply-add that TFLite lowers to builtins; JAX
+    always does (XLA fuses it).
+    """
+    rank = len(x.shape)
+    axis = axis % rank
+    backend = keras.config.backend()
+    if backend == "tensorflow" and training and x.shape[axis] is not None:
+        return _batch_norm_tensorflow(x, gamma, beta, axis, epsilon)
+    if backend == "torch":
+        return _batch_norm_torch(x, mean, variance, gamma, beta, axis, epsilon, training)
+    if training:
+        axes = tuple(a for a in range(rank) if a != axis)
+        mean, variance = ops.moments(x, axes)
+    outputs = ops.batch_normalization(
+        x, mean, variance, axis=axis, offset=beta, scale=gamma, epsilon=epsilon
+    )
+    return outputs, mean, variance
+
+
+def _batch_norm_tensorflow(x, gamma, beta, axis, epsilon):
+    """Training-mode BN through TensorFlow's fused kernel (4-D NHWC or NCHW)."""
+    import tensorflow as tf
+
+    rank = len(x.shape)
+    channels = x.shape[axis]
+    folded = not (rank == 4 and axis in (1, 3))
+    if folded:
+        # The kernel wants 4-D: move the channels last and fold the rest.
+        order = [a for a in range(rank) if a != axis] + [axis]
+        if axis != rank - 1:
+            x = tf.transpose(x, order)
+        shape = tf.shape(x)
+        x = tf.reshape(x, (1, -1, 1, channels))
+    dtype = x.dtype
+    scale = tf.ones((channels,), dtype) if gamma is None else tf.cast(gamma, dtype)
+    offset = tf.zeros((channels,), dtype) if beta is None else tf.cast(beta, dtype)
+    outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+        x,
+        scale,
+        offset,
+        epsilon=epsilon,
+        data_format="NCHW" if axis == 1 and not folded else "NHWC",
+        is_training=True,
+    )
+    if folded:
+        outputs = tf.reshape(outputs, shape)
+        if axis != rank - 1:
+            outputs = tf.transpose(outputs, [order.index(a) for a in range(rank)])
+    # The kernel returns the unbiased variance (times n / max(n - 1, 1)) for
+    # the moving average; Keras's BatchNormalization keeps the biased one.
+    count = tf.cast(tf.size(x) // channels, variance.dtype)
+    variance = variance * tf.maximum(count - 1.0, 1.0) / count
+    return outputs, tf.stop_gradient(mean), tf.stop_gradient(variance)
+
+
+def _batch_norm_torch(x, mean, variance, gamma, beta, axis, epsilon, training):
+    """BN through PyTorch's `native_batch_norm` (channels on axis 1: a view moves them)."""
+    import torch
+
+    x = ops.convert_to_tensor(x)
+    gamma = None if gamma is None else ops.convert_to_tensor(gamma)
+    beta = None if beta is None else ops.convert_to_tensor(beta)
+    moved = torch.movedim(x, axis, 1)
+    if training:
+        outputs, mean, inverse_std = torch.native_batch_norm(
+            moved, gamma, beta, None, None, True, 0.0, epsilon
+        )
+        # The kernel keeps 1 / sqrt(var + eps), from the biased variance.
+        variance = torch.clamp_min(
+            torch.reciprocal(torch.square(inverse_std.detach())) - epsilon, 0
+        )
+        mean = mean.detach()
+    else:
+        mean = ops.convert_to_tensor(mean)
+        variance = ops.convert_to_tensor(variance)
+        outputs = torch.nn.functional.batch_norm(
+            moved, mean, variance, gamma, beta, training=False, eps=epsilon
+        )
+    return torch.movedim(outputs, 1, axis), mean, variance

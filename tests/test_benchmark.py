@@ -275,3 +275,64 @@ def test_growth_size_keeps_sizes_that_blocks_tile(benchmark):
     assert benchmark["growth_size"]("halo", 56) == 56
     assert benchmark["growth_size"]("halo", 5) == 5  # smaller than a block: layer_kwargs' block
     assert benchmark["growth_size"]("bot", 97) == 97
+
+
+def test_keras_batch_norm_rows_time_the_layer_without_the_fast_path(benchmark):
+    """--keras-batch-norm: a second row for each layer holding BatchNormalization (SK), none
+    for a layer without (SE); built inside the context, the layer holds Keras's own class."""
+    result = benchmark["main"](
+        [
+            "--layers",
+            "se,sk",
+            "--shapes",
+            "small",
+            "--keras-batch-norm",
+            "--no-memory",
+            "--skip-models",
+            "--skip-targets",
+            "--warmup",
+            "0",
+            "--repeats",
+            "1",
+        ]
+    )
+    assert [row["layer"] for row in result["layers"]] == [
+        "conv1x1",
+        "identity",
+        "se",
+        "sk",
+        "sk (Keras BN)",
+    ]
+    x = keras.ops.ones((1, 8, 8, 64))
+    with benchmark["keras_batch_norm"]():
+        before = keras_attention.get("sk")
+        before(x)
+    after = keras_attention.get("sk")
+    after(x)
+    assert not benchmark["holds_fused_batch_norm"](before)
+    assert benchmark["holds_fused_batch_norm"](after)
+    norms = [s for s in before._flatten_layers() if isinstance(s, keras.layers.BatchNormalization)]
+    assert norms and all(type(s) is keras.layers.BatchNormalization for s in norms)
+
+
+def test_report_renders_the_models_beside_timm(benchmark):
+    args = benchmark["parse_args"](["--shapes", "small"])
+    rows = [
+        {"attention": "none", "params": 10, "train_ms": 100.0, "train_ratio": 1.0},
+        {"attention": "se", "params": 12, "train_ms": 90.0, "train_ratio": 0.9},
+        {"attention": "from_timm seresnet50", "params": 12, "train_ms": 80.0, "train_ratio": 0.8},
+        {"attention": "timm seresnet50", "params": 12, "train_ms": 100.0, "train_ratio": 1.0},
+    ]
+    for row in rows:
+        row.update(
+            infer_ms=1.0, infer_ratio=1.0, in_resnet_table=row["attention"] in ("none", "se")
+        )
+    for row in rows[1:]:
+        row["vs_timm_train"] = row["train_ms"] / 100.0
+    text = benchmark["render"]({"device": "cpu"}, args, [], None, rows)
+    _, resnet = table(text, "| attention |")
+    assert [row[0] for row in resnet] == ["none", "se"]
+    header, body = table(text, "| model |")
+    assert header == ["model", "trainable params", "train step ms", "ours/timm"]
+    assert [row[0] for row in body] == ["se", "from_timm seresnet50", "timm seresnet50"]
+    assert [row[3] for row in body] == ["0.900", "0.800", "1.000"]

@@ -17,6 +17,7 @@ EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 sys.path.insert(0, EXAMPLES)
 
 import compare
+import gallery
 import run_folder
 import segmentation
 import spatial_transformer
@@ -386,6 +387,15 @@ def test_any_layer_is_drawn_by_the_shape_of_its_map():
     assert visualize_attention.describe(rng.uniform(size=(2, 8)), height, width)[0] == "bars"
     assert visualize_attention.describe(rng.uniform(size=(2, 8, 8)), height, width)[0] == "skip"
     assert visualize_attention.describe(rng.uniform(size=(2, 2, 3)), height, width)[0] == "skip"
+    # One weight per position (GC's attention pooling): the map itself.
+    pooling = rng.uniform(size=(2, height, width))
+    kind, maps, _ = visualize_attention.describe(pooling, height, width)
+    assert kind == "spatial" and maps is pooling
+    # Branch weights (SK), named by MAP_LAYOUTS: the first branch's share per channel.
+    branches = rng.uniform(size=(2, 2, 8))
+    kind, maps, _ = visualize_attention.describe(branches, height, width, layout="branches")
+    assert kind == "bars"
+    np.testing.assert_array_equal(maps, branches[:, 0])
 
 
 def test_attention_figure_shares_one_scale_and_labels_each_panel():
@@ -522,3 +532,43 @@ def test_the_self_attention_layers_are_drawn():
     # Not maps over positions: lambda's (key_dim, C / heads) lambda, CoT's per-channel mix.
     assert kinds.pop("lambda/content_lambda") == kinds.pop("cot/fusion") == "skip"
     assert set(kinds.values()) == {"spatial"}
+
+
+def open_text(path):
+    with open(path) as f:
+        return f.read()
+
+
+def gallery_run(tmp_path, *argv):
+    out = tmp_path / "gallery"
+    pages = gallery.main(
+        ["--limit", "64", "--num-images", "2", "--output-dir", str(out)]
+        + ["--pages-dir", str(tmp_path / "pages"), "--model", str(tmp_path / "m.keras"), *argv]
+    )
+    with open(out / "gallery.json") as f:
+        return out, pages, json.load(f)
+
+
+def test_gallery_draws_one_picture_per_registered_layer(tmp_path):
+    out, pages, info = gallery_run(tmp_path, "--epochs", "0")
+    names = keras_attention.available()
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(f"{n}.png" for n in names)
+    assert all(png_shape(out / f"{n}.png")[0] > 50 for n in names)
+    assert sorted(info["accuracy"]) == names
+    text = {os.path.basename(p): open_text(p) for p in pages}
+    assert all(f"(../gallery/{n}.png)" in "".join(text.values()) for n in names)
+    # Layers whose weights have no picture show their output instead, and say so.
+    assert [key for key, why in info["maps"]["stn"]] == ["stn_attention"]
+    assert "No attention map to draw" in text["spatial.md"]
+
+
+def test_gallery_trains_its_branches_and_reports_their_accuracy(tmp_path):
+    out, _, info = gallery_run(tmp_path, "--epochs", "1", "--layers", "se,cbam")
+    assert info["epochs"] == 1 and info["train_digits"] == 64
+    model = keras.saving.load_model(tmp_path / "m.keras")
+    _, (x_test, y_test) = data.load_digits()
+    logits = model.predict(x_test[:64].astype("float32") / 255.0, verbose=0)
+    for name in ("se", "cbam"):
+        accuracy = np.mean(np.argmax(logits[name], axis=-1) == y_test[:64])
+        assert info["accuracy"][name] == pytest.approx(accuracy, abs=1e-6)
+    assert sorted(p.name for p in out.glob("*.png")) == ["cbam.png", "se.png"]

@@ -13,6 +13,7 @@ import pytest
 from helpers import to_numpy
 from timm_import import import_timm
 from timm_reference import assert_equal_to_timm
+from timm_reference import assert_refuses_broken_checkpoint
 from timm_reference import compare_with_timm
 from timm_reference import logits as _logits
 from timm_reference import random_timm_model
@@ -98,23 +99,17 @@ def test_tag_is_accepted_and_picks_the_hub_repository():
     assert timm_config("resnest50d")["interpolation"] == "bilinear"
 
 
-def test_missing_and_extra_tensors_raise_listing_them(resnet18_checkpoint):
+def test_missing_extra_and_misshaped_tensors_are_refused(resnet18_checkpoint):
     _, reference = resnet18_checkpoint
-    state = {k: v.numpy() for k, v in reference.state_dict().items()}
-    del state["layer2.0.bn1.running_var"]
-    state["layer2.0.extra.weight"] = np.zeros(3, "float32")
-    with pytest.raises(ValueError, match="unmatched") as info:
-        from_timm("resnet18", checkpoint=state, include_preprocessing=False)
-    assert "layer2.0.extra.weight" in str(info.value)
-    assert "layer2_0_bn1: running_var" in str(info.value)
-
-
-def test_wrong_shape_raises(resnet18_checkpoint):
-    _, reference = resnet18_checkpoint
-    state = {k: v.numpy() for k, v in reference.state_dict().items()}
-    state["layer1.0.conv1.weight"] = state["layer1.0.conv1.weight"][:32]
-    with pytest.raises(ValueError, match="wrong shapes.*layer1.0.conv1.weight"):
-        from_timm("resnet18", checkpoint=state, include_preprocessing=False)
+    assert_refuses_broken_checkpoint(
+        "resnet18",
+        {k: v.numpy() for k, v in reference.state_dict().items()},
+        missing="layer2.0.bn1.running_var",
+        unloaded="layer2_0_bn1: running_var",
+        extra="layer2.0.extra.weight",
+        misshaped="layer1.0.conv1.weight",
+        include_preprocessing=False,
+    )
 
 
 def test_keras_round_trip_of_a_converted_model(resnet18_checkpoint, tmp_path):

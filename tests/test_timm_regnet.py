@@ -12,6 +12,7 @@ import pytest
 from helpers import to_numpy
 from timm_import import import_timm
 from timm_reference import assert_equal_to_timm
+from timm_reference import assert_refuses_broken_checkpoint
 from timm_reference import compare_with_timm
 from timm_reference import random_timm_model
 
@@ -134,19 +135,17 @@ def smallest(request):
 
 def test_missing_extra_and_misshaped_tensors_are_refused(smallest):
     name, reference = smallest
-    state = {k: v.numpy() for k, v in reference.state_dict().items()}
     prefix = "s2.b1" if name.startswith("regnety") else "stages.1.0"
     se = "se" if name.startswith("regnety") else "attn"
-    del state[f"{prefix}.{se}.fc1.bias"]
-    state[f"{prefix}.extra.weight"] = np.zeros(3, "float32")
-    key = f"{prefix}.{se}.fc2.weight"
-    state[key] = state[key][:8]
-    with pytest.raises(ValueError, match="unmatched") as info:
-        from_timm(name, checkpoint=state, include_preprocessing=False)
-    message = str(info.value)
-    assert f"{prefix}.extra.weight" in message
-    assert f"{prefix.replace('.', '_')}_{se}: fc1.bias" in message
-    assert f"wrong shapes: ['{key}" in message
+    assert_refuses_broken_checkpoint(
+        name,
+        {k: v.numpy() for k, v in reference.state_dict().items()},
+        missing=f"{prefix}.{se}.fc1.bias",
+        unloaded=f"{prefix.replace('.', '_')}_{se}: fc1.bias",
+        extra=f"{prefix}.extra.weight",
+        misshaped=f"{prefix}.{se}.fc2.weight",
+        include_preprocessing=False,
+    )
 
 
 def test_keras_round_trip(smallest, tmp_path):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from helpers import to_numpy
 from timm_reference import assert_equal_to_timm
+from timm_reference import assert_refuses_broken_checkpoint
 from timm_reference import compare_with_timm
 from timm_reference import random_timm_model
 
@@ -70,16 +71,15 @@ def test_default_input_is_the_checkpoint_size():
 
 
 def test_missing_extra_and_misshaped_tensors_are_refused(d1_state):
-    state = dict(d1_state)
-    del state["pos_embed"]
-    state["post_network.0.extra.weight"] = np.zeros(3, "float32")
-    state["cls_token"] = state["cls_token"][:, :, :100]
-    with pytest.raises(ValueError, match="one to one") as info:
-        from_timm("volo_d1_224", checkpoint=state, input_shape=SHAPE)
-    message = str(info.value)
-    assert "'post_network.0.extra.weight'" in message
-    assert "pos_embed: " in message  # the variable that got no tensor
-    assert "cls_token (1, 1, 100)" in message
+    assert_refuses_broken_checkpoint(
+        "volo_d1_224",
+        d1_state,
+        missing="pos_embed",
+        unloaded="pos_embed: ",
+        extra="post_network.0.extra.weight",
+        misshaped="cls_token",
+        input_shape=SHAPE,
+    )
 
 
 def test_new_classes_replace_head_and_aux_head(d1_state, capsys):

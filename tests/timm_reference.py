@@ -9,8 +9,10 @@ layers), saved as .safetensors and loaded with `from_timm`.
 import copy
 
 import numpy as np
+import pytest
 import torch
 from helpers import to_numpy
+from model_checks import trainable_count
 from timm_import import import_timm
 
 from keras_attention.models import from_timm
@@ -59,10 +61,6 @@ def logits(model, nchw):
         return model(torch.from_numpy(nchw)).numpy()
 
 
-def trainable_count(model):
-    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-
-
 def compare_with_timm(name, tmp_path, size=(56, 40), timm_kwargs=None, **from_timm_kwargs):
     """Our float32 logits and timm's float32 logits, each against timm in float64.
 
@@ -94,3 +92,22 @@ def assert_equal_to_timm(result):
         f"bound {bound:.3g}"
     )
     assert result["params"][0] == result["params"][1]
+
+
+def assert_refuses_broken_checkpoint(name, state, missing, unloaded, extra, misshaped, **kwargs):
+    """`from_timm` refuses `state` with tensor `missing` removed, `extra` added and
+    `misshaped` cut by one along its last axis, and its message names all three.
+
+    `unloaded` is how the message names the variable that `missing` should have
+    filled: "<layer name>: <variable path>".
+    """
+    state = dict(state)
+    del state[missing]
+    state[extra] = np.zeros(3, "float32")
+    state[misshaped] = state[misshaped][..., :-1]
+    with pytest.raises(ValueError, match="one to one") as info:
+        from_timm(name, checkpoint=state, **kwargs)
+    message = str(info.value)
+    assert f"unmatched checkpoint tensors: ['{extra}']" in message
+    assert unloaded in message
+    assert f"wrong shapes: ['{misshaped} {tuple(state[misshaped].shape)}" in message

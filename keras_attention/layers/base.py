@@ -12,6 +12,7 @@ import numbers
 import keras
 
 from keras_attention import ops as ka_ops
+from keras_attention.layers.batch_normalization import BatchNormalization
 
 # PyTorch's BatchNorm momentum 0.1, used by the papers' code, is Keras's 0.9.
 # Keras's default 0.99 still holds 15% of the initial statistics (mean 0, var
@@ -118,7 +119,7 @@ def check_choice(name, value, choices):
 
 def batch_norm(name, input_shape, dtype, **kwargs):
     """A built BatchNormalization sublayer (last axis) with PyTorch's momentum and epsilon."""
-    norm = keras.layers.BatchNormalization(
+    norm = BatchNormalization(
         momentum=BATCH_NORM_MOMENTUM, epsilon=BATCH_NORM_EPSILON, dtype=dtype, name=name, **kwargs
     )
     norm.build(input_shape)

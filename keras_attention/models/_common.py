@@ -7,13 +7,14 @@ import keras
 from keras_attention import registry
 from keras_attention.layers.base import BATCH_NORM_EPSILON
 from keras_attention.layers.base import BATCH_NORM_MOMENTUM
+from keras_attention.layers.batch_normalization import BatchNormalization
 
 POOLINGS = (None, "avg", "max")
 
 
 def batch_norm(x, name, **kwargs):
     """BatchNormalization over the channel axis, with the layers' momentum and epsilon."""
-    return keras.layers.BatchNormalization(
+    return BatchNormalization(
         axis=channel_axis(),
         momentum=BATCH_NORM_MOMENTUM,
         epsilon=BATCH_NORM_EPSILON,

@@ -1,4 +1,5 @@
-"""What the two token attentions share: argument checks and the scaled dot product."""
+"""What the two token attentions share: their arguments, the token check and the
+scaled dot product."""
 
 import math
 
@@ -9,9 +10,23 @@ from keras_attention.layers.base import check_bool
 from keras_attention.layers.base import check_positive_int
 
 
-def check_arguments(num_heads, qkv_bias):
-    check_positive_int("num_heads", num_heads)
-    check_bool("qkv_bias", qkv_bias)
+class TokenAttention(keras.layers.Layer):
+    """Base of the token attentions: `num_heads` and `qkv_bias`, checked and saved.
+
+    Not registered: only its subclasses are saved in `.keras` files.
+    """
+
+    def __init__(self, num_heads, qkv_bias=False, **kwargs):
+        super().__init__(**kwargs)
+        check_positive_int("num_heads", num_heads)
+        check_bool("qkv_bias", qkv_bias)
+        self.num_heads = int(num_heads)
+        self.qkv_bias = qkv_bias
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"num_heads": self.num_heads, "qkv_bias": self.qkv_bias})
+        return config
 
 
 def check_tokens(layer, input_shape):

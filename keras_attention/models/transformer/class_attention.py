@@ -5,7 +5,7 @@ from keras_attention.models.transformer import _heads
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
-class ClassAttention(keras.layers.Layer):
+class ClassAttention(_heads.TokenAttention):
     """Class attention: the class token (token 0) attends to all tokens, itself included.
 
     Reference: Touvron et al., "Going deeper with Image Transformers" (CaiT),
@@ -36,12 +36,6 @@ class ClassAttention(keras.layers.Layer):
     (2, 1, 32)
     """
 
-    def __init__(self, num_heads, qkv_bias=False, **kwargs):
-        super().__init__(**kwargs)
-        _heads.check_arguments(num_heads, qkv_bias)
-        self.num_heads = int(num_heads)
-        self.qkv_bias = qkv_bias
-
     def build(self, input_shape):
         channels = _heads.check_tokens(self, input_shape)
         dense = {"use_bias": self.qkv_bias, "dtype": self.dtype_policy}
@@ -62,8 +56,3 @@ class ClassAttention(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], 1, input_shape[-1])
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"num_heads": self.num_heads, "qkv_bias": self.qkv_bias})
-        return config

@@ -10,8 +10,8 @@ class ClassToken(keras.layers.Layer):
     ICLR 2021 (https://arxiv.org/abs/2010.11929); timm's `cls_token`
     parameter, shape (1, 1, C), truncated-normal initialised with std 0.02.
 
-    Args:
-        **kwargs: base layer keyword arguments, such as `name` and `dtype`.
+    It takes only the base layer keyword arguments, such as `name` and
+    `dtype`.
 
     Call arguments:
         inputs: tokens of shape `(batch, N, C)`.

@@ -5,7 +5,7 @@ from keras_attention.models.transformer import _heads
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
-class MultiHeadSelfAttention(keras.layers.Layer):
+class MultiHeadSelfAttention(_heads.TokenAttention):
     """Multi-head self-attention over tokens with one fused query/key/value projection.
 
     Reference: Vaswani et al., "Attention Is All You Need", NeurIPS 2017
@@ -35,12 +35,6 @@ class MultiHeadSelfAttention(keras.layers.Layer):
     (2, 5, 32)
     """
 
-    def __init__(self, num_heads, qkv_bias=False, **kwargs):
-        super().__init__(**kwargs)
-        _heads.check_arguments(num_heads, qkv_bias)
-        self.num_heads = int(num_heads)
-        self.qkv_bias = qkv_bias
-
     def build(self, input_shape):
         channels = _heads.check_tokens(self, input_shape)
         self.qkv = keras.layers.Dense(
@@ -61,8 +55,3 @@ class MultiHeadSelfAttention(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"num_heads": self.num_heads, "qkv_bias": self.qkv_bias})
-        return config

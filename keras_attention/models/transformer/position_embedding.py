@@ -14,8 +14,8 @@ class PositionEmbedding(keras.layers.Layer):
     the sizes must be known when the layer is built, and the layer then takes
     that size only.
 
-    Args:
-        **kwargs: base layer keyword arguments, such as `name` and `dtype`.
+    It takes only the base layer keyword arguments, such as `name` and
+    `dtype`.
 
     Call arguments:
         inputs: a tensor of rank 3 or more whose non-batch sizes are fixed.
