@@ -117,6 +117,21 @@ def softmax_float32(x, axis=-1):
     return ops.cast(ops.softmax(ops.cast(x, "float32"), axis=axis), dtype)
 
 
+def conv_of_pooled_pair(first, second, kernel):
+    """The bias-free, "same"-padded convolution of `concatenate([first, second], -1)`.
+
+    `first` and `second` are one-channel channels_last maps, `kernel` is
+    (kh, kw, 2, filters). Computed as the sum of each map's own convolution:
+    the same sums, reordered. A concatenation of a max-pooled map would be
+    quantized wrongly: TFLite's int8 quantizer hands the concatenation's scale
+    back through the max reduction to the tensor it pools (the layer input),
+    which it then clips for every other consumer too (docs/deployment.md).
+    """
+    kernel = ops.cast(kernel, first.dtype)
+    conv = functools.partial(ops.conv, padding="same", data_format="channels_last")
+    return conv(first, kernel[:, :, :1]) + conv(second, kernel[:, :, 1:])
+
+
 def eca_kernel_size(channels, gamma=2, b=1):
     """ECA-Net's adaptive 1-D kernel size (Wang et al., CVPR 2020, eq. 12).
 
@@ -208,23 +223,26 @@ def bilinear_sample(images, grid):
     x = (grid[..., 0] * size_x + size_x - 1.0) * 0.5
     y = (grid[..., 1] * size_y + size_y - 1.0) * 0.5
     x0, y0 = ops.floor(x), ops.floor(y)
+    # Corner indices in int32 from the floors: an int8-quantized model would
+    # otherwise round x0 + 1 to 1.99 and truncate it to the wrong pixel.
+    x0_index, y0_index = ops.cast(x0, "int32"), ops.cast(y0, "int32")
     flat = ops.reshape(images, (-1, channels))
     first_row = ops.reshape(ops.arange(batch, dtype="int32") * height * width, (-1, 1, 1))
     outputs = 0
-    for corner_x, weight_x in ((x0, x0 + 1.0 - x), (x0 + 1.0, x - x0)):
-        for corner_y, weight_y in ((y0, y0 + 1.0 - y), (y0 + 1.0, y - y0)):
+    for corner_x, weight_x in ((x0_index, x0 + 1.0 - x), (x0_index + 1, x - x0)):
+        for corner_y, weight_y in ((y0_index, y0 + 1.0 - y), (y0_index + 1, y - y0)):
             inside = (
                 (corner_x >= 0)
-                & (corner_x <= size_x - 1)
+                & (corner_x <= width - 1)
                 & (corner_y >= 0)
-                & (corner_y <= size_y - 1)
+                & (corner_y <= height - 1)
             )
             weight = weight_x * weight_y * ops.cast(inside, "float32")
             # Clipped indices keep the gather in range; their weight is 0.
             index = (
                 first_row
-                + ops.cast(ops.clip(corner_y, 0, size_y - 1), "int32") * width
-                + ops.cast(ops.clip(corner_x, 0, size_x - 1), "int32")
+                + ops.clip(corner_y, 0, height - 1) * width
+                + ops.clip(corner_x, 0, width - 1)
             )
             outputs = outputs + ops.take(flat, index, axis=0) * ops.cast(
                 weight[..., None], images.dtype

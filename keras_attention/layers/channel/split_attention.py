@@ -169,6 +169,10 @@ class SplitAttention(ImageAttentionLayer):
         self._pad = ((0, 0), (pad, pad), (pad, pad), (0, 0))
         self.built = True
 
+    def _grouped_1x1(self, conv, x):
+        outputs = ka_ops.grouped_conv(x, conv.kernel, self.cardinality, padding="valid")
+        return outputs + ops.cast(conv.bias, outputs.dtype)
+
     def call(self, inputs, training=None, return_attention=False):
         x = ka_ops.to_channels_last(inputs, self.data_format)
         x = ka_ops.grouped_conv(
@@ -181,8 +185,12 @@ class SplitAttention(ImageAttentionLayer):
         x = ops.relu(self.bn0(x, training=training))
         splits = ops.split(x, self.radix, axis=-1) if self.radix > 1 else [x]
         context = ka_ops.spatial_mean(sum(splits[1:], splits[0]), "channels_last")
-        hidden = ops.relu(self.bn1(self.fc1(context[:, None, None, :]), training=training))
-        logits = self.fc2(hidden)[:, 0, 0, :]  # (batch, filters * radix)
+        # The grouped 1x1 convolutions run through ka_ops.grouped_conv, not the Conv2D
+        # layers' call: on a CPU, Keras sends a TensorFlow grouped convolution
+        # through a nested XLA function, which tf2onnx (ONNX export) cannot convert.
+        hidden = self._grouped_1x1(self.fc1, context[:, None, None, :])
+        hidden = ops.relu(self.bn1(hidden, training=training))
+        logits = self._grouped_1x1(self.fc2, hidden)[:, 0, 0, :]  # (batch, filters * radix)
         per_group = self._filters // self.cardinality
         if self.radix > 1:
             # fc2's channels run (cardinal group, radix, channel); the splits' run

@@ -71,9 +71,13 @@ class ChannelGate(ImageAttentionLayer):
 
     def call(self, inputs, training=None, return_attention=False):
         axes = ka_ops.spatial_axes(self.data_format)
-        # The same MLP sees both descriptors; stacking them runs it once.
-        pooled = ops.stack([ka_ops.mean(inputs, axes), ops.max(inputs, axis=axes)])
-        gate = ops.sigmoid(ops.sum(self.logits(self.hidden(pooled)), axis=0))
+        # The same MLP sees each descriptor on its own: a stack of the two would
+        # make TFLite's int8 quantizer clip the input (ops.conv_of_pooled_pair).
+        logits = [
+            self.logits(self.hidden(pooled))
+            for pooled in (ka_ops.mean(inputs, axes), ops.max(inputs, axis=axes))
+        ]
+        gate = ops.sigmoid(logits[0] + logits[1])
         outputs = inputs * ka_ops.expand_channels(gate, self.data_format)
         return self._outputs(outputs, gate, return_attention)
 
@@ -147,15 +151,16 @@ class SpatialGate(ImageAttentionLayer):
 
     def call(self, inputs, training=None, return_attention=False):
         axis = ka_ops.channel_axis(self.data_format)
-        pooled = ops.concatenate(
-            [
+        maxed, meaned = (
+            ka_ops.to_channels_last(pooled, self.data_format)
+            for pooled in (
                 ops.max(inputs, axis=axis, keepdims=True),
                 ka_ops.mean(inputs, axis, keepdims=True),
-            ],
-            axis=axis,
+            )
         )
-        pooled = ka_ops.to_channels_last(pooled, self.data_format)
-        gate = ops.sigmoid(self.norm(self.conv(pooled), training=training))
+        # self.conv on the two maps concatenated, without the concatenation.
+        logits = ka_ops.conv_of_pooled_pair(maxed, meaned, self.conv.kernel)
+        gate = ops.sigmoid(self.norm(logits, training=training))
         gate = ka_ops.from_channels_last(gate, self.data_format)
         return self._outputs(inputs * gate, gate, return_attention)
 

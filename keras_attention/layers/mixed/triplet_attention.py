@@ -101,12 +101,13 @@ class TripletAttention(ImageAttentionLayer):
     def _gate(self, x, branch, training):
         """The branch's sigmoid gate, broadcastable to channels_last `x`."""
         axis = BRANCHES[branch]
-        pooled = ops.stack([ops.max(x, axis=axis), ka_ops.mean(x, axis)], axis=-1)
-        if branch == "channel_width":
-            pooled = ops.transpose(pooled, (0, 2, 1, 3))  # (batch, W, C, 2) -> rows C
-        conv = getattr(self, f"{branch}_conv")
+        pooled = [ops.expand_dims(p, -1) for p in (ops.max(x, axis=axis), ka_ops.mean(x, axis))]
+        if branch == "channel_width":  # (batch, W, C, 1) -> rows C
+            pooled = [ops.transpose(p, (0, 2, 1, 3)) for p in pooled]
+        kernel = getattr(self, f"{branch}_conv").kernel
         norm = getattr(self, f"{branch}_norm")
-        gate = ops.sigmoid(norm(conv(pooled), training=training))
+        # The conv of the Z-pool's (max, mean) pair, without stacking the two.
+        gate = ops.sigmoid(norm(ka_ops.conv_of_pooled_pair(*pooled, kernel), training=training))
         if branch == "channel_width":
             return ops.transpose(gate, (0, 3, 2, 1))  # (batch, C, W, 1) -> (batch, 1, W, C)
         if branch == "height_channel":

@@ -82,7 +82,11 @@ def relative_logits(query, height_rel, width_rel, key_height, key_width):
     columns = ops.take(width_rel, relative_index(query_width, key_width), axis=0)
     by_row = ops.einsum("nyxhd,ykd->nhyxk", query, ops.cast(rows, query.dtype))
     by_column = ops.einsum("nyxhd,xkd->nhyxk", query, ops.cast(columns, query.dtype))
-    logits = by_row[..., :, None] + by_column[..., None, :]
+    # Batch and heads merged: the broadcast sum stays 5-D (TFLite slices and
+    # int8 kernels take at most 5 dimensions); the same sums.
+    by_row = ops.reshape(by_row, (-1, query_height, query_width, key_height, 1))
+    by_column = ops.reshape(by_column, (-1, query_height, query_width, 1, key_width))
+    logits = by_row + by_column
     heads = query.shape[3]
     return ops.reshape(logits, (-1, heads, query_height * query_width, key_height * key_width))
 

@@ -77,17 +77,22 @@ def conv_bn(
 
 
 def inputs(input_shape, preprocessing=None):
-    """(model input, tensor after the optional mean/std `Normalization` named "preprocessing")."""
+    """(model input, tensor after the optional mean/std layer named "preprocessing").
+
+    The layer is a `Rescaling` by 1/std with offset -mean/std rather than a
+    `Normalization`: Normalization holds its statistics as eager tensors, which a
+    traced export captures and tf2onnx turns into extra model inputs, while
+    Rescaling's Python floats become graph constants.
+    """
     image = _common.image_input(input_shape)
     if preprocessing is None:
         return image, image
     mean, std = preprocessing
-    x = keras.layers.Normalization(
-        axis=_common.channel_axis(),
-        mean=list(mean),
-        variance=[s * s for s in std],
-        name="preprocessing",
-    )(image)
+    scale = [1.0 / s for s in std]
+    offset = [-m / s for m, s in zip(mean, std)]
+    if _common.channel_axis() == 1:  # Rescaling broadcasts over the last axis
+        scale, offset = [[[v]] for v in scale], [[[v]] for v in offset]
+    x = keras.layers.Rescaling(scale, offset, name="preprocessing")(image)
     return image, x
 
 

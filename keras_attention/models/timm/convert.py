@@ -50,7 +50,7 @@ def from_timm(
             `(None, None, 3)`.
         pooling: None, "avg" or "max": the pooling of a headless model.
         include_preprocessing: True: the model takes RGB images in [0, 1] and
-            its first layer (a Keras `Normalization` named "preprocessing")
+            its first layer (a Keras `Rescaling` named "preprocessing")
             applies the checkpoint's mean and std. False: it takes normalised
             images. Resize and crop as `timm_config(name)` says.
 

@@ -81,7 +81,7 @@ def build(config, name, input_shape, classes, include_top, pooling, head_name, p
     """The functional RegNetY of `config`; `head_name` names the classifier layer.
 
     `preprocessing`: None, or (mean, std) per RGB channel: a Keras
-    `Normalization` layer named "preprocessing" then takes images in [0, 1].
+    `Rescaling` layer named "preprocessing" then takes images in [0, 1].
     """
     check_top(include_top, pooling, classes)
     inputs, x = model_inputs(input_shape, preprocessing)
