@@ -159,6 +159,24 @@ def test_bad_arguments_raise():
             AttentionGate(**{name: value})
 
 
+@pytest.mark.parametrize(
+    "x_shape, sub_sample", [((1, 3, 4, CHANNELS), 4), ((1, 4, 1, CHANNELS), 2)]
+)
+def test_map_smaller_than_sub_sample_raises_at_build(x_shape, sub_sample):
+    # Before: a backend shape error (theta's output is empty) deep inside `call`.
+    g = np.zeros((1, 2, 2, GATING), "float32")
+    message = rf"`sub_sample`.*sub_sample={sub_sample}.*height {x_shape[1]} and width {x_shape[2]}"
+    with pytest.raises(ValueError, match=message):
+        AttentionGate(sub_sample=sub_sample)([np.zeros(x_shape, "float32"), g])
+
+
+def test_map_smaller_than_sub_sample_raises_after_build():
+    layer = AttentionGate(**KWARGS)
+    layer(pair())
+    with pytest.raises(ValueError, match=r"`sub_sample`.*height 1 and width 8"):
+        layer([np.zeros((BATCH, 1, 8, CHANNELS), "float32"), pair()[1]])
+
+
 def test_registered_and_exported():
     assert keras_attention.AttentionGate is AttentionGate
     assert keras.saving.get_registered_name(AttentionGate) == "keras_attention>AttentionGate"

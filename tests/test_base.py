@@ -3,6 +3,7 @@
 Parametrized over the layer contract's CASES, so a layer added there is checked here too.
 """
 
+import inspect
 import json
 
 import keras
@@ -13,6 +14,8 @@ from test_layer_contract import ALL_CASES
 from test_layer_contract import CASES
 from test_layer_contract import random_input
 
+import keras_attention
+from keras_attention import layers
 from keras_attention.layers import base
 
 
@@ -100,3 +103,45 @@ def test_float64_inputs_are_cast_to_the_compute_dtype(case):
     layer = case.cls(**case.kwargs)
     y = layer(random_input(case).astype("float64"))
     assert keras.backend.standardize_dtype(y.dtype) == "float32"
+
+
+def test_check_number_refuses_nan_infinity_and_non_numbers():
+    for value in (1e-4, 3, np.float32(0.5), np.float64(2.0), np.int64(2)):
+        base.check_number("epsilon", value, positive=True)
+    base.check_number("b", -1.5)
+    base.check_number("b", 0)
+    for value in (float("nan"), np.float32("nan"), float("inf"), -float("inf"), True, "1", None):
+        with pytest.raises(ValueError, match=r"`b` must be a finite number"):
+            base.check_number("b", value)
+    for value in (0, -1e-4, 0.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"`epsilon` must be a finite positive number"):
+            base.check_number("epsilon", value, positive=True)
+
+
+# Every float argument of a layer: each refuses NaN and infinities (nan <= 0 is False).
+FLOAT_ARGUMENTS = [
+    (layers.SimAM, "e_lambda"),
+    (layers.GlobalContext, "epsilon"),
+    (layers.EfficientChannelAttention, "gamma"),
+    (layers.EfficientChannelAttention, "b"),
+]
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize(
+    "cls, name", [pytest.param(c, n, id=f"{c.__name__}-{n}") for c, n in FLOAT_ARGUMENTS]
+)
+def test_float_arguments_refuse_nan_and_infinity(cls, name, value):
+    with pytest.raises(ValueError, match=rf"`{name}` must be a finite.*{name}=-?(nan|inf)"):
+        cls(**{name: value})
+
+
+def test_float_arguments_list_is_complete():
+    """Every constructor argument whose default is a float is in FLOAT_ARGUMENTS."""
+    found = {
+        (cls, name)
+        for cls in {keras_attention.registry.get_class(n) for n in keras_attention.available()}
+        for name, p in inspect.signature(cls.__init__).parameters.items()
+        if isinstance(p.default, float)
+    }
+    assert found <= set(FLOAT_ARGUMENTS)

@@ -6,6 +6,7 @@ creates its sublayers in `build`, and ends `call` with
 `return self._outputs(outputs, attention, return_attention)`.
 """
 
+import math
 import numbers
 
 import keras
@@ -44,6 +45,25 @@ def check_non_negative_int(name, value):
     """Raises a ValueError naming `name` unless `value` is an integer >= 0 (any integer type)."""
     if not is_int(value) or value < 0:
         raise ValueError(f"`{name}` must be a non-negative integer. Received: {name}={value!r}")
+
+
+def check_number(name, value, positive=False):
+    """Raises a ValueError naming `name` unless `value` is a finite real number (> 0 if `positive`).
+
+    Any real type passes (`np.float32(0.1)` as well as `0.1` or `1`); bools do
+    not. NaN and infinity are refused: `nan <= 0` is False, so a plain range
+    check lets NaN through, and it would make every output NaN.
+    """
+    positive_ = "positive " if positive else ""
+    if (
+        not isinstance(value, numbers.Real)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or (positive and value <= 0)
+    ):
+        raise ValueError(
+            f"`{name}` must be a finite {positive_}number. Received: {name}={value!r}"
+        )
 
 
 def check_divides_channels(layer_name, name, value, channels, parts=1):

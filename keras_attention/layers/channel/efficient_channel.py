@@ -4,6 +4,7 @@ from keras import ops
 from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import check_choice
+from keras_attention.layers.base import check_number
 from keras_attention.layers.base import check_positive_int
 
 PADDINGS = ("same", "circular")
@@ -69,10 +70,8 @@ class EfficientChannelAttention(ImageAttentionLayer):
                 f"`kernel_size` must be odd so that the 1-D convolution is "
                 f"centred on each channel. Received: kernel_size={kernel_size}"
             )
-        if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or gamma <= 0:
-            raise ValueError(f"`gamma` must be a positive number. Received: gamma={gamma!r}")
-        if isinstance(b, bool) or not isinstance(b, (int, float)):
-            raise ValueError(f"`b` must be a number. Received: b={b!r}")  # noqa: TRY004
+        check_number("gamma", gamma, positive=True)
+        check_number("b", b)
         check_choice("padding", padding, PADDINGS)
         self.kernel_size = kernel_size
         self.gamma = gamma

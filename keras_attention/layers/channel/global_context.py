@@ -4,6 +4,7 @@ from keras import ops
 from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import check_choice
+from keras_attention.layers.base import check_number
 from keras_attention.layers.base import check_positive_int
 
 FUSIONS = ("add", "mul", "mul_add")
@@ -81,8 +82,7 @@ class GlobalContext(ImageAttentionLayer):
         check_positive_int("units", units, allow_none=True)
         check_choice("fusion", fusion, FUSIONS)
         check_choice("pooling", pooling, POOLINGS)
-        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or epsilon <= 0:
-            raise ValueError(f"`epsilon` must be a positive number. Received: epsilon={epsilon!r}")
+        check_number("epsilon", epsilon, positive=True)
         self.reduction = reduction
         self.units = units
         self.fusion = fusion

@@ -3,6 +3,7 @@ from keras import ops
 
 from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
+from keras_attention.layers.base import check_number
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -51,10 +52,7 @@ class SimAM(ImageAttentionLayer):
 
     def __init__(self, e_lambda=1e-4, data_format=None, **kwargs):
         super().__init__(data_format=data_format, **kwargs)
-        if isinstance(e_lambda, bool) or not isinstance(e_lambda, (int, float)) or e_lambda <= 0:
-            raise ValueError(
-                f"`e_lambda` must be a positive number. Received: e_lambda={e_lambda!r}"
-            )
+        check_number("e_lambda", e_lambda, positive=True)
         self.e_lambda = e_lambda
 
     def build(self, input_shape):

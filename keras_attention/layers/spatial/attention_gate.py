@@ -33,7 +33,8 @@ class AttentionGate(ImageAttentionLayer):
     Args:
         inter_channels: int >= 1 or None, the width of theta, phi and psi's
             input; None means `max(1, C // 2)`. Defaults to None.
-        sub_sample: int >= 1, theta's kernel size and stride. Defaults to 2.
+        sub_sample: int >= 1, theta's kernel size and stride; x must be at
+            least this high and wide. Defaults to 2.
         data_format: `"channels_last"`, `"channels_first"` or `None` (Keras's
             global `image_data_format`).
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
@@ -85,7 +86,22 @@ class AttentionGate(ImageAttentionLayer):
                 f"{self.__class__.__name__} expects a 4-D gating signal `g`. "
                 f"Received `g` with shape {tuple(g_shape)}"
             )
+        self._check_map_size(x_shape)
         return self._input_channels(x_shape), self._input_channels(g_shape)
+
+    def _check_map_size(self, x_shape):
+        """Raises a ValueError unless theta's `sub_sample` window fits in x's height and width.
+
+        A smaller map gives theta an empty output, which fails later with a
+        backend shape error. Sizes unknown until run time (None) pass here.
+        """
+        height, width = ka_ops.shape_to_channels_last(tuple(x_shape), self.data_format)[1:3]
+        if any(size is not None and size < self.sub_sample for size in (height, width)):
+            raise ValueError(
+                f"{self.__class__.__name__} needs `x` at least `sub_sample` x `sub_sample` "
+                f"pixels (theta's window). Received: sub_sample={self.sub_sample} and `x` of "
+                f"height {height} and width {width}"
+            )
 
     def build(self, input_shape):
         channels, gating_channels = self._split_shapes(input_shape)
@@ -108,6 +124,8 @@ class AttentionGate(ImageAttentionLayer):
         self.built = True
 
     def call(self, inputs, training=None, return_attention=False):
+        # `build` saw the first call's size only; later calls may bring smaller maps.
+        self._check_map_size(inputs[0].shape)
         x, g = (ka_ops.to_channels_last(t, self.data_format) for t in inputs)
         theta = self.theta(x)
         size = ops.shape(theta)
