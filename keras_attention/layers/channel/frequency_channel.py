@@ -79,6 +79,9 @@ class FrequencyChannelAttention(ImageAttentionLayer):
     7 grid for the ResNet stages of 64, 128, 256 or 512 base widths. With
     C=256 and r=16 it has 8,192 parameters.
 
+    Mixed precision: the DCT pooling (a sum over positions) runs in float32 and
+    is cast back; the MLP and the sigmoid gate run in the compute dtype.
+
     Args:
         reduction: int, the MLP's bottleneck ratio (`max(1, C // reduction)`
             units). Defaults to 16.
