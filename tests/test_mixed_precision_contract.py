@@ -1,0 +1,172 @@
+"""Mixed precision, for every registered layer: finite, and close to float32 with the same weights.
+
+Under `mixed_float16` and `mixed_bfloat16`, at input scales 1 and 10, each layer
+gives finite outputs and finite gradients, and its outputs match the float32
+layer with the same weights to within TOLERANCES. At scale 100 the layers
+whose float32 output stays below 1e4 must stay finite; the others (UNBOUNDED)
+grow with the square of their input and must be shown to pass 1e4 there.
+
+Run `python tests/test_mixed_precision_contract.py` for the per-layer table
+of deviations that TOLERANCES were set from.
+"""
+
+import dataclasses
+import os
+import sys
+
+if __name__ == "__main__":  # the table: same environment as under pytest
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import keras
+import numpy as np
+import pytest
+import test_attention_gate_contract as gate_contract
+from helpers import input_gradient
+from helpers import randomize_weights
+from helpers import to_numpy
+from helpers import trainable_gradients
+from test_layer_contract import CASES
+from test_layer_contract import make
+from test_layer_contract import random_input
+
+import keras_attention
+from keras_attention.layers import AttentionGate
+
+POLICIES = ("mixed_float16", "mixed_bfloat16")
+# The largest |mixed - float32| over the outputs, relative to the largest
+# |float32| output, per policy and input scale. Measured over the 41 subjects
+# (this file run as a script), TensorFlow / JAX: float16 x1 median 7.6e-4 /
+# 7.0e-4, worst 1.9e-2 (SpatialTransformer: bfloat16/float16 localisation moves
+# the sampling points); x10 median 8.1e-4 / 7.8e-4, worst 3.5e-2 (CrissCross:
+# saturated softmaxes over large logits); bfloat16 x1 median 5.7e-3 / 5.5e-3,
+# worst 1.9e-1 / 1.8e-1 (SpatialTransformer); x10 median 7.1e-3 / 7.0e-3, worst
+# 2.3e-1 (BottleneckSelfAttention) / 2.2e-1 (CrissCross). Headroom ~1.3x.
+TOLERANCES = {
+    "mixed_float16": {1.0: 2.5e-2, 10.0: 5e-2},
+    "mixed_bfloat16": {1.0: 0.25, 10.0: 0.3},
+}
+# Float32 output at scale 100 of 1e4 or more: quadratic in the input (queries
+# times values; the input times a map linear in it), so float16 overflows
+# past some scale (LargeKernelAttention here at ~x90); the docstrings say where.
+UNBOUNDED = {"LambdaLayer", "LargeKernelAttention"}
+BOUNDED_LIMIT = 1e4
+
+
+@dataclasses.dataclass
+class Subject:
+    """A layer and its inputs at a given scale: a contract case, or AttentionGate's pair."""
+
+    name: str
+    build: object  # dtype -> layer
+    inputs: object  # scale -> inputs
+
+
+def case_subject(case):
+    return Subject(
+        case.cls.__name__,
+        lambda dtype: make(case, dtype=dtype),
+        lambda scale: random_input(case, scale=scale),
+    )
+
+
+def attention_gate_subject():
+    return Subject(
+        "AttentionGate",
+        lambda dtype: AttentionGate(**gate_contract.KWARGS, dtype=dtype),
+        lambda scale: gate_contract.pair(scale=scale),
+    )
+
+
+SUBJECTS = [case_subject(case) for case in CASES] + [attention_gate_subject()]
+
+
+def paired_layers(subject, policy):
+    """The float32 layer with random weights, and the `policy` layer with the same weights."""
+    reference = subject.build("float32")
+    reference(subject.inputs(1.0))
+    randomize_weights(reference)
+    mixed = subject.build(policy)
+    mixed(subject.inputs(1.0))
+    mixed.set_weights(reference.get_weights())
+    return reference, mixed
+
+
+def gradients(layer, x):
+    if layer.trainable_weights:
+        return trainable_gradients(layer, x)
+    return [input_gradient(layer, x)]  # parameter-free (SimAM): the input's
+
+
+def measure(subject, policy, scales=(1.0, 10.0, 100.0)):
+    """{scale: (largest |float32| output, relative deviation, outputs finite)} and the layer."""
+    reference, mixed = paired_layers(subject, policy)
+    results = {}
+    for scale in scales:
+        x = subject.inputs(scale)
+        expected = to_numpy(reference(x))
+        actual = to_numpy(mixed(x))
+        peak = float(np.abs(expected).max())
+        finite = bool(np.isfinite(actual).all())
+        error = float(np.abs(actual - expected).max())
+        deviation = error / max(peak, 1e-30) if finite else float("inf")
+        results[scale] = (peak, deviation, finite)
+    return results, mixed
+
+
+def subject_param(subject):
+    return pytest.param(subject, id=subject.name)
+
+
+def test_every_registered_layer_is_covered():
+    names = {subject.name for subject in SUBJECTS}
+    registered = {keras_attention.registry.get_class(n).__name__ for n in keras_attention.available()}
+    assert names == registered
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("subject", [subject_param(s) for s in SUBJECTS])
+def test_mixed_precision_matches_float32(subject, policy):
+    results, mixed = measure(subject, policy)
+    outputs = mixed(subject.inputs(1.0))
+    assert keras.backend.standardize_dtype(outputs.dtype) == policy.split("_")[1]
+    assert all(keras.backend.standardize_dtype(w.dtype) == "float32" for w in mixed.weights)
+    for scale in (1.0, 10.0):
+        peak, deviation, finite = results[scale]
+        assert finite, f"non-finite outputs at scale {scale}"
+        assert deviation <= TOLERANCES[policy][scale], (scale, deviation)
+        for gradient in gradients(mixed, subject.inputs(scale)):
+            assert gradient is not None and np.isfinite(gradient).all(), scale
+    peak, _, finite = results[100.0]
+    if subject.name in UNBOUNDED:
+        assert peak >= BOUNDED_LIMIT, f"float32 output peaks at {peak:.3g}: not unbounded"
+    else:
+        assert peak < BOUNDED_LIMIT, f"float32 output peaks at {peak:.3g}: list it in UNBOUNDED"
+        assert finite, "non-finite outputs at scale 100"
+
+
+def print_table():
+    print(f"backend {keras.backend.backend()}")
+    print("| layer | policy | dev x1 | dev x10 | dev x100 | finite x100 | f32 peak x100 |")
+    print("|---|---|---|---|---|---|---|")
+    deviations = {(policy, scale): [] for policy in POLICIES for scale in (1.0, 10.0)}
+    for subject in SUBJECTS:
+        for policy in POLICIES:
+            results, _ = measure(subject, policy)
+            keras.backend.clear_session()
+            for scale in (1.0, 10.0):
+                deviations[policy, scale].append((results[scale][1], subject.name))
+            devs = " | ".join(f"{results[s][1]:.2e}" for s in (1.0, 10.0, 100.0))
+            print(
+                f"| {subject.name} | {policy} | {devs} | {results[100.0][2]} "
+                f"| {results[100.0][0]:.3g} |",
+                flush=True,
+            )
+    for (policy, scale), values in deviations.items():
+        values.sort()
+        median, worst = values[len(values) // 2][0], values[-1]
+        print(f"{policy} x{scale:g}: median {median:.2e}, worst {worst[0]:.2e} ({worst[1]})")
+
+
+if __name__ == "__main__":
+    print_table()
