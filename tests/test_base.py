@@ -124,6 +124,7 @@ FLOAT_ARGUMENTS = [
     (layers.GlobalContext, "epsilon"),
     (layers.EfficientChannelAttention, "gamma"),
     (layers.EfficientChannelAttention, "b"),
+    (layers.StyleRecalibration, "epsilon"),
 ]
 
 

@@ -92,6 +92,7 @@ def to_timm(layer, channels):
         halo_size=layer.halo_size,
         qkv_bias=layer.use_bias,
         scale_pos_embed=layer.scale_position_logits,
+        stride=layer.strides,
     ).eval()
 
     def kernel(conv):
@@ -123,6 +124,9 @@ def to_timm(layer, channels):
                 "scale_position_logits": True,
             },
         ),
+        # Strided queries (2 divides the block), and the 2x2 pool (it does not).
+        ((2, 8, 16, 16), {"block_size": 4, "halo_size": 1, "num_heads": 2, "strides": 2}),
+        ((1, 6, 12, 8), {"block_size": 3, "halo_size": 1, "num_heads": 2, "strides": 2}),
     ],
 )
 def test_matches_timm_with_the_same_weights(shape, kwargs):
@@ -150,6 +154,18 @@ def test_sizes_not_multiple_of_the_block_raise():
         HaloAttention(block_size=4, num_heads=2)(keras.Input((8, 10, 8)))
     first = HaloAttention(block_size=4, num_heads=2, data_format="channels_first")
     assert tuple(first(images((1, 8, 4, 12))).shape) == (1, 8, 4, 12)
+
+
+def test_strided_shapes_and_bad_strides():
+    layer = HaloAttention(block_size=4, halo_size=1, num_heads=2, strides=2)
+    outputs, attention = layer(keras.Input((8, 12, 8)), return_attention=True)
+    eager = layer(images((2, 8, 12, 8)), return_attention=True)
+    assert tuple(outputs.shape) == (None, 4, 6, 8) and tuple(eager[0].shape) == (2, 4, 6, 8)
+    assert tuple(attention.shape[1:]) == tuple(eager[1].shape[1:]) == (6, 2, 4, 36)
+    first = HaloAttention(block_size=4, num_heads=2, strides=2, data_format="channels_first")
+    assert first.compute_output_shape((None, 8, 16, 12)) == (None, 8, 8, 6)
+    with pytest.raises(ValueError, match="`strides`.*3"):
+        HaloAttention(strides=3)
 
 
 def test_heads_must_divide_channels():

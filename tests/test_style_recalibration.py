@@ -14,12 +14,17 @@ def random_input(shape=(2, 5, 7, 16), seed=0):
     return np.random.default_rng(seed).normal(size=shape).astype("float32")
 
 
-def srm_reference(x, cfc, gamma, beta, mean, variance, epsilon=1e-5):
-    """The authors' SRMLayer in eval mode, in PyTorch, on NCHW `x`."""
+def srm_reference(x, cfc, gamma, beta, mean, variance, epsilon=1e-5, style_epsilon=1e-5):
+    """The authors' SRMLayer in eval mode, in PyTorch, on NCHW `x`.
+
+    `style_epsilon=1e-5` is their current style pooling, `sqrt(var + 1e-5)`
+    (commit "FIX : style pooling"); 0 is their first commit's `std()`.
+    """
     x = torch.tensor(x)
     n, c = x.shape[:2]
     flat = x.view(n, c, -1)
-    style = torch.stack([flat.mean(-1), flat.std(-1)], dim=-1)  # unbiased std
+    std = (flat.var(-1) + style_epsilon).sqrt()  # unbiased variance
+    style = torch.stack([flat.mean(-1), std], dim=-1)
     z = (style * torch.tensor(cfc)[None]).sum(-1)
     z = (z - torch.tensor(mean)) / torch.sqrt(torch.tensor(variance) + epsilon)
     gate = torch.sigmoid(z * torch.tensor(gamma) + torch.tensor(beta))
@@ -46,6 +51,39 @@ def test_matches_the_authors_forward_pass():
     )
 
 
+@pytest.mark.parametrize("epsilon", [1e-5, 0.0])
+def test_matches_both_versions_of_the_authors_style_pooling_at_small_scale(epsilon):
+    # At input scale 0.05 the variance is ~2.5e-3, so 1e-5 moves the std by
+    # ~1e-4 (0.2%). The gate reads the std alone, centred on 0.05 and scaled
+    # by 1/0.01 in the normalisation, so that shift moves it by ~2e-3: each
+    # form is matched and the other one is not.
+    layer = StyleRecalibration(epsilon=epsilon)
+    x = 0.05 * random_input(seed=1)
+    layer(x)
+    channels = x.shape[-1]
+    cfc = np.stack([np.zeros(channels), np.linspace(0.5, 1.5, channels)], axis=-1)
+    ones, zeros = np.ones(channels), np.zeros(channels)
+    weights = [cfc, ones, zeros, 0.05 * cfc[:, 1], 1e-4 * ones]
+    layer.set_weights([w.astype("float32") for w in weights])
+    nchw = x.transpose(0, 3, 1, 2)
+    _, expected = srm_reference(nchw, *weights, style_epsilon=epsilon)
+    _, other = srm_reference(nchw, *weights, style_epsilon=1e-5 - epsilon)
+    _, gate = layer(x, return_attention=True)
+    np.testing.assert_allclose(to_numpy(gate), expected, rtol=1e-5, atol=1e-6)
+    assert np.abs(to_numpy(gate) - other).max() > 1e-4
+
+
+def test_default_epsilon_is_the_authors_current_one():
+    assert StyleRecalibration().epsilon == 1e-5
+    assert StyleRecalibration(epsilon=0).get_config()["epsilon"] == 0
+
+
+@pytest.mark.parametrize("epsilon", [-1e-5, "1e-5", None, True, float("nan")])
+def test_bad_epsilon_raises(epsilon):
+    with pytest.raises(ValueError, match="`epsilon`"):
+        StyleRecalibration(epsilon=epsilon)
+
+
 def test_halves_the_input_at_initialisation():
     # CFC starts at zero (the authors' init) and BN at beta=0: every gate is sigmoid(0).
     x = random_input()
@@ -56,7 +94,7 @@ def test_halves_the_input_at_initialisation():
 
 def test_constant_channel_has_finite_gradients():
     # A channel that ReLU zeroed has std 0, where sqrt's derivative is infinite.
-    layer = StyleRecalibration()
+    layer = StyleRecalibration(epsilon=0)
     x = random_input()
     x[..., 3] = 0.0
     layer(x)

@@ -4,6 +4,7 @@ from keras import ops
 from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import batch_norm
+from keras_attention.layers.base import check_number
 
 
 def _safe_sqrt(x):
@@ -24,12 +25,18 @@ class StyleRecalibration(ImageAttentionLayer):
     (two weights a channel, no bias, named `cfc`, initialised to zero as in the
     authors' code), then BatchNormalization and a sigmoid give the channel gate.
     As in the authors' code the standard deviation is the unbiased one
-    (divided by `H*W - 1`; by 1 on a 1x1 map) without an epsilon; its gradient
-    is 0 where a channel is constant. The statistics are computed in float32.
+    (divided by `H*W - 1`; by 1 on a 1x1 map), `sqrt(var + epsilon)`: the
+    authors' current code (commit "FIX : style pooling",
+    https://github.com/hyunjaelee410/style-based-recalibration-module) adds
+    1e-5, their first commit added nothing (`epsilon=0`; the gradient is then
+    0 where a channel is constant). The statistics are computed in float32.
     With C=256 it has 1,536 parameters: 512 in `cfc` and 4 * 256 in the
     normalisation (of which 512 trainable).
 
     Args:
+        epsilon: float >= 0, added to each channel's variance before the
+            square root. Defaults to 1e-5 (the authors' current code); 0 gives
+            their first version.
         data_format: `"channels_last"`, `"channels_first"` or `None` (Keras's
             global `image_data_format`).
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
@@ -54,6 +61,15 @@ class StyleRecalibration(ImageAttentionLayer):
     (None, None, None, 64)
     """
 
+    def __init__(self, epsilon=1e-5, data_format=None, **kwargs):
+        super().__init__(data_format=data_format, **kwargs)
+        check_number("epsilon", epsilon)
+        if epsilon < 0:
+            raise ValueError(
+                f"`epsilon` must be a finite non-negative number. Received: epsilon={epsilon!r}"
+            )
+        self.epsilon = epsilon
+
     def build(self, input_shape):
         channels = self._input_channels(input_shape)
         # (C, 2): the weights of the mean and of the std of each channel.
@@ -69,9 +85,14 @@ class StyleRecalibration(ImageAttentionLayer):
         mean = ops.mean(x, axis=axes)
         centred = x - ka_ops.expand_channels(mean, self.data_format)
         variance = ops.sum(ops.square(centred), axis=axes) / ops.maximum(count - 1.0, 1.0)
-        style = ops.stack([mean, _safe_sqrt(variance)], axis=-1)  # (batch, C, 2)
+        style = ops.stack([mean, _safe_sqrt(variance + self.epsilon)], axis=-1)  # (batch, C, 2)
         cfc = ops.cast(self.cfc, "float32")
         logits = ops.cast(ops.sum(style * cfc, axis=-1), self.compute_dtype)
         gate = ops.sigmoid(self.norm(logits, training=training))
         outputs = inputs * ka_ops.expand_channels(gate, self.data_format)
         return self._outputs(outputs, gate, return_attention)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"epsilon": self.epsilon})
+        return config

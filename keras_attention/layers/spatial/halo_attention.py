@@ -29,9 +29,16 @@ class HaloAttention(ImageAttentionLayer):
     part in the softmax, as in timm. The heads' outputs are concatenated (C
     channels); no residual.
 
+    With `strides=2` the output is half the size, as timm's: where 2 divides
+    `block_size`, the queries are those of every second row and column (a
+    strided 1x1 query convolution), each block of `block_size / 2` squared
+    queries attending to its full window, the relative rows indexed by the
+    query's position in that smaller block (timm's layout); otherwise the
+    stride-1 output is average-pooled 2x2.
+
     H and W must be multiples of `block_size` (a ValueError says so wherever
     the size is known; no padding, as in timm). Matches timm's `HaloAttn`
-    (stride 1) numerically with the same weights: `query`/`key_value` kernels
+    (`avg_down=False`) numerically with the same weights: `query`/`key_value` kernels
     are timm's `q.weight`/`kv.weight` transposed (`key_value` keeps timm's
     channel order: per head, its key then its value channels).
 
@@ -52,6 +59,7 @@ class HaloAttention(ImageAttentionLayer):
             Defaults to False (timm's `qkv_bias`).
         scale_position_logits: bool, scale the relative logits by
             `1 / sqrt(key_dim)` too (timm's `scale_pos_embed`). Defaults to False.
+        strides: 1 or 2, the output stride (timm's `stride`). Defaults to 1.
         data_format: `"channels_last"`, `"channels_first"` or `None` (Keras's
             global `image_data_format`).
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
@@ -60,15 +68,15 @@ class HaloAttention(ImageAttentionLayer):
         inputs: a 4-D feature map, H and W multiples of `block_size`.
         training: unused; accepted for a uniform signature.
         return_attention: if True, also return the attention weights, shape
-            `(batch, num_blocks, num_heads, block_size**2, w**2)` (blocks,
-            queries in the block and keys in the window all row-major); each
-            row sums to 1.
+            `(batch, num_blocks, num_heads, q**2, w**2)` with `q = block_size`
+            (`block_size / 2` for strided queries; blocks, queries in the
+            block and keys in the window all row-major); each row sums to 1.
 
     Input shape:
         `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
 
     Output shape:
-        Same as the input.
+        Same as the input, H and W divided by `strides`.
 
     Example:
 
@@ -86,10 +94,13 @@ class HaloAttention(ImageAttentionLayer):
         key_dim=None,
         use_bias=False,
         scale_position_logits=False,
+        strides=1,
         data_format=None,
         **kwargs,
     ):
         super().__init__(data_format=data_format, **kwargs)
+        if strides not in (1, 2) or isinstance(strides, bool):
+            raise ValueError(f"`strides` must be 1 or 2. Received: strides={strides!r}")
         check_positive_int("block_size", block_size)
         check_non_negative_int("halo_size", halo_size)
         relative.check_head_args(num_heads, key_dim, use_bias, scale_position_logits)
@@ -99,6 +110,10 @@ class HaloAttention(ImageAttentionLayer):
         self.key_dim = key_dim
         self.use_bias = use_bias
         self.scale_position_logits = scale_position_logits
+        self.strides = strides
+        # timm: strided queries where the stride divides the block, else a 2x2 pool.
+        self._query_stride = strides if block_size % strides == 0 else 1
+        self._query_block = block_size // self._query_stride
 
     def _check_spatial_size(self, shape):
         size = ka_ops.shape_to_channels_last(tuple(shape), self.data_format)[1:3]
@@ -119,7 +134,12 @@ class HaloAttention(ImageAttentionLayer):
             "kernel_initializer": keras.initializers.RandomNormal(stddev=channels**-0.5),
         }
         self.query = pointwise_conv(
-            "query", self.num_heads * self._key_dim, channels, self.dtype_policy, **projection
+            "query",
+            self.num_heads * self._key_dim,
+            channels,
+            self.dtype_policy,
+            strides=self._query_stride,
+            **projection,
         )
         self.key_value = pointwise_conv(
             "key_value",
@@ -152,11 +172,14 @@ class HaloAttention(ImageAttentionLayer):
         window = block + 2 * halo
         heads, key_dim, value_dim = self.num_heads, self._key_dim, self._value_dim
         rows, columns = height // block, width // block
+        step, query_block = self._query_stride, self._query_block
 
-        # Queries: (batch * blocks, block, block, heads, key_dim).
-        query = ops.reshape(self.query(x), (-1, rows, block, columns, block, heads * key_dim))
+        # Queries: (batch * blocks, q, q, heads, key_dim), q the (strided) query block.
+        query = ops.reshape(
+            self.query(x), (-1, rows, query_block, columns, query_block, heads * key_dim)
+        )
         query = ops.transpose(query, (0, 1, 3, 2, 4, 5))
-        query = ops.reshape(query, (-1, block, block, heads, key_dim))
+        query = ops.reshape(query, (-1, query_block, query_block, heads, key_dim))
 
         # Keys and values: each block's haloed window, zeros beyond the border.
         key_value = self.key_value(x)
@@ -171,20 +194,32 @@ class HaloAttention(ImageAttentionLayer):
             query, key, value, self, window, window, return_attention
         )
 
-        outputs = ops.reshape(attended, (-1, rows, columns, block, block, heads * value_dim))
+        outputs = ops.reshape(
+            attended, (-1, rows, columns, query_block, query_block, heads * value_dim)
+        )
         outputs = ops.transpose(outputs, (0, 1, 3, 2, 4, 5))
-        outputs = ops.reshape(outputs, (-1, height, width, heads * value_dim))
+        outputs = ops.reshape(outputs, (-1, height // step, width // step, heads * value_dim))
+        if self.strides > step:
+            outputs = ops.average_pool(outputs, 2, 2, data_format="channels_last")
         outputs = ka_ops.from_channels_last(outputs, self.data_format)
         if return_attention:
             attention = ops.reshape(
-                attention, (-1, rows * columns, heads, block * block, window * window)
+                attention, (-1, rows * columns, heads, query_block**2, window * window)
             )
         return self._outputs(outputs, attention, return_attention)
+
+    def compute_output_shape(self, input_shape):
+        shape = list(input_shape)
+        for axis in (1, 2) if self.data_format == "channels_last" else (2, 3):
+            shape[axis] = None if shape[axis] is None else shape[axis] // self.strides
+        return tuple(shape)
 
     def compute_output_spec(self, inputs, training=None, return_attention=False):
         # Shapes by arithmetic, not by tracing `call`: PyTorch traces with
         # placeholder sizes (not multiples of the block) and JAX with symbolic ones.
-        outputs = keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
+        outputs = keras.KerasTensor(
+            self.compute_output_shape(inputs.shape), dtype=self.compute_dtype
+        )
         if not return_attention:
             return outputs
         height, width = ka_ops.shape_to_channels_last(tuple(inputs.shape), self.data_format)[1:3]
@@ -192,7 +227,7 @@ class HaloAttention(ImageAttentionLayer):
         if isinstance(height, int) and isinstance(width, int):
             blocks = (height // self.block_size) * (width // self.block_size)
         window = self.block_size + 2 * self.halo_size
-        shape = (inputs.shape[0], blocks, self.num_heads, self.block_size**2, window**2)
+        shape = (inputs.shape[0], blocks, self.num_heads, self._query_block**2, window**2)
         return outputs, keras.KerasTensor(shape, dtype=self.compute_dtype)
 
     def get_config(self):
@@ -205,6 +240,7 @@ class HaloAttention(ImageAttentionLayer):
                 "key_dim": self.key_dim,
                 "use_bias": self.use_bias,
                 "scale_position_logits": self.scale_position_logits,
+                "strides": self.strides,
             }
         )
         return config

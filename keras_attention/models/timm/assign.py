@@ -7,6 +7,8 @@ _SKIPPED_BUFFERS = ("num_batches_tracked",)
 
 
 def _conv_kernel(value):
+    if value.ndim == 5 and value.shape[-1] == 1:  # a Conv3d over (H, W, depth 1): LambdaLayer's
+        value = value[..., 0]
     return value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
 
 
@@ -19,6 +21,8 @@ def _targets(layer, prefix, sublayers):
 
     `sublayers`: {our composite layer class: {timm's submodule path: our
     sublayer attribute}, or a function of the layer returning that mapping}.
+    An attribute that is a variable takes the tensor at that path itself
+    ("" for a parameter that is a whole module path, e.g. timm's `pos_embed`).
     """
     if isinstance(layer, keras.layers.BatchNormalization):
         names = ("weight", "bias", "running_mean", "running_var")
@@ -43,7 +47,9 @@ def _targets(layer, prefix, sublayers):
             pairs = []
             for sub, attribute in mapping.items():
                 sublayer = _sublayer(layer, attribute)
-                if sublayer is not None:
+                if isinstance(sublayer, keras.Variable):
+                    pairs.append((sublayer, f"{prefix}{sub}".rstrip("."), np.asarray))
+                elif sublayer is not None:
                     pairs += _targets(sublayer, f"{prefix}{sub}.", sublayers)
             return pairs
     raise ValueError(f"No checkpoint mapping for layer {layer.name!r} ({type(layer).__name__})")
@@ -102,9 +108,13 @@ def assign_state_dict(model, state, sublayers, skip_prefixes=()):
 
 
 def _match(key, layer_names):
-    """(layer name, rest of key) for the longest module-path prefix naming a layer."""
+    """(layer name, rest of key) for the longest module-path prefix naming a layer.
+
+    The whole key may name a layer: a parameter of timm's model itself
+    (`pos_embed`, `cls_token`), whose rest is "".
+    """
     parts = key.split(".")
-    for i in range(len(parts) - 1, 0, -1):
+    for i in range(len(parts), 0, -1):
         name = "_".join(parts[:i])
         if name in layer_names:
             return name, ".".join(parts[i:])

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_attention import layers
 from keras_attention.models import _common
 from keras_attention.models.grouped_conv import GroupedConv2D
 
@@ -34,10 +35,45 @@ def conv(x, filters, kernel_size, strides, name, groups=1, dilation=1, use_bias=
     )(x)
 
 
-def conv_bn(x, filters, kernel_size, strides, conv_name, bn_name, act_name=None, groups=1):
+def channel_attention(kind, channels, name):
+    """timm's SE ("se"), ECA ("eca") or GC with add fusion ("gc", timm's "gca") on `channels`.
+
+    Widths as timm's `create_attn` makes them: SE rd_ratio 1/16 rounded to 8,
+    GC rd_ratio 1/8 unrounded; ECA's kernel size is the paper's, at least 3.
+    """
+    if kind == "se":
+        units = make_divisible(channels / 16, 8, round_limit=0.0)
+        return layers.SqueezeExcitation(units=units, name=name)
+    if kind == "eca":
+        return layers.EfficientChannelAttention(name=name)
+    if kind == "gc":
+        units = make_divisible(channels / 8, 1, round_limit=0.0)
+        return layers.GlobalContext(units=units, fusion="add", epsilon=1e-6, name=name)
+    raise ValueError(f"Unknown attention {kind!r}")  # pragma: no cover - layouts are fixed
+
+
+# timm's submodules of SE, ECA and GC -> our sublayer attributes (see `assign`).
+CHANNEL_ATTENTION_SUBLAYERS = {
+    layers.SqueezeExcitation: {"fc1": "reduce", "fc2": "expand"},
+    layers.EfficientChannelAttention: {"conv": "conv"},
+    layers.GlobalContext: {
+        "conv_attn": "conv_attn",
+        "mlp_add.fc1": "add_fc1",
+        "mlp_add.norm": "add_norm",
+        "mlp_add.fc2": "add_fc2",
+        "mlp_scale.fc1": "mul_fc1",
+        "mlp_scale.norm": "mul_norm",
+        "mlp_scale.fc2": "mul_fc2",
+    },
+}
+
+
+def conv_bn(
+    x, filters, kernel_size, strides, conv_name, bn_name, act_name=None, groups=1, activation="relu"
+):
     x = conv(x, filters, kernel_size, strides, conv_name, groups)
     x = _common.batch_norm(x, bn_name)
-    return act(x, act_name) if act_name else x
+    return act(x, act_name, activation) if act_name else x
 
 
 def inputs(input_shape, preprocessing=None):

@@ -6,9 +6,14 @@ the sublayers of our composite layers). A new family joins by one line in
 `FAMILIES`.
 """
 
+from keras_attention.models.timm import byobnet
+from keras_attention.models.timm import regnet
+from keras_attention.models.timm import regnetz
 from keras_attention.models.timm import resnet
+from keras_attention.models.timm import volo
+from keras_attention.models.timm import vovnet
 
-FAMILIES = (resnet,)
+FAMILIES = (resnet, byobnet, regnet, regnetz, volo, vovnet)
 
 MODELS = {name: entry for family in FAMILIES for name, entry in family.MODELS.items()}
 SUBLAYERS = {cls: mapping for family in FAMILIES for cls, mapping in family.SUBLAYERS.items()}
@@ -35,11 +40,12 @@ def timm_config(name):
     Returns a dict with "name", "tag", "hub_id" (or "url" for the Caffe
     weights), "input_size" (H, W, C), "interpolation", "crop_pct" (resize to
     size / crop_pct, then centre-crop to size), "mean" and "std" (of RGB
-    values in [0, 1]).
+    values in [0, 1]): the tag's own where its entry's `tags` declares them.
     """
     base, tag = split_name(name)
     entry = MODELS[base]
-    config = {k: v for k, v in entry.items() if k not in ("build", "head")}
+    config = {k: v for k, v in entry.items() if k not in ("build", "head", "tags")}
+    config.update(entry["tags"].get(tag, {}))
     config.update(
         name=base,
         tag=tag,

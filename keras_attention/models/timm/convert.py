@@ -75,13 +75,15 @@ def from_timm(
         else:
             state = checkpoint_io.load_checkpoint(checkpoint)
     checkpoint_classes = 1000
-    head = entry["head"]
+    # The classifier's module path, or a tuple of them (VOLO's head and aux_head).
+    heads = entry["head"] if isinstance(entry["head"], tuple) else (entry["head"],)
+    head = heads[0]
     if state is not None and f"{head}.weight" in state:
         checkpoint_classes = int(np.shape(state[f"{head}.weight"])[0])
     classes = checkpoint_classes if classes is None else classes
     skip = ()
     if state is not None and (not include_top or classes != checkpoint_classes):
-        skip = (f"{head}.",)
+        skip = tuple(f"{h}." for h in heads)
         if include_top:
             print(
                 f"from_timm: new {classes}-class classifier in place of the checkpoint's "

@@ -1,12 +1,15 @@
 """timm's ResNet family (timm/models/resnet.py, resnest.py, sknet.py, senet.py) in Keras.
 
 `build(layout, ...)` assembles a network from a `Layout`: the stem (7x7,
-deep, tiered, Caffe's), the shortcut (strided 1x1 conv or average-pool-down),
-the block (basic, bottleneck, ResNeXt's grouped bottleneck, ResNeSt's
-split-attention bottleneck, SK-ResNet's selective-kernel basic block, the SE
-authors' Caffe bottleneck, timm's "byob" bottleneck) and the attention layer of each block. Layers are named after
-timm's module paths with "." replaced by "_" (e.g. `layer1_0_conv1`), which is
-what lets `convert` map each checkpoint tensor to one Keras variable.
+deep, deep-tiered, Caffe's; its max pool, ResNet-RS's strided conv or the
+anti-aliased average pool), the shortcut (strided 1x1 conv or
+average-pool-down), the block (basic, bottleneck, ResNeXt's grouped
+bottleneck, ResNeSt's split-attention bottleneck, SK-ResNet's selective-kernel
+basic block and SKNet's grouped selective-kernel bottleneck, the SE authors'
+Caffe bottleneck) and the attention layer of each
+block. Layers are named after timm's module paths with "." replaced by "_"
+(e.g. `layer1_0_conv1`), which is what lets `convert` map each checkpoint
+tensor to one Keras variable.
 """
 
 import dataclasses
@@ -16,7 +19,9 @@ import keras
 
 from keras_attention import layers
 from keras_attention.models import _common
+from keras_attention.models.timm.blocks import CHANNEL_ATTENTION_SUBLAYERS
 from keras_attention.models.timm.blocks import act as _act
+from keras_attention.models.timm.blocks import channel_attention
 from keras_attention.models.timm.blocks import check_top
 from keras_attention.models.timm.blocks import conv_bn as _conv_bn
 from keras_attention.models.timm.blocks import head
@@ -30,14 +35,22 @@ class Layout:
     """One timm architecture: what the builder needs to reproduce it exactly."""
 
     blocks: tuple  # blocks per stage
-    block: str = "bottleneck"  # basic | bottleneck | resnest | sk_basic | legacy | byob
-    stem: str = ""  # "" (7x7) | deep | deep_tiered | legacy | tiered (byob, no pool)
+    # basic | bottleneck | resnest | sk_basic | sk_bottleneck | legacy
+    block: str = "bottleneck"
+    stem: str = ""  # "" (7x7) | deep | deep_tiered | legacy
     stem_width: int = 64
     avg_down: bool = False
     cardinality: int = 1
     base_width: int = 64
     attention: str | None = None  # se | eca | gc | legacy_se
+    se_ratio: float = 1 / 16  # "se": its width is make_divisible(channels * se_ratio, 8)
     radix: int = 1  # resnest
+    avd_first: bool = False  # resnest: the strided 3x3 average pool before the 3x3 conv
+    # ResNet-RS: a strided 3x3 conv + BN + ReLU (timm's "maxpool.0/1/2") instead of the max pool.
+    replace_stem_pool: bool = False
+    # timm's aa_layer=nn.AvgPool2d: a 2x2 average pool does every stride-2 step of the
+    # stem pool and of the blocks' 3x3 convs (which then run at stride 1).
+    avg_pool_aa: bool = False
 
 
 def _max_pool(x, name, ceil_mode=False):
@@ -51,49 +64,53 @@ def _max_pool(x, name, ceil_mode=False):
 def _stem(x, layout):
     if layout.stem == "":
         x = _conv_bn(x, 64, 7, 2, "conv1", "bn1", "act1")
-        return _max_pool(x, "maxpool")
+        return _stem_pool(x, layout)
     if layout.stem == "legacy":
         x = _conv_bn(x, 64, 7, 2, "layer0_conv1", "layer0_bn1", "layer0_relu1")
         return _max_pool(x, "pool0", ceil_mode=True)
-    if layout.stem == "tiered":  # byob: three ConvNormAct, the last one strided, no pool
-        for i, (filters, strides) in enumerate(((24, 2), (32, 1), (64, 2))):
-            n = f"stem_conv{i + 1}"
-            x = _conv_bn(x, filters, 3, strides, f"{n}_conv", f"{n}_bn", f"{n}_act")
-        return x
     width = layout.stem_width
     first = 3 * (width // 4) if layout.stem == "deep_tiered" else width
     x = _conv_bn(x, first, 3, 2, "conv1_0", "conv1_1", "conv1_2")
     x = _conv_bn(x, width, 3, 1, "conv1_3", "conv1_4", "conv1_5")
-    x = _conv_bn(x, 64, 3, 1, "conv1_6", "bn1", "act1")
+    x = _conv_bn(x, 2 * width, 3, 1, "conv1_6", "bn1", "act1")
+    return _stem_pool(x, layout)
+
+
+def _stem_pool(x, layout):
+    if layout.replace_stem_pool:
+        channels = x.shape[_common.channel_axis()]
+        return _conv_bn(x, channels, 3, 2, "maxpool_0", "maxpool_1", "maxpool_2")
+    if layout.avg_pool_aa:
+        return keras.layers.AveragePooling2D(2, name="maxpool")(x)
     return _max_pool(x, "maxpool")
 
 
-def _attention(kind, channels, name):
+def _attention(kind, channels, name, se_ratio=1 / 16):
     if kind == "se":
-        units = make_divisible(channels / 16, 8, round_limit=0.0)
+        units = make_divisible(channels * se_ratio, 8, round_limit=0.0)
         return layers.SqueezeExcitation(units=units, name=name)
     if kind == "legacy_se":
         return layers.SqueezeExcitation(units=channels // 16, name=name)
-    if kind == "eca":
-        # timm's kernel size: the paper's, at least 3.
-        return layers.EfficientChannelAttention(name=name)
-    if kind == "gc":
-        units = make_divisible(channels / 8, 1, round_limit=0.0)
-        return layers.GlobalContext(units=units, fusion="add", epsilon=1e-6, name=name)
-    raise ValueError(f"Unknown attention {kind!r}")  # pragma: no cover - layouts are fixed
+    return channel_attention(kind, channels, name)
 
 
-def _selective_kernel(filters, strides, name):
-    """timm's SelectiveKernel of skresnet18/34: a 3x3 branch and a 3x3 dilated by 2
-    (its 5x5 under keep_3x3), the input split between them, no groups, and an
-    attention width of make_divisible(filters / 8, 16) (rd_ratio=1/8, rd_divisor=16)."""
+def _selective_kernel(filters, strides, name, groups=1):
+    """timm's SelectiveKernel: a 3x3 branch and a 3x3 dilated by 2 (its 5x5 under keep_3x3).
+
+    skresnet18/34 (`groups=1`): the input split between the branches and an
+    attention width of make_divisible(filters / 8, 16) (rd_ratio=1/8,
+    rd_divisor=16). skresnext50_32x4d (`groups=32`): each branch convolves the
+    whole input, attention width make_divisible(filters / 16, 32) (rd_ratio=1/16,
+    rd_divisor=32, split_input=False).
+    """
+    grouped = groups > 1
     return layers.SelectiveKernel(
         filters=filters,
         dilations=(1, 2),
-        groups=1,
-        units=make_divisible(filters / 8, 16),
+        groups=groups,
+        units=make_divisible(filters / 16, 32) if grouped else make_divisible(filters / 8, 16),
         strides=strides,
-        split_input=True,
+        split_input=not grouped,
         name=name,
     )
 
@@ -107,6 +124,11 @@ def _shortcut(x, out_channels, strides, name, avg_down):
         # only an odd edge and leaves the padding out of the mean, the same thing.
         x = keras.layers.AveragePooling2D(2, strides, padding="same", name=f"{name}_0")(x)
     return _conv_bn(x, out_channels, 1, 1, f"{name}_1", f"{name}_2")
+
+
+def _avd_pool(x, strides, name):
+    x = keras.layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
+    return keras.layers.AveragePooling2D(3, strides, name=name)(x)
 
 
 def _block(x, layout, planes, strides, name):
@@ -127,43 +149,50 @@ def _block(x, layout, planes, strides, name):
         y = _conv_bn(y, planes, 3, 1, f"{n}_conv2", f"{n}_bn2", f"{n}_relu2")
         y = _conv_bn(y, out_channels, 1, 1, f"{n}_conv3", f"{n}_bn3")
         attention_name = f"{n}_se_module"
-    elif layout.block == "byob":  # timm's ByobNet bottleneck: attention on the 3x3's output
-        mid = out_channels // 4
-        y = _conv_bn(x, mid, 1, 1, f"{n}_conv1_1x1_conv", f"{n}_conv1_1x1_bn", f"{n}_conv1_1x1_act")
-        y = _conv_bn(
-            y, mid, 3, strides, f"{n}_conv2_kxk_conv", f"{n}_conv2_kxk_bn", f"{n}_conv2_kxk_act"
-        )
-        y = _attention(layout.attention, mid, f"{n}_attn")(y)
-        y = _conv_bn(y, out_channels, 1, 1, f"{n}_conv3_1x1_conv", f"{n}_conv3_1x1_bn")
+    elif layout.block == "sk_bottleneck":  # SKNet: the grouped 3x3 is a SelectiveKernel
+        width = int(planes * layout.base_width / 64) * layout.cardinality
+        y = _conv_bn(x, width, 1, 1, f"{n}_conv1_conv", f"{n}_conv1_bn", f"{n}_conv1_act")
+        y = _selective_kernel(width, strides, f"{n}_conv2", layout.cardinality)(y)
+        y = _conv_bn(y, out_channels, 1, 1, f"{n}_conv3_conv", f"{n}_conv3_bn")
         attention_name = None
     elif layout.block == "resnest":
         width = int(planes * layout.base_width / 64) * layout.cardinality
         y = _conv_bn(x, width, 1, 1, f"{n}_conv1", f"{n}_bn1", f"{n}_act1")
+        # "avd": the stride moves to a 3x3 average pool (zeros counted), after the
+        # split attention or (avd_first) before it.
+        avd = f"{n}_avd_first" if layout.avd_first else f"{n}_avd_last"
+        if strides > 1 and layout.avd_first:
+            y = _avd_pool(y, strides, avd)
         y = layers.SplitAttention(
             filters=width, radix=layout.radix, cardinality=layout.cardinality, name=f"{n}_conv2"
         )(y)
-        if strides > 1:  # "avd": the stride moves to a 3x3 average pool (zeros counted)
-            y = keras.layers.ZeroPadding2D(1, name=f"{n}_avd_last_pad")(y)
-            y = keras.layers.AveragePooling2D(3, strides, name=f"{n}_avd_last")(y)
+        if strides > 1 and not layout.avd_first:
+            y = _avd_pool(y, strides, avd)
         y = _conv_bn(y, out_channels, 1, 1, f"{n}_conv3", f"{n}_bn3")
         attention_name = None
     else:  # bottleneck v1.5, grouped when cardinality > 1 (ResNeXt)
         width = int(planes * layout.base_width / 64) * layout.cardinality
+        aa = layout.avg_pool_aa and strides > 1
         y = _conv_bn(x, width, 1, 1, f"{n}_conv1", f"{n}_bn1", f"{n}_act1")
         y = _conv_bn(
-            y, width, 3, strides, f"{n}_conv2", f"{n}_bn2", f"{n}_act2", layout.cardinality
+            y,
+            width,
+            3,
+            1 if aa else strides,
+            f"{n}_conv2",
+            f"{n}_bn2",
+            f"{n}_act2",
+            layout.cardinality,
         )
+        if aa:
+            y = keras.layers.AveragePooling2D(2, strides, name=f"{n}_aa")(y)
         y = _conv_bn(y, out_channels, 1, 1, f"{n}_conv3", f"{n}_bn3")
         attention_name = f"{n}_se"
     if attention_name and layout.attention:
-        y = _attention(layout.attention, out_channels, attention_name)(y)
+        y = _attention(layout.attention, out_channels, attention_name, layout.se_ratio)(y)
     shortcut = x
     if strides != 1 or in_channels != out_channels:
-        down = f"{n}_shortcut" if layout.block == "byob" else f"{n}_downsample"
-        if layout.block == "byob":
-            shortcut = _conv_bn(x, out_channels, 1, strides, f"{down}_conv", f"{down}_bn")
-        else:
-            shortcut = _shortcut(x, out_channels, strides, down, layout.avg_down)
+        shortcut = _shortcut(x, out_channels, strides, f"{n}_downsample", layout.avg_down)
     y = keras.layers.Add(name=f"{n}_add")([shortcut, y])
     return _act(y, f"{n}_act")
 
@@ -181,11 +210,7 @@ def build(layout, name, input_shape, classes, include_top, pooling, head_name, p
         planes = 64 * 2**stage
         for index in range(count):
             strides = 2 if stage > 0 and index == 0 else 1
-            if layout.block == "byob":
-                block_name = f"stages_{stage}_{index}"
-            else:
-                block_name = f"layer{stage + 1}_{index}"
-            x = _block(x, layout, planes, strides, block_name)
+            x = _block(x, layout, planes, strides, f"layer{stage + 1}_{index}")
     outputs = head(x, include_top, pooling, classes, head_name)
     return keras.Model(inputs, outputs, name=name)
 
@@ -198,8 +223,13 @@ def _entry(layout, tag, **kwargs):
 
 
 _R18, _R34, _R50, _R101 = (2, 2, 2, 2), (3, 4, 6, 3), (3, 4, 6, 3), (3, 4, 23, 3)
+_R152, _R200, _R269 = (3, 8, 36, 3), (3, 24, 36, 3), (3, 30, 48, 8)
 _D = {"stem": "deep", "stem_width": 32, "avg_down": True}
 _T = {"stem": "deep_tiered", "stem_width": 32, "avg_down": True}
+_E = {"stem": "deep", "stem_width": 64, "avg_down": True}  # ResNeSt's "e": a 64-wide deep stem
+_SEXT = {"cardinality": 32, "attention": "se"}  # SE-ResNeXt 32xNd
+# ResNet-RS (Bello et al., 2021): SE at ratio 1/4, deep stem without a max pool.
+_RS = {"attention": "se", "se_ratio": 0.25, "replace_stem_pool": True, **_D}
 
 # timm's default pretrained tag and its preprocessing, for each supported name.
 MODELS = {
@@ -210,7 +240,7 @@ MODELS = {
     "resnet50d": _entry(Layout(_R50, **_D), "ra2_in1k"),
     "seresnet50": _entry(Layout(_R50, attention="se"), "a1_in1k", crop=0.95),
     "seresnet152d": _entry(
-        Layout((3, 8, 36, 3), attention="se", **_D), "ra2_in1k", size=256, crop=0.95
+        Layout(_R152, attention="se", **_D), "ra2_in1k", size=256, crop=0.95
     ),
     "legacy_seresnet50": _entry(
         Layout(_R50, "legacy", stem="legacy", attention="legacy_se"),
@@ -227,13 +257,6 @@ MODELS = {
     "ecaresnet50t": _entry(Layout(_R50, attention="eca", **_T), "ra2_in1k", size=256),
     "ecaresnet101d": _entry(Layout(_R101, attention="eca", **_D), "miil_in1k"),
     "ecaresnetlight": _entry(Layout((1, 1, 11, 3), attention="eca", avg_down=True), "miil_in1k"),
-    "gcresnet50t": _entry(
-        Layout(_R50, "byob", stem="tiered", attention="gc"),
-        "ra2_in1k",
-        size=256,
-        crop=0.9,
-        head="head.fc",
-    ),
     "resnest14d": _entry(
         Layout((1, 1, 1, 1), "resnest", radix=2, **_D), "gluon_in1k", interpolation="bilinear"
     ),
@@ -243,22 +266,48 @@ MODELS = {
     "resnest50d": _entry(Layout(_R50, "resnest", radix=2, **_D), "in1k", interpolation="bilinear"),
     "skresnet18": _entry(Layout(_R18, "sk_basic"), "ra_in1k"),
     "skresnet34": _entry(Layout(_R34, "sk_basic"), "ra_in1k"),
+    # Depth and width variants.
+    "resnest101e": _entry(
+        Layout(_R101, "resnest", radix=2, **_E), "in1k", size=256, interpolation="bilinear"
+    ),
+    "resnest200e": _entry(Layout(_R200, "resnest", radix=2, **_E), "in1k", size=320, crop=0.909),
+    "resnest269e": _entry(Layout(_R269, "resnest", radix=2, **_E), "in1k", size=416, crop=0.928),
+    "resnest50d_1s4x24d": _entry(
+        Layout(_R50, "resnest", radix=1, cardinality=4, base_width=24, avd_first=True, **_D), "in1k"
+    ),
+    "resnest50d_4s2x40d": _entry(
+        Layout(_R50, "resnest", radix=4, cardinality=2, base_width=40, avd_first=True, **_D), "in1k"
+    ),
+    "seresnext26d_32x4d": _entry(Layout(_R18, base_width=4, **_SEXT, **_D), "bt_in1k"),
+    "seresnext26t_32x4d": _entry(Layout(_R18, base_width=4, **_SEXT, **_T), "bt_in1k"),
+    "seresnext101_32x4d": _entry(Layout(_R101, base_width=4, **_SEXT), "gluon_in1k"),
+    "seresnext101_32x8d": _entry(Layout(_R101, base_width=8, **_SEXT), "ah_in1k", crop=0.95),
+    "seresnext101d_32x8d": _entry(
+        Layout(_R101, base_width=8, **_SEXT, **_D), "ah_in1k", crop=0.95
+    ),
+    "seresnextaa101d_32x8d": _entry(
+        Layout(_R101, base_width=8, avg_pool_aa=True, **_SEXT, **_D),
+        "sw_in12k_ft_in1k_288",
+        size=288,
+        crop=0.95,
+    ),
+    "ecaresnet269d": _entry(Layout(_R269, attention="eca", **_D), "ra2_in1k", size=320, crop=0.95),
+    "skresnext50_32x4d": _entry(
+        Layout(_R50, "sk_bottleneck", cardinality=32, base_width=4), "ra_in1k"
+    ),
+    "resnetrs50": _entry(Layout(_R50, **_RS), "tf_in1k", size=160, crop=0.91),
+    "resnetrs101": _entry(Layout(_R101, **_RS), "tf_in1k", size=192, crop=0.94),
+    "resnetrs152": _entry(Layout(_R152, **_RS), "tf_in1k", size=256, crop=1.0),
+    "resnetrs200": _entry(Layout(_R200, **_RS), "tf_in1k", size=256, crop=1.0),
+    "resnetrs270": _entry(Layout((4, 29, 53, 4), **_RS), "tf_in1k", size=256, crop=1.0),
+    "resnetrs350": _entry(Layout((4, 36, 72, 4), **_RS), "tf_in1k", size=288, crop=1.0),
+    "resnetrs420": _entry(Layout((4, 44, 87, 4), **_RS), "tf_in1k", size=320, crop=1.0),
 }
 
 # Our composite layers: timm's submodule path -> our sublayer attribute (or a
 # function of the layer returning that mapping).
 SUBLAYERS = {
-    layers.SqueezeExcitation: {"fc1": "reduce", "fc2": "expand"},
-    layers.EfficientChannelAttention: {"conv": "conv"},
-    layers.GlobalContext: {
-        "conv_attn": "conv_attn",
-        "mlp_add.fc1": "add_fc1",
-        "mlp_add.norm": "add_norm",
-        "mlp_add.fc2": "add_fc2",
-        "mlp_scale.fc1": "mul_fc1",
-        "mlp_scale.norm": "mul_norm",
-        "mlp_scale.fc2": "mul_fc2",
-    },
+    **CHANNEL_ATTENTION_SUBLAYERS,
     layers.SplitAttention: {name: name for name in ("conv", "bn0", "fc1", "bn1", "fc2")},
     # One conv + BN per branch: list items are "attribute.index".
     layers.SelectiveKernel: lambda layer: {
