@@ -49,6 +49,10 @@ TOLERANCES = {
 # Float32 output at scale 100 of 1e4 or more: quadratic in the input (queries
 # times values; the input times a map linear in it), so float16 overflows
 # past some scale (LargeKernelAttention here at ~x90); the docstrings say where.
+# Each deviation must also stay within FLOOR_RATIO times the layer's rounding
+# floor (see `rounding_floor`): a tolerance that the worst-conditioned layer
+# sets would let a well-conditioned one lose most of its digits unnoticed.
+FLOOR_RATIO = 8.0
 UNBOUNDED = {"LambdaLayer", "LargeKernelAttention"}
 BOUNDED_LIMIT = 1e4
 
@@ -98,8 +102,30 @@ def gradients(layer, x):
     return [input_gradient(layer, x)]  # parameter-free (SimAM): the input's
 
 
+def rounded(values, dtype):
+    """Float arrays (or a list of them) rounded to `dtype` and back to float32."""
+    if isinstance(values, (list, tuple)):
+        return [rounded(v, dtype) for v in values]
+    if values.dtype.kind != "f":
+        return values
+    return to_numpy(keras.ops.cast(values, dtype))
+
+
+def rounding_floor(reference, x, expected, dtype):
+    """The deviation that `dtype` costs before any arithmetic: the float32 layer
+    run on its weights and inputs rounded to `dtype`, relative to the largest
+    `expected` output. A layer that computes as well as `dtype` allows stays
+    within a small multiple of it."""
+    weights = reference.get_weights()
+    reference.set_weights(rounded(weights, dtype))
+    error = float(np.abs(to_numpy(reference(rounded(x, dtype))) - expected).max())
+    reference.set_weights(weights)
+    return error / max(float(np.abs(expected).max()), 1e-30)
+
+
 def measure(subject, policy, scales=(1.0, 10.0, 100.0)):
-    """{scale: (largest |float32| output, relative deviation, outputs finite)} and the layer."""
+    """{scale: (largest |float32| output, relative deviation, outputs finite,
+    rounding floor)} and the mixed layer; the floor only at scales 1 and 10."""
     reference, mixed = paired_layers(subject, policy)
     results = {}
     for scale in scales:
@@ -110,7 +136,10 @@ def measure(subject, policy, scales=(1.0, 10.0, 100.0)):
         finite = bool(np.isfinite(actual).all())
         error = float(np.abs(actual - expected).max())
         deviation = error / max(peak, 1e-30) if finite else float("inf")
-        results[scale] = (peak, deviation, finite)
+        floor = None
+        if scale in TOLERANCES[policy]:
+            floor = rounding_floor(reference, x, expected, policy.split("_")[1])
+        results[scale] = (peak, deviation, finite, floor)
     return results, mixed
 
 
@@ -132,12 +161,13 @@ def test_mixed_precision_matches_float32(subject, policy):
     assert keras.backend.standardize_dtype(outputs.dtype) == policy.split("_")[1]
     assert all(keras.backend.standardize_dtype(w.dtype) == "float32" for w in mixed.weights)
     for scale in (1.0, 10.0):
-        peak, deviation, finite = results[scale]
+        peak, deviation, finite, floor = results[scale]
         assert finite, f"non-finite outputs at scale {scale}"
         assert deviation <= TOLERANCES[policy][scale], (scale, deviation)
+        assert deviation <= FLOOR_RATIO * floor + 1e-6, (scale, deviation, floor)
         for gradient in gradients(mixed, subject.inputs(scale)):
             assert gradient is not None and np.isfinite(gradient).all(), scale
-    peak, _, finite = results[100.0]
+    peak, _, finite, _ = results[100.0]
     if subject.name in UNBOUNDED:
         assert peak >= BOUNDED_LIMIT, f"float32 output peaks at {peak:.3g}: not unbounded"
     else:
@@ -147,25 +177,36 @@ def test_mixed_precision_matches_float32(subject, policy):
 
 def print_table():
     print(f"backend {keras.backend.backend()}")
-    print("| layer | policy | dev x1 | dev x10 | dev x100 | finite x100 | f32 peak x100 |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| layer | policy | dev x1 | floor x1 | dev x10 | floor x10 | dev x100 "
+        "| finite x100 | f32 peak x100 |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    ratios = []
     deviations = {(policy, scale): [] for policy in POLICIES for scale in (1.0, 10.0)}
     for subject in SUBJECTS:
         for policy in POLICIES:
             results, _ = measure(subject, policy)
             keras.backend.clear_session()
+            cells = []
             for scale in (1.0, 10.0):
-                deviations[policy, scale].append((results[scale][1], subject.name))
-            devs = " | ".join(f"{results[s][1]:.2e}" for s in (1.0, 10.0, 100.0))
+                _, deviation, _, floor = results[scale]
+                deviations[policy, scale].append((deviation, subject.name))
+                ratio = deviation / max(floor, 1e-30)
+                ratios.append((ratio, f"{subject.name} {policy} x{scale:g}"))
+                cells += [f"{deviation:.2e}", f"{floor:.2e}"]
+            peak, deviation, finite, _ = results[100.0]
             print(
-                f"| {subject.name} | {policy} | {devs} | {results[100.0][2]} "
-                f"| {results[100.0][0]:.3g} |",
+                f"| {subject.name} | {policy} | {' | '.join(cells)} | {deviation:.2e} "
+                f"| {finite} | {peak:.3g} |",
                 flush=True,
             )
     for (policy, scale), values in deviations.items():
         values.sort()
-        median, worst = values[len(values) // 2][0], values[-1]
-        print(f"{policy} x{scale:g}: median {median:.2e}, worst {worst[0]:.2e} ({worst[1]})")
+        median, top = values[len(values) // 2][0], values[-1]
+        print(f"{policy} x{scale:g}: median {median:.2e}, worst {top[0]:.2e} ({top[1]})")
+    ratios.sort()
+    print("largest deviation / floor:", ", ".join(f"{r:.1f} ({n})" for r, n in ratios[-5:]))
 
 
 if __name__ == "__main__":
