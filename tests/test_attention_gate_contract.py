@@ -3,6 +3,7 @@
 test_layer_contract.py builds one input per case; rather than thread a second
 input through each of its checks (and the TFLite test that reads its CASES),
 this module runs the same checks with the pair. Keep it in step with that one.
+Mixed precision is checked with the other layers in test_mixed_precision_contract.py.
 """
 
 import keras
@@ -78,15 +79,6 @@ def test_keras_file_round_trip_in_safe_mode(tmp_path):
     assert type(loaded.layers[-1]) is AttentionGate
     assert loaded.layers[-1].get_config() == layer.get_config()
     np.testing.assert_allclose(to_numpy(loaded(pair())), to_numpy(model(pair())), 1e-6, 1e-6)
-
-
-@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-def test_mixed_precision(policy):
-    layer = AttentionGate(**KWARGS, dtype=policy)
-    outputs = layer(pair(scale=50.0))
-    assert keras.backend.standardize_dtype(outputs.dtype) == policy.split("_")[1]
-    assert all(keras.backend.standardize_dtype(w.dtype) == "float32" for w in layer.weights)
-    assert np.isfinite(to_numpy(outputs)).all()
 
 
 def test_gradients_reach_every_trainable_weight():

@@ -103,6 +103,39 @@ def test_train_classifier_mixed_precision_keeps_float32_logits(tmp_path):
     assert model.output.dtype == "float32" and summary["precision"] == "mixed_bfloat16"
 
 
+class TrainingRecorder(keras.callbacks.Callback):
+    """Keeps each batch's loss and the optimizer that fit() trains with."""
+
+    def __init__(self):
+        super().__init__()
+        self.losses = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.losses.append(float(logs["loss"]))
+        self.optimizer = self.model.optimizer
+
+
+def test_train_classifier_under_mixed_float16_scales_the_loss(tmp_path):
+    recorder = TrainingRecorder()
+    summary = train_classifier.main(
+        QUICK
+        + ["--attention", "cbam", "--precision", "mixed_float16", "--output-dir", str(tmp_path)],
+        callbacks=[recorder],
+    )
+    assert summary["precision"] == "mixed_float16"
+    assert len(recorder.losses) == 2 and np.isfinite(recorder.losses).all()
+    assert np.isfinite(summary["test_loss"])
+    # compile() wraps the example's Adam itself (auto_scale_loss).
+    optimizer = recorder.optimizer
+    assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    assert optimizer.name == "loss_scale_optimizer"
+    assert isinstance(optimizer.inner_optimizer, keras.optimizers.Adam)
+    assert np.isfinite(float(optimizer.dynamic_scale))
+    # Each step either applied finite float32 gradients or halved the scale.
+    skipped = int(round(np.log2(optimizer.initial_scale / float(optimizer.dynamic_scale))))
+    assert int(optimizer.inner_optimizer.iterations) + skipped == 2
+
+
 def test_killed_run_resumes_from_the_next_epoch(tmp_path, capsys):
     argv = QUICK[:2] + ["--epochs", "3", "--batch-size", "32", "--verbose", "0"]
     argv += ["--attention", "eca", "--output-dir", str(tmp_path)]

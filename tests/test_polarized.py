@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import test_layer_contract as contract
+import test_mixed_precision_contract as mixed_contract
 from helpers import randomize_weights
 from helpers import to_numpy
 
@@ -100,7 +101,9 @@ SEQUENTIAL = contract.Case(PolarizedSelfAttention, {"layout": "sequential"}, 16,
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_sequential_mixed_precision(policy):
-    contract.test_mixed_precision(SEQUENTIAL, policy)
+    subject = mixed_contract.case_subject(SEQUENTIAL)
+    mixed_contract.test_mixed_precision_matches_float32(subject, policy)
+    mixed_contract.test_mixed_precision_gradients_are_finite(subject, policy)
 
 
 def test_sequential_round_trips_and_formats(tmp_path):

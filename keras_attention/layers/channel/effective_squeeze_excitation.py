@@ -21,6 +21,10 @@ class EffectiveSqueezeExcitation(ImageAttentionLayer):
     each channel. timm's `EffectiveSEModule`. With C=256 it has 65,792
     parameters (256 * 256 + 256).
 
+    Mixed precision: its spatial means accumulate in float32
+    (`keras_attention.ops.mean`); the 1x1 projection and the gate run in the
+    compute dtype.
+
     Args:
         gate: `"hard_sigmoid"` (the paper's) or `"sigmoid"`. Defaults to
             `"hard_sigmoid"`.

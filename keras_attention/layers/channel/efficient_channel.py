@@ -32,6 +32,10 @@ class EfficientChannelAttention(ImageAttentionLayer):
     image data format: it is channels_last whatever `data_format` is, so
     `channels_first` works on CPUs without NCHW kernels too.
 
+    Mixed precision: its spatial means accumulate in float32
+    (`keras_attention.ops.mean`); the 1-D convolution and the sigmoid gate run
+    in the compute dtype.
+
     Args:
         kernel_size: positive odd int or None (adaptive). Defaults to None.
         gamma: positive number, the slope of the adaptive rule. Defaults to 2.

@@ -79,6 +79,9 @@ class FrequencyChannelAttention(ImageAttentionLayer):
     7 grid for the ResNet stages of 64, 128, 256 or 512 base widths. With
     C=256 and r=16 it has 8,192 parameters.
 
+    Mixed precision: the DCT pooling (a sum over positions) runs in float32 and
+    is cast back; the MLP and the sigmoid gate run in the compute dtype.
+
     Args:
         reduction: int, the MLP's bottleneck ratio (`max(1, C // reduction)`
             units). Defaults to 16.
@@ -164,10 +167,13 @@ class FrequencyChannelAttention(ImageAttentionLayer):
     def call(self, inputs, training=None, return_attention=False):
         rows, columns = ka_ops.spatial_axes(self.data_format)
         shape = ops.shape(inputs)
-        filters = ops.cast(self._spatial_filters(shape[rows], shape[columns]), inputs.dtype)
+        filters = ops.cast(self._spatial_filters(shape[rows], shape[columns]), "float32")
         if self.data_format == "channels_last":
             filters = ops.transpose(filters, (1, 2, 0))
-        squeezed = ops.sum(inputs * filters[None], axis=(rows, columns))
+        # A sum over positions: float32 under mixed precision, then back (it is
+        # a fixed weighted pooling, bounded by the input's scale).
+        squeezed = ops.sum(ops.cast(inputs, "float32") * filters[None], axis=(rows, columns))
+        squeezed = ops.cast(squeezed, inputs.dtype)
         gate = self.expand(self.reduce(squeezed))
         outputs = inputs * ka_ops.expand_channels(gate, self.data_format)
         return self._outputs(outputs, gate, return_attention)

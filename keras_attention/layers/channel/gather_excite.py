@@ -43,6 +43,11 @@ class GatherExcite(ImageAttentionLayer):
     (a depthwise convolution as large as the feature map) needs a fixed input
     size and is not offered.
 
+    Mixed precision: the global gather (`extent=0`) accumulates in float32
+    (`keras_attention.ops.mean`); the local gathers (pooling windows, strided
+    convolutions), the MLP and the gate run in the compute dtype, with
+    BatchNormalization's statistics in float32 (Keras's).
+
     Args:
         extent: 0 (global) or a power of two >= 2, the gather stride.
             Defaults to 0.

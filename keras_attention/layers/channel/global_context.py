@@ -32,6 +32,11 @@ class GlobalContext(ImageAttentionLayer):
     With `pooling="avg"` the context is the plain spatial mean (the paper's
     ablation).
 
+    Mixed precision: the softmax over positions and the attention pooling (the
+    weighted sum over positions) run in float32, and the pooled context is cast
+    back; the transform and the fusion run in the compute dtype, with
+    LayerNormalization's statistics in float32 (Keras's).
+
     Args:
         reduction: int, the bottleneck ratio r of the transform; it has
             `max(1, round(C / reduction))` hidden units. Defaults to 8.
@@ -133,9 +138,10 @@ class GlobalContext(ImageAttentionLayer):
             # A softmax over both spatial axes without flattening them.
             scores = ops.exp(scores - ops.max(scores, axis=(1, 2), keepdims=True))
             weights = scores / ops.sum(scores, axis=(1, 2), keepdims=True)
-            weights = ops.cast(weights, x.dtype)
-            context = ops.sum(x * weights[..., None], axis=(1, 2))
-            attention["pooling"] = weights
+            # The attention pooling sums H*W products: float32, then back.
+            context = ops.sum(ops.cast(x, "float32") * weights[..., None], axis=(1, 2))
+            context = ops.cast(context, x.dtype)
+            attention["pooling"] = ops.cast(weights, x.dtype)
         else:
             context = ka_ops.spatial_mean(inputs, self.data_format)
         outputs = inputs

@@ -36,6 +36,10 @@ class SelectiveKernel(ImageAttentionLayer):
     layer equals `timm.layers.SelectiveKernel` (float32, eval mode) given
     timm's `stride`, `groups`, `split_input` and `rd_channels=units`.
 
+    Mixed precision: the pooled means accumulate in float32
+    (`keras_attention.ops.mean`) and the softmax across branches runs in
+    float32; the convolutions and the weighted sum run in the compute dtype.
+
     Args:
         filters: int or None, the output channels; None keeps the input's.
         kernel_size: int, the size of every branch's kernel. Defaults to 3.

@@ -33,6 +33,10 @@ class SqueezeExcitation(ImageAttentionLayer):
     biases) turns it into a gate in (0, 1) that rescales each channel. With
     C=256 and reduction=16 the layer has 8,464 parameters, as in the paper.
 
+    Mixed precision: its spatial means accumulate in float32
+    (`keras_attention.ops.mean`); the MLP and the sigmoid gate run in the
+    compute dtype.
+
     Args:
         reduction: int, the bottleneck ratio r; the hidden layer has
             `max(1, C // reduction)` units. Defaults to 16.

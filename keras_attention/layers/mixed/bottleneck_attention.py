@@ -34,6 +34,11 @@ class BottleneckAttention(ImageAttentionLayer):
     training). With C=256 and r=16 it has 17,489 parameters (17,361
     trainable).
 
+    Mixed precision: its spatial means accumulate in float32
+    (`keras_attention.ops.mean`); the MLP, the dilated convolutions and the
+    sigmoid run in the compute dtype, with BatchNormalization's statistics in
+    float32 (Keras's).
+
     Args:
         reduction: int, the bottleneck ratio r of both branches (widths
             `max(1, C // r)`). Defaults to 16.

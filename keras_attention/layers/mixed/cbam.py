@@ -30,6 +30,10 @@ class ChannelGate(ImageAttentionLayer):
     into a gate that rescales each channel. With C=256 and reduction=16 the MLP
     has 8,464 parameters.
 
+    Mixed precision: its spatial means accumulate in float32
+    (`keras_attention.ops.mean`); the max pools, the shared MLP and the sigmoid
+    gate run in the compute dtype.
+
     Args:
         reduction: int, the bottleneck ratio r; the hidden layer has
             `max(1, C // reduction)` units. Defaults to 16.
@@ -99,6 +103,11 @@ class SpatialGate(ImageAttentionLayer):
     convolution without bias and a BatchNormalization give one logit per
     pixel, and a sigmoid turns it into a gate shared by all channels. With the
     default 7x7 kernel the convolution has 98 parameters.
+
+    Mixed precision: the mean over channels accumulates in float32
+    (`keras_attention.ops.mean`); the max, the convolution and the sigmoid gate
+    run in the compute dtype, with BatchNormalization's statistics in float32
+    (Keras's).
 
     Args:
         kernel_size: positive odd int, the size of the convolution. Defaults
@@ -181,6 +190,9 @@ class CBAM(ImageAttentionLayer):
     max-pooled descriptors) and the result by a `SpatialGate` (a convolution
     over the max- and mean-pooled channels, with BatchNormalization). The two
     are sublayers named `channel_gate` and `spatial_gate`.
+
+    Mixed precision: as in `ChannelGate` and `SpatialGate`: means accumulate in
+    float32, the rest runs in the compute dtype.
 
     Args:
         reduction: int, the channel gate's bottleneck ratio. Defaults to 16.

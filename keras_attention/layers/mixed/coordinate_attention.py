@@ -24,6 +24,11 @@ class CoordinateAttention(ImageAttentionLayer):
     with `bias=True`). With C=256 and the defaults it has 6,696 parameters
     (6,680 trainable).
 
+    Mixed precision: the row and column means accumulate in float32
+    (`keras_attention.ops.mean`); the convolutions and the sigmoid gates run in
+    the compute dtype, with BatchNormalization's statistics in float32
+    (Keras's).
+
     Args:
         reduction: int, the bottleneck ratio. Defaults to 32.
         min_units: int, the smallest bottleneck width. Defaults to 8.

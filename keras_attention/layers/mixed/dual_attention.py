@@ -164,6 +164,10 @@ class DualAttention(ImageAttentionLayer):
     branch outputs are summed. This is the authors' head without its dropout
     and 1x1 classifiers.
 
+    Mixed precision: as in `PositionAttention` and `ChannelAttention` (their
+    softmaxes and energies in float32); the convolutions run in the compute
+    dtype, with BatchNormalization's statistics in float32 (Keras's).
+
     Args:
         filters: int or None, the output channels; None keeps the input's.
         reduction: int, the position module's query/key ratio (applied to the

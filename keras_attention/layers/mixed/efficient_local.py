@@ -27,6 +27,11 @@ class EfficientLocalAttention(ImageAttentionLayer):
     It is mixed attention: each gate value depends on the channel and the
     position (`a_h[c, h] * a_w[c, w]`), as in coordinate attention.
 
+    Mixed precision: the strip means accumulate in float32
+    (`keras_attention.ops.mean`) and GroupNormalization's statistics are
+    float32 (Keras's); the 1-D convolutions and the sigmoid gates run in the
+    compute dtype.
+
     Args:
         kernel_size: positive odd int, the 1-D convolution's size. Defaults to 7.
         norm_groups: int >= 1 dividing C, GroupNorm's groups. Defaults to 16.

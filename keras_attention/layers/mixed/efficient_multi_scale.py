@@ -27,6 +27,11 @@ class EfficientMultiScaleAttention(ImageAttentionLayer):
     and a sigmoid gives one weight a pixel for the whole group. With C=256
     and the default 32 groups: 672 parameters (72 + 584 + 16).
 
+    Mixed precision: the means accumulate in float32
+    (`keras_attention.ops.mean`), the two softmaxes over channels run in
+    float32 and GroupNormalization's statistics are float32 (Keras's); the
+    convolutions and the gate run in the compute dtype.
+
     Args:
         groups: int >= 1 dividing C (the code's `factor`). Defaults to 32.
         data_format: `"channels_last"`, `"channels_first"` or `None` (Keras's

@@ -27,6 +27,10 @@ class GlobalAttention(ImageAttentionLayer):
     (`GAM_Attention`, rate=4). With C=256 and reduction=4: 1,640,320
     parameters (1,639,552 trainable).
 
+    Mixed precision: no softmax and no sum over positions: everything runs in
+    the compute dtype, with BatchNormalization's statistics in float32
+    (Keras's).
+
     Args:
         reduction: int >= 1, the ratio r of both branches; hidden widths are
             `max(1, C // reduction)`. Defaults to 4.

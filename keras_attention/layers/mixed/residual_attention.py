@@ -79,6 +79,14 @@ class ResidualAttention(ImageAttentionLayer):
     units. The released Caffe models also put a residual unit on each skip
     connection; this module does not.
 
+    Mixed precision: no softmax and no sum over positions: everything runs in
+    the compute dtype, with BatchNormalization's statistics in float32
+    (Keras's).
+
+    Mixed precision: no softmax and no sum over positions: everything (pools,
+    resizes, the sigmoid mask) runs in the compute dtype, with
+    BatchNormalization's statistics in float32 (Keras's).
+
     Args:
         filters: int or None, the channels of every unit and of the output;
             None keeps the input's. When it differs from the input channels,

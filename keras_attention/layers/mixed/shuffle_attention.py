@@ -29,6 +29,10 @@ class ShuffleAttention(ImageAttentionLayer):
     cweight and sweight start at 0 and cbias and sbias at 1, so every gate is
     sigmoid(1) at initialisation.
 
+    Mixed precision: its spatial means accumulate in float32
+    (`keras_attention.ops.mean`) and GroupNormalization's statistics are
+    float32 (Keras's); the gates run in the compute dtype.
+
     Args:
         groups: int >= 1; `2 * groups` must divide C. Defaults to 64.
         data_format: `"channels_last"`, `"channels_first"` or `None` (Keras's

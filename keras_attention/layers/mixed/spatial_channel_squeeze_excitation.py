@@ -29,6 +29,10 @@ class SpatialChannelSqueezeExcitation(ImageAttentionLayer):
     default. With C=256: 66,177 parameters at reduction=2 (65,920 + 257),
     8,721 at reduction=16.
 
+    Mixed precision: its spatial means accumulate in float32
+    (`keras_attention.ops.mean`); the MLP, the 1x1 convolution and the sigmoid
+    gates run in the compute dtype.
+
     Args:
         reduction: int >= 1, the cSE bottleneck ratio; the hidden layer has
             `max(1, C // reduction)` units. Defaults to 2.

@@ -33,6 +33,10 @@ class SpatialGroupEnhance(ImageAttentionLayer):
     H*W - 1) and epsilon 1e-5 is added to it, not to the variance as the
     paper's formula reads.
 
+    Mixed precision: the group's mean descriptor, the similarity's
+    normalisation (mean and variance over positions) and the affine logits run
+    in float32; the sigmoid gate is cast back to the compute dtype.
+
     Args:
         groups: int >= 1 dividing C. Defaults to 64.
         data_format: `"channels_last"`, `"channels_first"` or `None` (Keras's

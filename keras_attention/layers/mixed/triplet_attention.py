@@ -35,6 +35,11 @@ class TripletAttention(ImageAttentionLayer):
     inference is the same. With the default 7x7 kernels it has 3 * (98 + 4)
     = 306 parameters (294 + 6 trainable), whatever C.
 
+    Mixed precision: the mean pools accumulate in float32
+    (`keras_attention.ops.mean`); the max pools, the convolutions and the
+    sigmoid gates run in the compute dtype, with BatchNormalization's
+    statistics in float32 (Keras's).
+
     Args:
         kernel_size: positive odd int, the size of the three convolutions.
             Defaults to 7.

@@ -100,11 +100,13 @@ def attend(query, key, value, bias, scale, return_attention=False):
     where it accepts an additive bias (not checked on a GPU here); the bias
     itself is a (T x S) tensor per head, so memory stays that of the
     attention matrix. float16 runs in float32: the energies and relative logits
-    of large activations leave float16's range (TensorFlow also forms the
-    logits in the input dtype). The softmax is float32 on every path.
+    of large activations leave float16's range. So does bfloat16 on TensorFlow,
+    which forms the logits in the input dtype (8 bits of them). The softmax is
+    float32 on every path.
     """
     dtype = keras.backend.standardize_dtype(value.dtype)
-    if dtype == "float16":
+    tensorflow = keras.backend.backend() == "tensorflow"
+    if dtype == "float16" or (tensorflow and dtype == "bfloat16"):
         query, key, value, bias = (ops.cast(t, "float32") for t in (query, key, value, bias))
     if return_attention:
         logits = ops.einsum("nthd,nshd->nhts", ops.cast(query, "float32"), ops.cast(key, "float32"))
@@ -113,7 +115,7 @@ def attend(query, key, value, bias, scale, return_attention=False):
         outputs = ops.einsum("nhts,nshd->nthd", weights, value)
         return ops.cast(outputs, dtype), ops.cast(weights, dtype)
     depth, value_depth = query.shape[-1], value.shape[-1]
-    if keras.backend.backend() != "tensorflow" and depth != value_depth:
+    if not tensorflow and depth != value_depth:
         # JAX needs equal head sizes (PyTorch's fused kernels too); zero
         # channels change no dot product.
         width = max(depth, value_depth)

@@ -30,6 +30,10 @@ class AttentionGate(ImageAttentionLayer):
     the paper's 1x1 theta. With C = C_g = 256 and the default
     inter_channels: 230,913 parameters (230,401 trainable).
 
+    Mixed precision: no softmax and no sum over positions: everything runs in
+    the compute dtype (a sigmoid gate), with BatchNormalization's statistics in
+    float32 (Keras's).
+
     Args:
         inter_channels: int >= 1 or None, the width of theta, phi and psi's
             input; None means `max(1, C // 2)`. Defaults to None.

@@ -37,8 +37,9 @@ class BottleneckSelfAttention(ImageAttentionLayer):
     `bias`, so a backend's fused kernel can run where it accepts an additive
     bias, but the bias is itself a (HW x HW) tensor per head: memory grows
     quadratically with H*W on every backend (measured: exponent 2.0 between
-    56x56 and 97x97). The softmax runs in float32; under `mixed_float16` the
-    whole attention does.
+    56x56 and 97x97). The softmax runs in float32; under `mixed_float16`, and
+    `mixed_bfloat16` on TensorFlow (which forms the logits in the input
+    dtype), the whole attention does.
 
     Args:
         feature_size: int or `(height, width)`, the only spatial size the layer

@@ -21,7 +21,8 @@ class DoubleAttention(ImageAttentionLayer):
     Distribute: at each position a softmax over the n descriptors mixes them,
     `Z_p = G softmax_descriptors(V_p)` (m channels). A 1x1 convolution takes Z
     back to C and the block is residual: `outputs = inputs + conv(Z)`. Both
-    softmaxes run in float32. Nothing of size (HW x HW) is formed: memory grows
+    softmaxes and the gather's pooling over positions run in float32 under
+    mixed precision. Nothing of size (HW x HW) is formed: memory grows
     linearly with H*W.
 
     The authors released no code, so this follows the paper's equations
@@ -91,9 +92,13 @@ class DoubleAttention(ImageAttentionLayer):
             return ops.reshape(t, (-1, height * width, t.shape[-1]))
 
         features = positions(self.features(x))
-        gather = ka_ops.softmax_float32(positions(self.gather(x)), axis=1)
+        gather32 = ops.softmax(ops.cast(positions(self.gather(x)), "float32"), axis=1)
+        gather = ops.cast(gather32, x.dtype)
         distribute = ka_ops.softmax_float32(positions(self.distribute(x)), axis=-1)
-        descriptors = ops.einsum("bpm,bpn->bmn", features, gather)
+        # The gather pools over all H*W positions: float32, then back (the
+        # descriptors are averages of the features, as bounded as they are).
+        descriptors = ops.einsum("bpm,bpn->bmn", ops.cast(features, "float32"), gather32)
+        descriptors = ops.cast(descriptors, x.dtype)
         distributed = ops.einsum("bpn,bmn->bpm", distribute, descriptors)
         distributed = ops.reshape(distributed, (-1, height, width, distributed.shape[-1]))
         outputs = ka_ops.from_channels_last(x + self.project(distributed), self.data_format)

@@ -46,7 +46,9 @@ class HaloAttention(ImageAttentionLayer):
     `bias`, so fused kernels that take a bias can run; each block's attention
     is `block_size^2 x w^2`, so memory grows linearly with H*W (plus the
     gathered windows, `(w / block_size)^2` times the keys and values). The
-    softmax runs in float32; under `mixed_float16` the whole attention does.
+    softmax runs in float32; under `mixed_float16`, and `mixed_bfloat16` on
+    TensorFlow (which forms the logits in the input dtype), the whole
+    attention does.
 
     Args:
         block_size: int, the side of a block of queries. Defaults to 8.

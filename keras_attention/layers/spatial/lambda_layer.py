@@ -46,7 +46,16 @@ class LambdaLayer(ImageAttentionLayer):
       fixes the feature size (`feature_size`).
 
     Each head's output is `q_n (lambda_c + lambda_n)`; the heads are
-    concatenated (C channels). No attention map is formed: the content path
+    concatenated (C channels).
+
+    Mixed precision: the key softmax and the lambdas' sums over positions
+    run in float32 and are cast back (lambda_c averages the values). The
+    output is unbounded in the input scale: queries times values, it grows
+    with the square of the scale (with inference-mode BatchNorms), so
+    float16 overflows (inf) past some scale: past x35 for unit-normal inputs
+    with the initial weights (C=64 or 256, 14x14, default arguments; the
+    float32 output peaks near 50 at x1 and 5,000 at x10). bfloat16 has
+    float32's range. No attention map is formed: the content path
     costs O(HW) memory; the local path stores `key_dim` outputs per value
     channel and pixel, O(HW * key_dim * C / heads); the global path gathers a
     (HW x HW x key_dim) embedding (quadratic in H*W).
@@ -192,9 +201,12 @@ class LambdaLayer(ImageAttentionLayer):
         value_map = self.norm_v(value_map, training=training)
         value = ops.reshape(value_map, (-1, height * width, value_dim))
 
-        # Softmax over positions (axis 1), in float32.
-        key = ka_ops.softmax_float32(key, axis=1)
-        content_lambda = ops.einsum("bmk,bmv->bkv", key, value)
+        # Softmax over positions (axis 1) and the sum over positions, in float32;
+        # lambda_c averages the values, so it is as bounded as they are.
+        key32 = ops.softmax(ops.cast(key, "float32"), axis=1)
+        key = ops.cast(key32, value.dtype)
+        content_lambda = ops.einsum("bmk,bmv->bkv", key32, ops.cast(value, "float32"))
+        content_lambda = ops.cast(content_lambda, value.dtype)
         outputs = ops.einsum("bnhk,bkv->bnhv", query, content_lambda)
         outputs = outputs + self._position_outputs(query, value_map, value)
         outputs = ops.reshape(outputs, (-1, height, width, heads * value_dim))
@@ -208,8 +220,10 @@ class LambdaLayer(ImageAttentionLayer):
             height, width = self.feature_size
             table = ops.reshape(self.position_embedding, (-1, self.key_dim))
             embedding = ops.take(table, relative_position_index(height, width), axis=0)
-            embedding = ops.cast(embedding, value.dtype)  # (HW_n, HW_m, key_dim)
-            position_lambda = ops.einsum("nmk,bmv->bnkv", embedding, value)
+            embedding = ops.cast(embedding, "float32")  # (HW_n, HW_m, key_dim)
+            # A sum over all positions: float32, then back.
+            position_lambda = ops.einsum("nmk,bmv->bnkv", embedding, ops.cast(value, "float32"))
+            position_lambda = ops.cast(position_lambda, value.dtype)
             return ops.einsum("bnhk,bnkv->bnhv", query, position_lambda)
         # Every value channel convolved on its own: channels become the batch.
         _, height, width, _ = ops.shape(value_map)

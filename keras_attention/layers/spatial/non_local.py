@@ -50,6 +50,15 @@ class NonLocalBlock(ImageAttentionLayer):
     through `keras.ops.dot_product_attention`, which JAX and PyTorch GPUs fuse
     without storing the attention matrix.
 
+    Mixed precision: the energies, the softmaxes and, for "dot_product" and
+    "concatenation", the weighted sums over positions run in float32. Those
+    two modes are unbounded in the input scale once W is trained: the output
+    grows with its cube ("dot_product": theta . phi times g) or square
+    ("concatenation"), so float16 overflows (inf) past some scale; with
+    random weights (uniform in +-0.5) on unit-normal 14x14 inputs, past x6
+    (C=64) or x20 (C=16) for "dot_product" and past x55 (C=64) or x115 (C=16)
+    for "concatenation". The softmax modes are bounded (their rows sum to 1).
+
     Args:
         mode: one of `"embedded_gaussian"`, `"gaussian"`, `"dot_product"`,
             `"concatenation"`.

@@ -45,6 +45,11 @@ class PolarizedSelfAttention(ImageAttentionLayer):
     the code. The weights are gates on one collapsed axis, not
     `softmax(QK^T)V`; memory grows linearly with H*W.
 
+    Mixed precision: both softmaxes, the pooling over positions of the channel
+    branch and the spatial branch's energies run in float32 (its query mean
+    accumulates in float32 too); the convolutions and the sigmoid gates run in
+    the compute dtype.
+
     Args:
         layout: `"parallel"` (PSA_p, default) or `"sequential"` (PSA_s).
         data_format: `"channels_last"`, `"channels_first"` or `None` (Keras's
@@ -113,8 +118,10 @@ class PolarizedSelfAttention(ImageAttentionLayer):
 
     def _channel_gate(self, x):
         """(batch, H, W, C) -> (batch, C): values pooled by softmax weights over positions."""
-        weights = ops.cast(_softmax_over_positions(self.channel_query(x)), x.dtype)
-        context = ops.sum(self.channel_value(x) * weights, axis=(1, 2))  # (batch, C/2)
+        weights = _softmax_over_positions(self.channel_query(x))  # float32
+        # The pooling over positions sums H*W products: float32, then back.
+        values = ops.cast(self.channel_value(x), "float32")
+        context = ops.cast(ops.sum(values * weights, axis=(1, 2)), x.dtype)  # (batch, C/2)
         if self.layout == "parallel":
             context = self.channel_up(context)
         else:

@@ -44,6 +44,11 @@ class SpatialTransformer(ImageAttentionLayer):
     output column j the input column `j + k`. The identity theta reproduces the
     input (up to float32 rounding of the grid, about 1e-7 relative).
 
+    Mixed precision: the localisation network runs in the compute dtype;
+    `theta`, the sampling grid and the bilinear weights are float32
+    (coordinates need more digits than float16 has); the sampled values are in
+    the compute dtype.
+
     Args:
         localization: a Keras layer or model mapping the inputs (in this layer's
             `data_format`) to features of shape `(batch, features)`, or None
