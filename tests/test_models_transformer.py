@@ -103,6 +103,32 @@ def test_attention_under_mixed_precision_is_finite():
         assert np.isfinite(to_numpy(outputs)).all()
 
 
+def _rounded_to_bfloat16(x):
+    return to_numpy(keras.ops.cast(keras.ops.cast(x, "bfloat16"), "float32"))
+
+
+@pytest.mark.parametrize("cls", [MultiHeadSelfAttention, ClassAttention])
+def test_bfloat16_loses_little_more_than_rounding(cls):
+    # As the layers' mixed precision contract asks: within 8x the deviation
+    # that rounding the weights and inputs to bfloat16 alone gives (its
+    # FLOOR_RATIO). TensorFlow would form the logits in bfloat16 without
+    # `_heads.attend`'s float32.
+    tokens = images((2, 49, 64))
+    exact = cls(num_heads=4)
+    exact(tokens)
+    randomize_weights(exact, seed=1)
+    expected = to_numpy(exact(tokens))
+    low = cls(num_heads=4, dtype="mixed_bfloat16")
+    low(tokens)
+    low.set_weights(exact.get_weights())
+    rounded = cls(num_heads=4)
+    rounded(tokens)
+    rounded.set_weights([_rounded_to_bfloat16(w) for w in exact.get_weights()])
+    floor = np.abs(to_numpy(rounded(_rounded_to_bfloat16(tokens))) - expected).max()
+    deviation = np.abs(to_numpy(low(tokens)).astype("float32") - expected).max()
+    assert deviation <= 8 * floor, (deviation, floor)
+
+
 @pytest.mark.parametrize("cls", [MultiHeadSelfAttention, ClassAttention])
 def test_bad_arguments_and_inputs_raise(cls):
     with pytest.raises(ValueError, match="num_heads=0"):

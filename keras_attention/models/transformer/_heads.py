@@ -50,11 +50,12 @@ def attend(query, key, value):
     """softmax(q k^T / sqrt(d)) v over heads: (batch, T, heads, d) -> (batch, T, heads, d).
 
     `keras.ops.dot_product_attention` fuses on JAX/PyTorch GPUs (and PyTorch's
-    CPU). TensorFlow forms the logits in the input dtype, so float16 runs in
-    float32 there (exp overflows float16 at 11).
+    CPU). TensorFlow forms the logits in the input dtype, so float16 and
+    bfloat16 run in float32 there, as in `keras_attention.ops.attend` (exp
+    overflows float16 at 11; bfloat16 keeps 8 bits of the logits).
     """
     dtype = keras.backend.standardize_dtype(value.dtype)
-    if keras.backend.backend() == "tensorflow" and dtype == "float16":
+    if keras.backend.backend() == "tensorflow" and dtype in ("float16", "bfloat16"):
         query, key, value = (ops.cast(t, "float32") for t in (query, key, value))
     scale = 1.0 / math.sqrt(query.shape[-1])
     return ops.cast(ops.dot_product_attention(query, key, value, scale=scale), dtype)
