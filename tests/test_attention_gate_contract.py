@@ -9,6 +9,7 @@ Mixed precision is checked with the other layers in test_mixed_precision_contrac
 import keras
 import numpy as np
 import pytest
+from deployment import litert_interpreter
 from helpers import randomize_weights
 from helpers import to_numpy
 from helpers import trainable_gradients
@@ -187,7 +188,7 @@ def test_converts_to_tflite_with_builtin_ops(tmp_path):
     model.export(str(tmp_path), format="tf_saved_model", verbose=False)
     converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    interpreter = tf.lite.Interpreter(model_content=converter.convert())
+    interpreter = litert_interpreter(converter.convert())
     x, g = pair(8, 10)
     runner = interpreter.get_signature_runner()
     names = list(runner.get_input_details())
