@@ -31,48 +31,60 @@ def standardize_data_format(data_format):
 
 
 def channel_axis(data_format):
-    """The channel axis of a 4-D image tensor: -1 or 1."""
+    """The channel axis of an image, volume or clip tensor: -1 or 1."""
     return -1 if data_format == "channels_last" else 1
 
 
-def spatial_axes(data_format):
-    """The (height, width) axes of a 4-D image tensor."""
-    return (1, 2) if data_format == "channels_last" else (2, 3)
+def spatial_axes(data_format, ndim=4):
+    """The spatial axes of an `ndim`-D tensor: (height, width) or (depth, height, width)."""
+    if data_format == "channels_last":
+        return tuple(range(1, ndim - 1))
+    return tuple(range(2, ndim))
 
 
 def to_channels_last(x, data_format):
-    """NCHW -> NHWC when `data_format` is channels_first; otherwise unchanged."""
+    """Channels-first -> channels-last (NCHW -> NHWC, NCDHW -> NDHWC); otherwise unchanged."""
     if data_format == "channels_first":
-        return ops.transpose(x, (0, 2, 3, 1))
+        ndim = len(x.shape)
+        return ops.transpose(x, (0, *range(2, ndim), 1))
     return x
 
 
+def to_channels_first(x):
+    """A channels-last tensor of any rank as channels-first."""
+    return from_channels_last(x, "channels_first")
+
+
 def from_channels_last(x, data_format):
-    """NHWC -> NCHW when `data_format` is channels_first; otherwise unchanged."""
+    """Channels-last -> `data_format` (NHWC -> NCHW, NDHWC -> NCDHW); otherwise unchanged."""
     if data_format == "channels_first":
-        return ops.transpose(x, (0, 3, 1, 2))
+        ndim = len(x.shape)
+        return ops.transpose(x, (0, ndim - 1, *range(1, ndim - 1)))
     return x
 
 
 def shape_to_channels_last(shape, data_format):
-    """A static 4-D shape tuple in NHWC order."""
+    """A static shape tuple (of any rank) in channels-last order."""
+    shape = tuple(shape)
     if data_format == "channels_first":
-        return (shape[0], shape[2], shape[3], shape[1])
-    return tuple(shape)
+        return (shape[0], *shape[2:], shape[1])
+    return shape
 
 
 def shape_from_channels_last(shape, data_format):
-    """A static NHWC shape tuple in `data_format` order."""
+    """A static channels-last shape tuple (of any rank) in `data_format` order."""
+    shape = tuple(shape)
     if data_format == "channels_first":
-        return (shape[0], shape[3], shape[1], shape[2])
-    return tuple(shape)
+        return (shape[0], shape[-1], *shape[1:-1])
+    return shape
 
 
-def expand_channels(v, data_format):
-    """(batch, C) -> (batch, 1, 1, C) or (batch, C, 1, 1), to scale a feature map."""
+def expand_channels(v, data_format, ndim=4):
+    """(batch, C) -> a shape that scales an `ndim`-D map: (batch, 1, 1, C), (batch, C, 1, 1, 1), ..."""
+    ones = (None,) * (ndim - 2)
     if data_format == "channels_last":
-        return v[:, None, None, :]
-    return v[:, :, None, None]
+        return v[(slice(None), *ones, slice(None))]
+    return v[(slice(None), slice(None), *ones)]
 
 
 def mean(x, axis, keepdims=False):
@@ -102,8 +114,8 @@ def mean(x, axis, keepdims=False):
 
 
 def spatial_mean(x, data_format):
-    """Global average pooling: the mean over the spatial axes, shape (batch, C)."""
-    return mean(x, spatial_axes(data_format))
+    """Global average pooling: the mean over the spatial axes (2 or 3), shape (batch, C)."""
+    return mean(x, spatial_axes(data_format, len(x.shape)))
 
 
 def softmax_float32(x, axis=-1):
@@ -252,8 +264,8 @@ def bilinear_sample(images, grid):
     return outputs
 
 
-def _resize_axis_bilinear(x, size, axis):
-    """Bilinear interpolation of `x` along `axis` to `size` samples (half-pixel centres).
+def _resize_axis_linear(x, size, axis):
+    """Linear interpolation of `x` along `axis` to `size` samples (half-pixel centres).
 
     Output sample i reads the input at `(i + 0.5) * in / out - 0.5`, clamped to
     the edges: `keras.ops.image.resize(..., "bilinear")` without antialiasing.
@@ -272,15 +284,69 @@ def _resize_axis_bilinear(x, size, axis):
     return below + (above - below) * ops.cast(weight, x.dtype)
 
 
-def resize_bilinear(images, height, width, data_format="channels_last"):
-    """Bilinear resize of a 4-D batch to (height, width), which may be run-time values.
+def resize_linear(x, size, data_format="channels_last"):
+    """Bilinear (4-D) or trilinear (5-D) resize of `x` to `size`, which may be run-time values.
 
+    `size` holds one length per spatial axis: (height, width) or (depth,
+    height, width). Interpolation is separable, one axis after the other.
     `keras.ops.image.resize` checks `size > 0` in Python, so it fails on
     symbolic TensorFlow sizes (an `Input((None, None, C))` traced by `fit` or
-    `predict`); this gives the same values (half-pixel centres, no antialiasing).
+    `predict`), and it has no trilinear mode; this gives its bilinear values
+    (half-pixel centres, no antialiasing) and PyTorch's
+    `interpolate(mode="trilinear", align_corners=False)` in 3-D.
     """
-    rows, columns = spatial_axes(data_format)
-    return _resize_axis_bilinear(_resize_axis_bilinear(images, height, rows), width, columns)
+    axes = spatial_axes(data_format, len(x.shape))
+    if len(size) != len(axes):
+        raise ValueError(
+            f"`size` must hold one length per spatial axis ({len(axes)}). Received: size={size!r}"
+        )
+    for axis, length in zip(axes, size):
+        x = _resize_axis_linear(x, length, axis)
+    return x
+
+
+def spatial_shape(x, data_format):
+    """The run-time spatial sizes of `x`: (height, width) or (depth, height, width)."""
+    shape = ops.shape(x)
+    return tuple(shape[axis] for axis in spatial_axes(data_format, len(x.shape)))
+
+
+def depthwise_conv(x, kernel, strides=1, padding="same", dilation_rate=1):
+    """A depthwise convolution of the channels-last 4-D or 5-D `x`, no bias.
+
+    `kernel` is `(kh, kw, C, 1)` (Keras's `DepthwiseConv2D`) or `(kd, kh, kw, C, 1)`;
+    `strides` and `dilation_rate` apply to the spatial axes (ints, or one per
+    axis). Keras has no 3-D depthwise convolution: a volume's is the sum over
+    the kernel's depth taps of 2-D depthwise convolutions of the depth-shifted
+    frames (depth stride 1, "same" padding in depth) — builtin kernels on every
+    backend and in TFLite, where a grouped `Conv3D` with C groups is not.
+    """
+    if len(kernel.shape) == 4:
+        return ops.depthwise_conv(
+            x, kernel, strides=strides, padding=padding, dilation_rate=dilation_rate
+        )
+    strides = (strides,) * 3 if isinstance(strides, int) else tuple(strides)
+    dilation = (dilation_rate,) * 3 if isinstance(dilation_rate, int) else tuple(dilation_rate)
+    if strides[0] != 1:
+        raise ValueError(
+            f"A 3-D depthwise convolution takes depth stride 1. Received: strides={strides}"
+        )
+    kernel = ops.cast(kernel, x.dtype)
+    taps = kernel.shape[0]
+    reach = (taps - 1) * dilation[0]
+    if padding == "same":
+        x = ops.pad(x, ((0, 0), (reach // 2, reach - reach // 2), (0, 0), (0, 0), (0, 0)))
+    batch, depth = ops.shape(x)[0], ops.shape(x)[1] - reach
+    outputs = None
+    for tap in range(taps):
+        start = tap * dilation[0]
+        frames = x[:, start : start + depth]
+        frames = ops.reshape(frames, (-1, *ops.shape(frames)[2:]))
+        y = ops.depthwise_conv(
+            frames, kernel[tap], strides=strides[1:], padding=padding, dilation_rate=dilation[1:]
+        )
+        outputs = y if outputs is None else outputs + y
+    return ops.reshape(outputs, (batch, depth, *ops.shape(outputs)[1:]))
 
 
 # GroupNorm as a function: SA-Net, EMA and ELA apply PyTorch's nn.GroupNorm to
@@ -330,9 +396,10 @@ def _computes_on_cpu():
 
 
 def grouped_conv(x, kernel, groups, strides=1, padding="same", dilation_rate=1):
-    """A 2-D convolution of the channels_last `x` in `groups` groups, no bias.
+    """A 2-D or 3-D convolution of the channels_last `x` in `groups` groups, no bias.
 
-    `kernel` is a Keras `Conv2D` kernel `(kh, kw, C // groups, filters)`. On a
+    `kernel` is a Keras `Conv2D` kernel `(kh, kw, C // groups, filters)` or a
+    `Conv3D` kernel `(kd, kh, kw, C // groups, filters)`. On a
     CPU, TensorFlow has no gradient kernel for grouped convolutions (Keras
     sends them through XLA) and XLA computes their gradients about 200x
     slower than the dense ones (docs/benchmarks.md), so there, and on JAX's
@@ -348,14 +415,14 @@ def grouped_conv(x, kernel, groups, strides=1, padding="same", dilation_rate=1):
             # NHWC tensor already is channels_last memory: the same kernel runs,
             # with no copy.
             outputs = ops.conv(
-                ops.transpose(x, (0, 3, 1, 2)),
+                to_channels_first(x),
                 kernel,
                 strides=strides,
                 padding=padding,
                 data_format="channels_first",
                 dilation_rate=dilation_rate,
             )
-            return ops.transpose(outputs, (0, 2, 3, 1))
+            return to_channels_last(outputs, "channels_first")
         return ops.conv(
             x,
             kernel,

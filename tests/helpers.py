@@ -114,3 +114,43 @@ def input_gradient(layer, x, training=True):
         loss_of(layer(x, training=training)).backward()
         return to_numpy(x.grad)
     raise NotImplementedError(backend)
+
+
+def inflate_weight(weight, shape):
+    """A 2-D layer's weight mapped onto the shape of its 3-D form's weight (I3D inflation).
+
+    Equal shapes copy (dense layers, biases, 1-D kernels, norms). A kernel that
+    gains a leading depth axis is centred in depth with zeros elsewhere when
+    the depth is odd (a 1x1 kernel becomes 1x1x1, a k x k one sits in the
+    middle of k x k x k), and repeated over depth and divided by it when even
+    (a kernel whose stride equals its size averages the frames it pools).
+    """
+    weight = np.asarray(weight)
+    shape = tuple(shape)
+    if weight.shape == shape:
+        return weight
+    if shape[1:] != weight.shape:
+        raise ValueError(f"cannot inflate a weight of shape {weight.shape} to {shape}")
+    depth = shape[0]
+    if depth % 2:
+        inflated = np.zeros(shape, weight.dtype)
+        inflated[depth // 2] = weight
+        return inflated
+    return np.repeat(weight[None], depth, axis=0) / depth
+
+
+def inflate_weights(image_layer, volume_layer):
+    """Sets `volume_layer`'s weights to `image_layer`'s inflated ones, matched by order and path.
+
+    A layer's 2-D and 3-D forms create the same sublayers with the same names in
+    the same order (DESIGN.md), so their weights pair one to one; the paths are
+    compared below the layer's own name.
+    """
+    images, volumes = image_layer.weights, volume_layer.weights
+    assert len(images) == len(volumes), (len(images), len(volumes))
+    for image, volume in zip(images, volumes):
+        assert image.path.split("/", 1)[-1] == volume.path.split("/", 1)[-1], (
+            image.path,
+            volume.path,
+        )
+        volume.assign(inflate_weight(image.numpy(), volume.shape).astype(volume.dtype))

@@ -2,8 +2,10 @@
 
 Each case is run through shapes, dynamic sizes, config and `.keras` round trips,
 gradients, data formats, a compiled fit step, `return_attention`
-and input validation, on whichever backend KERAS_BACKEND selects. Mixed precision
-has its own module over the same CASES, test_mixed_precision_contract.py.
+and input validation, on whichever backend KERAS_BACKEND selects. A layer whose
+class lists 3 in `spatial_ranks` runs the same checks again on a small clip
+(`<name>-3d`, shape BATCH x DEPTH x HEIGHT x WIDTH x C); joining takes no line here.
+Mixed precision has its own module over the same cases, test_mixed_precision_contract.py.
 """
 
 import dataclasses
@@ -18,6 +20,7 @@ from helpers import trainable_gradients
 
 import keras_attention
 from keras_attention import layers
+from keras_attention.layers.base import ImageAttentionLayer
 
 
 @dataclasses.dataclass
@@ -27,11 +30,22 @@ class Case:
     channels: int
     # argument -> an invalid value; each must raise a ValueError naming the argument.
     bad_kwargs: dict
-    # (height, width) pairs for the dynamic-size test. A layer whose weights fix
+    # (height, width) pairs ((depth, height, width) for clips) for the dynamic-size test. A layer whose weights fix
     # the size (BoT's relative embeddings) or that needs multiples of a block
     # lists sizes it accepts; the others keep the default. Other tests use
     # HEIGHT x WIDTH, which every case accepts.
     sizes: tuple = ((5, 7), (8, 6))
+    # 2: images; 3: clips (the volume cases are made from the image cases).
+    rank: int = 2
+
+    @property
+    def id(self):
+        return self.cls.__name__ + ("-3d" if self.rank == 3 else "")
+
+    def spatial(self, height=None, width=None, depth=None):
+        """The spatial shape of this case's inputs: (H, W) or (D, H, W)."""
+        height, width = height or HEIGHT, width or WIDTH
+        return (height, width) if self.rank == 2 else (depth or DEPTH, height, width)
 
 
 CASES = [
@@ -142,18 +156,41 @@ CASES = [
     Case(layers.ExternalAttention, {"units": 8}, 16, {"units": 0}),
 ]
 
-ALL_CASES = [pytest.param(case, id=case.cls.__name__) for case in CASES]
 BATCH, HEIGHT, WIDTH = 2, 6, 10  # non-square on purpose
+# Clips: BATCH x DEPTH x HEIGHT x VOLUME_WIDTH, small (CI runs every case on three backends).
+DEPTH, VOLUME_WIDTH = 4, 5
+# The volume form of every case whose layer has one, at the issue's small clip size.
+VOLUME_CASES = [
+    dataclasses.replace(case, rank=3, sizes=tuple((3, h, w) for h, w in case.sizes))
+    for case in CASES
+    if 3 in case.cls.spatial_ranks
+]
+IMAGE_ONLY_CASES = [case for case in CASES if 3 not in case.cls.spatial_ranks]
+ALL_CASES = [pytest.param(case, id=case.id) for case in CASES + VOLUME_CASES]
 
 
 def make(case, **overrides):
     return case.cls(**{**case.kwargs, **overrides})
 
 
-def random_input(case, height=HEIGHT, width=WIDTH, scale=1.0, channels_first=False, seed=0):
+def random_input(
+    case, height=None, width=None, scale=1.0, channels_first=False, seed=0, depth=None
+):
+    """Normal inputs of the case's rank; clips default to DEPTH x HEIGHT x VOLUME_WIDTH."""
+    if case.rank == 3:
+        width = width or VOLUME_WIDTH
+    spatial = case.spatial(height, width, depth)
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(BATCH, height, width, case.channels)).astype("float32") * scale
-    return np.transpose(x, (0, 3, 1, 2)) if channels_first else x
+    x = rng.normal(size=(BATCH, *spatial, case.channels)).astype("float32") * scale
+    return to_channels_first(x) if channels_first else x
+
+
+def to_channels_first(x):
+    return np.moveaxis(x, -1, 1)
+
+
+def symbolic_input(case):
+    return keras.Input((None,) * case.rank + (case.channels,))
 
 
 def built_randomized(case, **overrides):
@@ -174,17 +211,17 @@ def test_output_shape_on_non_square_input(case):
     x = random_input(case)
     y = layer(x)
     assert tuple(y.shape) == tuple(layer.compute_output_shape(x.shape))
-    assert tuple(y.shape[:3]) == (BATCH, HEIGHT, WIDTH)
+    assert tuple(y.shape[:-1]) == x.shape[:-1]
 
 
 @pytest.mark.parametrize("case", ALL_CASES)
 def test_dynamic_spatial_size(case):
-    inputs = keras.Input((None, None, case.channels))
+    inputs = symbolic_input(case)
     model = keras.Model(inputs, make(case)(inputs))
-    for height, width in case.sizes:
+    for size in case.sizes:
         # predict() runs a traced graph, where shape bugs that eager mode hides show up.
-        y = model.predict(random_input(case, height, width), verbose=0)
-        assert tuple(y.shape[1:3]) == (height, width)
+        y = model.predict(random_input(case, *size[-2:], depth=size[0]), verbose=0)
+        assert tuple(y.shape[1:-1]) == tuple(size)
 
 
 @pytest.mark.parametrize("case", ALL_CASES)
@@ -201,7 +238,7 @@ def test_config_round_trip(case):
 
 @pytest.mark.parametrize("case", ALL_CASES)
 def test_keras_file_round_trip_in_safe_mode(case, tmp_path):
-    inputs = keras.Input((None, None, case.channels))
+    inputs = symbolic_input(case)
     layer = make(case)
     model = keras.Model(inputs, layer(inputs))
     randomize_weights(layer)
@@ -238,8 +275,8 @@ def test_channels_first_matches_channels_last(case):
     first_.set_weights(last.get_weights())
     x = random_input(case, seed=3)
     expected = to_numpy(last(x))
-    actual = to_numpy(first_(np.transpose(x, (0, 3, 1, 2))))
-    np.testing.assert_allclose(np.transpose(actual, (0, 2, 3, 1)), expected, rtol=1e-4, atol=1e-4)
+    actual = to_numpy(first_(to_channels_first(x)))
+    np.testing.assert_allclose(np.moveaxis(actual, 1, -1), expected, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("case", ALL_CASES)
@@ -250,13 +287,14 @@ def test_global_channels_first_is_followed(case):
     x = random_input(case, channels_first=True)
     y = layer(x)
     assert tuple(y.shape) == tuple(layer.compute_output_shape(x.shape))
-    assert tuple(y.shape[2:]) == (HEIGHT, WIDTH)
+    assert tuple(y.shape[2:]) == x.shape[2:]
 
 
 @pytest.mark.parametrize("case", ALL_CASES)
 def test_fit_step_with_jit_compile(case):
-    inputs = keras.Input((HEIGHT, WIDTH, case.channels))
-    outputs = keras.layers.Dense(1)(keras.layers.GlobalAveragePooling2D()(make(case)(inputs)))
+    inputs = keras.Input(random_input(case).shape[1:])
+    pooling = {2: keras.layers.GlobalAveragePooling2D, 3: keras.layers.GlobalAveragePooling3D}
+    outputs = keras.layers.Dense(1)(pooling[case.rank]()(make(case)(inputs)))
     model = keras.Model(inputs, outputs)
     # XLA on TensorFlow, jit on JAX; torch.compile would only add minutes here.
     jit = "auto" if keras.backend.backend() == "torch" else True
@@ -274,7 +312,7 @@ def test_return_attention(case):
     maps = attention.values() if isinstance(attention, dict) else [attention]
     assert maps and all(len(m.shape) >= 2 and m.shape[0] == BATCH for m in maps)
     # The functional API sees the same pair.
-    symbolic = layer(keras.Input((None, None, case.channels)), return_attention=True)
+    symbolic = layer(symbolic_input(case), return_attention=True)
     assert isinstance(symbolic, tuple) and len(symbolic) == 2
 
 
@@ -282,6 +320,22 @@ def test_return_attention(case):
 def test_rank_3_input_raises(case):
     with pytest.raises(ValueError, match=r"ndim=4|4-D"):
         make(case)(np.zeros((HEIGHT, WIDTH, case.channels), "float32"))
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in VOLUME_CASES])
+def test_rank_6_input_raises(case):
+    with pytest.raises(ValueError, match=r"5-D volumes.*6-D"):
+        make(case)(np.zeros((1, 2, 3, 4, 5, case.channels), "float32"))
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in IMAGE_ONLY_CASES])
+def test_volume_input_to_an_image_only_layer_says_why(case):
+    """The layer's own message names it, the 5-D input and its reason, not Keras's ndim=4."""
+    layer = make(case)
+    with pytest.raises(ValueError, match=rf"{case.cls.__name__} has no 3-D form: .+5-D"):
+        layer(np.zeros((BATCH, DEPTH, HEIGHT, WIDTH, case.channels), "float32"))
+    # A layer that stays 2-D says why in its own words, not the base class's placeholder.
+    assert layer.no_volume_reason != ImageAttentionLayer.no_volume_reason
 
 
 @pytest.mark.parametrize("case", ALL_CASES)

@@ -28,6 +28,7 @@ from helpers import randomize_weights
 from helpers import to_numpy
 from helpers import trainable_gradients
 from test_layer_contract import CASES
+from test_layer_contract import VOLUME_CASES
 from test_layer_contract import make
 from test_layer_contract import random_input
 
@@ -75,7 +76,7 @@ class Subject:
 
 def case_subject(case):
     return Subject(
-        case.cls.__name__,
+        case.id,
         lambda dtype: make(case, dtype=dtype),
         lambda scale: random_input(case, scale=scale),
     )
@@ -89,7 +90,7 @@ def attention_gate_subject():
     )
 
 
-SUBJECTS = [case_subject(case) for case in CASES] + [attention_gate_subject()]
+SUBJECTS = [case_subject(case) for case in CASES + VOLUME_CASES] + [attention_gate_subject()]
 
 
 def paired_layers(subject, policy):
@@ -155,8 +156,10 @@ def subject_param(subject):
 
 
 def test_every_registered_layer_is_covered():
-    names = {subject.name for subject in SUBJECTS}
-    registered = {keras_attention.registry.get_class(n).__name__ for n in keras_attention.available()}
+    names = {subject.name.removesuffix("-3d") for subject in SUBJECTS}
+    registered = {
+        keras_attention.registry.get_class(n).__name__ for n in keras_attention.available()
+    }
     assert names == registered
 
 
@@ -173,7 +176,7 @@ def test_mixed_precision_matches_float32(subject, policy):
         assert deviation <= TOLERANCES[policy][scale], (scale, deviation)
         assert deviation <= FLOOR_RATIO * floor + 1e-6, (scale, deviation, floor)
     peak, _, finite, _ = results[100.0]
-    if subject.name in UNBOUNDED:
+    if subject.name.removesuffix("-3d") in UNBOUNDED:
         assert peak >= BOUNDED_LIMIT, f"float32 output peaks at {peak:.3g}: not unbounded"
     else:
         assert peak < BOUNDED_LIMIT, f"float32 output peaks at {peak:.3g}: list it in UNBOUNDED"

@@ -7,7 +7,7 @@ from helpers import randomize_weights
 from helpers import to_numpy
 
 from keras_attention.layers import ResidualAttention
-from keras_attention.ops import resize_bilinear
+from keras_attention.ops import resize_linear
 
 
 def random_input(shape=(2, 7, 9, 8), seed=0):
@@ -71,7 +71,7 @@ def test_odd_and_tiny_sizes_with_unknown_spatial_dims(size):
 def test_resize_bilinear_matches_keras_resize(in_size, out_size):
     x = random_input((2, in_size, in_size + 1, 3))
     expected = keras.ops.image.resize(x, (out_size, out_size + 2), interpolation="bilinear")
-    actual = resize_bilinear(x, out_size, out_size + 2)
+    actual = resize_linear(x, (out_size, out_size + 2))
     np.testing.assert_allclose(to_numpy(actual), to_numpy(expected), rtol=1e-5, atol=1e-5)
 
 

@@ -54,10 +54,11 @@ def _stub_torchvision():
         setattr(sys.modules[parent], child, sys.modules[name])
 
 
-def import_timm():
-    """timm, with placeholder torchvision modules where the real one cannot load."""
+def import_timm(name="timm"):
+    """timm (or timm-3d: `name="timm_3d"`), with placeholder torchvision modules where
+    the real one cannot load."""
     try:
         import torchvision  # noqa: F401
     except (ImportError, RuntimeError, OSError):  # missing, or a mismatched build
         _stub_torchvision()
-    return importlib.import_module("timm")
+    return importlib.import_module(name)

@@ -1,9 +1,12 @@
-"""What every attention layer shares: data_format, input checks, the attention return.
+"""What every attention layer shares: data_format, ranks, input checks, the attention return.
 
 Each mechanism subclasses `ImageAttentionLayer`, adds its hyperparameters (one
 attribute per argument, validated in `__init__` with the `check_*` helpers below),
-creates its sublayers in `build`, and ends `call` with
-`return self._outputs(outputs, attention, return_attention)`.
+creates its sublayers in `build` (convolutions and pooling of the input's rank
+through `conv`, `pointwise_conv`, `depthwise_conv` and `max_pooling` below), and
+ends `call` with `return self._outputs(outputs, attention, return_attention)`.
+A mechanism with a volume form lists 3 in `spatial_ranks`; one without states
+why in `no_volume_reason`.
 """
 
 import math
@@ -13,6 +16,7 @@ import keras
 
 from keras_attention import ops as ka_ops
 from keras_attention.layers.batch_normalization import BatchNormalization
+from keras_attention.layers.depthwise_conv3d import DepthwiseConv3D
 
 # PyTorch's BatchNorm momentum 0.1, used by the papers' code, is Keras's 0.9.
 # Keras's default 0.99 still holds 15% of the initial statistics (mean 0, var
@@ -62,9 +66,7 @@ def check_number(name, value, positive=False):
         or not math.isfinite(value)
         or (positive and value <= 0)
     ):
-        raise ValueError(
-            f"`{name}` must be a finite {positive_}number. Received: {name}={value!r}"
-        )
+        raise ValueError(f"`{name}` must be a finite {positive_}number. Received: {name}={value!r}")
 
 
 def check_divides_channels(layer_name, name, value, channels, parts=1):
@@ -126,30 +128,67 @@ def batch_norm(name, input_shape, dtype, **kwargs):
     return norm
 
 
-def pointwise_conv(name, filters, in_channels, dtype, **kwargs):
-    """A built 1x1 Conv2D that runs channels_last.
+def conv(rank, name, filters, kernel_size, in_channels, dtype, **kwargs):
+    """A built channels_last `Conv2D` (rank 2) or `Conv3D` (rank 3).
 
     Layers transpose channels_first inputs in `call` (TensorFlow has no NCHW
     convolution on some CPUs), so the weights do not depend on `data_format`.
+    An int `kernel_size` is cubic in 3-D; a 2-D layer's kernel is its 3-D
+    form's with the depth axis dropped, so 2-D weights inflate by path.
     """
-    conv = keras.layers.Conv2D(
-        filters, 1, data_format="channels_last", dtype=dtype, name=name, **kwargs
-    )
-    conv.build((None, None, None, in_channels))
-    return conv
+    cls = {2: keras.layers.Conv2D, 3: keras.layers.Conv3D}[rank]
+    layer = cls(filters, kernel_size, data_format="channels_last", dtype=dtype, name=name, **kwargs)
+    layer.build((None,) * (rank + 1) + (in_channels,))
+    return layer
+
+
+def pointwise_conv(name, filters, in_channels, dtype, rank=2, **kwargs):
+    """A built 1x1 (or 1x1x1) convolution that runs channels_last (see `conv`)."""
+    return conv(rank, name, filters, 1, in_channels, dtype, **kwargs)
+
+
+def depthwise_conv(rank, name, kernel_size, channels, dtype, **kwargs):
+    """A built channels_last depthwise convolution: Keras's `DepthwiseConv2D` or `DepthwiseConv3D`."""
+    if rank == 2:
+        layer = keras.layers.DepthwiseConv2D(
+            kernel_size,
+            padding="same",
+            data_format="channels_last",
+            dtype=dtype,
+            name=name,
+            **kwargs,
+        )
+    else:
+        layer = DepthwiseConv3D(kernel_size, dtype=dtype, name=name, **kwargs)
+    layer.build((None,) * (rank + 1) + (channels,))
+    return layer
+
+
+def max_pooling(rank, name, pool_size, dtype, **kwargs):
+    """Channels_last `MaxPooling2D` or `MaxPooling3D` (no weights: not built)."""
+    cls = {2: keras.layers.MaxPooling2D, 3: keras.layers.MaxPooling3D}[rank]
+    return cls(pool_size, data_format="channels_last", dtype=dtype, name=name, **kwargs)
 
 
 class ImageAttentionLayer(keras.layers.Layer):
-    """Base class of the attention layers over 4-D image feature maps.
+    """Base class of the attention layers over images (4-D) and volumes or clips (5-D).
 
     Not registered and not public: it holds the conventions every mechanism
     follows (see DESIGN.md) so that each subclass only states its mechanism.
+    The rank comes from the input in `build` (`self.spatial_rank`: 2 or 3), as
+    in Keras's `MultiHeadAttention`: one class, one registered name, for both.
     """
+
+    # The spatial ranks the mechanism has a form for: 2 (images), 3 (volumes, clips).
+    spatial_ranks = (2,)
+    # Why a mechanism without a 3-D form has none; its ValueError on 5-D input says so.
+    no_volume_reason = "its volume form is not written yet"
 
     def __init__(self, data_format=None, **kwargs):
         super().__init__(**kwargs)
         self.data_format = ka_ops.standardize_data_format(data_format)
-        self.input_spec = keras.layers.InputSpec(ndim=4)
+        # The rank is checked in `_input_channels`, with the mechanism's own message.
+        self.input_spec = keras.layers.InputSpec(min_ndim=4)
 
     def __setattr__(self, name, value):
         # Hyperparameters given as NumPy integers are kept as Python ints: they
@@ -181,22 +220,34 @@ class ImageAttentionLayer(keras.layers.Layer):
             )
 
     def _input_channels(self, input_shape):
-        """Validates a 4-D input shape and returns its (static) channel count."""
+        """Validates a 4-D or 5-D input shape, sets `spatial_rank` and returns the channel count."""
         input_shape = tuple(input_shape)
-        if len(input_shape) != 4:
+        name = self.__class__.__name__
+        if len(input_shape) == 5 and 3 not in self.spatial_ranks:
             raise ValueError(
-                f"{self.__class__.__name__} expects a 4-D input "
-                f"(batch, height, width, channels) or (batch, channels, height, "
-                f"width) for data_format={self.data_format!r}. Received "
-                f"`inputs` with shape {input_shape}"
+                f"{name} has no 3-D form: {self.no_volume_reason}. It takes 4-D images "
+                f"(batch, height, width, channels). Received 5-D `inputs` with shape "
+                f"{input_shape}"
+            )
+        if len(input_shape) not in (4, 5):
+            volumes = (
+                " or 5-D volumes (batch, depth, height, width, channels)"
+                if 3 in self.spatial_ranks
+                else ""
+            )
+            raise ValueError(
+                f"{name} expects 4-D images (batch, height, width, channels){volumes}, "
+                f"channels after the batch for data_format='channels_first'. Received "
+                f"`inputs` with shape {input_shape} ({len(input_shape)}-D)"
             )
         channels = input_shape[ka_ops.channel_axis(self.data_format)]
         if channels is None:
             raise ValueError(
-                f"{self.__class__.__name__} needs a known channel dimension. "
+                f"{name} needs a known channel dimension. "
                 f"Received `inputs` with shape {input_shape} and "
                 f"data_format={self.data_format!r}"
             )
+        self.spatial_rank = len(input_shape) - 2
         return int(channels)
 
     def _outputs(self, outputs, attention, return_attention):

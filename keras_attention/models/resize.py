@@ -46,7 +46,7 @@ class ResizeLike(keras.layers.Layer):
         x, reference = inputs
         rows, columns = ka_ops.spatial_axes(self.data_format)
         height, width = ops.shape(reference)[rows], ops.shape(reference)[columns]
-        return ka_ops.resize_bilinear(x, height, width, self.data_format)
+        return ka_ops.resize_linear(x, (height, width), self.data_format)
 
     def compute_output_shape(self, input_shapes):
         shape, reference = (list(s) for s in input_shapes)

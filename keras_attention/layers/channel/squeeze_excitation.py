@@ -52,13 +52,15 @@ class SqueezeExcitation(ImageAttentionLayer):
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: a 4-D feature map.
+        inputs: a 4-D feature map or a 5-D volume or clip.
         training: unused; accepted for a uniform signature.
         return_attention: if True, also return the channel gate, shape
             `(batch, C)`.
 
     Input shape:
-        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`; volumes and
+        clips `(batch, D, H, W, C)` or `(batch, C, D, H, W)` (MONAI's
+        `ChannelSELayer(spatial_dims=3)`).
 
     Output shape:
         Same as the input.
@@ -70,6 +72,8 @@ class SqueezeExcitation(ImageAttentionLayer):
     >>> y.shape
     (None, None, None, 64)
     """
+
+    spatial_ranks = (2, 3)
 
     def __init__(
         self,
@@ -106,7 +110,7 @@ class SqueezeExcitation(ImageAttentionLayer):
     def call(self, inputs, training=None, return_attention=False):
         squeezed = ka_ops.spatial_mean(inputs, self.data_format)
         gate = self.expand(self.reduce(squeezed))
-        outputs = inputs * ka_ops.expand_channels(gate, self.data_format)
+        outputs = inputs * ka_ops.expand_channels(gate, self.data_format, len(inputs.shape))
         return self._outputs(outputs, gate, return_attention)
 
     def get_config(self):

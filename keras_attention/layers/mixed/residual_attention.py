@@ -191,7 +191,7 @@ class ResidualAttention(ImageAttentionLayer):
 
     def _resize_like(self, x, reference):
         target = ops.shape(reference)
-        return ka_ops.resize_bilinear(x, target[1], target[2])
+        return ka_ops.resize_linear(x, (target[1], target[2]))
 
     def soft_mask(self, x, training=None):
         """The mask M in [0, 1] of a channels_last tensor with `filters` channels."""

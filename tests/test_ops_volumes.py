@@ -1,0 +1,106 @@
+"""The rank-general helpers of ops.py on 5-D volumes, against independent references."""
+
+import keras
+import numpy as np
+import pytest
+from helpers import to_numpy
+
+from keras_attention import ops as ka_ops
+from keras_attention.layers.depthwise_conv3d import DepthwiseConv3D
+
+
+def depthwise_conv3d_reference(x, kernel, dilation):
+    """A "same"-padded, stride-1 depthwise 3-D convolution in NumPy loops (channels_last)."""
+    taps = kernel.shape[:3]
+    spans = [d * (k - 1) + 1 for k, d in zip(taps, dilation)]
+    pads = [((s - 1) // 2, s - 1 - (s - 1) // 2) for s in spans]
+    padded = np.pad(x, ((0, 0), *pads, (0, 0)))
+    out = np.zeros(x.shape)
+    depth, height, width = x.shape[1:4]
+    for a in range(taps[0]):
+        for b in range(taps[1]):
+            for c in range(taps[2]):
+                window = padded[
+                    :,
+                    a * dilation[0] : a * dilation[0] + depth,
+                    b * dilation[1] : b * dilation[1] + height,
+                    c * dilation[2] : c * dilation[2] + width,
+                ]
+                out += window * kernel[a, b, c, :, 0]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("kernel_size", "dilation"), [((3, 3, 3), (1, 1, 1)), ((5, 3, 1), (2, 1, 3))]
+)
+def test_depthwise_conv_3d_equals_the_reference(kernel_size, dilation):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 6, 5, 7, 4)).astype("float32")
+    kernel = rng.normal(size=(*kernel_size, 4, 1)).astype("float32")
+    actual = to_numpy(ka_ops.depthwise_conv(x, kernel, dilation_rate=dilation))
+    expected = depthwise_conv3d_reference(x, kernel, dilation)
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_depthwise_conv_3d_equals_a_grouped_conv3d():
+    """The depth-tap sum gives what a Conv3D with one group per channel gives."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(1, 5, 6, 4, 3)).astype("float32")
+    layer = DepthwiseConv3D(3, dilation_rate=(2, 1, 1))
+    layer(x)
+    kernel = rng.normal(size=(3, 3, 3, 3, 1)).astype("float32")
+    layer.set_weights([kernel, np.zeros(3, "float32")])
+    grouped = keras.layers.Conv3D(
+        3, 3, padding="same", groups=3, use_bias=False, dilation_rate=(2, 1, 1)
+    )
+    grouped.build(x.shape)
+    grouped.set_weights([np.transpose(kernel, (0, 1, 2, 4, 3))])
+    np.testing.assert_allclose(to_numpy(layer(x)), to_numpy(grouped(x)), rtol=1e-4, atol=1e-4)
+
+
+def test_depthwise_conv3d_refuses_a_depth_stride():
+    with pytest.raises(ValueError, match="`strides`"):
+        DepthwiseConv3D(3, strides=2)
+    with pytest.raises(ValueError, match="`kernel_size`"):
+        DepthwiseConv3D((3, 3))
+
+
+def test_resize_linear_3d_equals_torch_trilinear():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2, 3, 4, 5, 6)).astype("float32")  # channels_last
+    size = (5, 7, 3)
+    actual = to_numpy(ka_ops.resize_linear(x, size))
+    expected = torch.nn.functional.interpolate(
+        torch.from_numpy(np.moveaxis(x, -1, 1)), size=size, mode="trilinear", align_corners=False
+    ).numpy()
+    np.testing.assert_allclose(actual, np.moveaxis(expected, 1, -1), rtol=1e-5, atol=1e-5)
+
+
+def test_resize_linear_channels_first_and_size_check():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(1, 4, 3, 5, 2)).astype("float32")
+    last = to_numpy(ka_ops.resize_linear(x, (6, 2, 5)))
+    first = to_numpy(ka_ops.resize_linear(np.moveaxis(x, -1, 1), (6, 2, 5), "channels_first"))
+    np.testing.assert_allclose(np.moveaxis(first, 1, -1), last, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="`size`"):
+        ka_ops.resize_linear(x, (6, 2))
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_layout_helpers_on_volumes(data_format):
+    x = np.arange(2 * 3 * 4 * 5 * 6, dtype="float32").reshape(2, 3, 4, 5, 6)
+    moved = to_numpy(ka_ops.to_channels_last(x, data_format))
+    back = to_numpy(ka_ops.from_channels_last(moved, data_format))
+    np.testing.assert_array_equal(back, x)
+    expected_shape = x.shape if data_format == "channels_last" else (2, 4, 5, 6, 3)
+    assert moved.shape == expected_shape
+    assert ka_ops.shape_to_channels_last(x.shape, data_format) == expected_shape
+    assert ka_ops.shape_from_channels_last(expected_shape, data_format) == x.shape
+    axes = ka_ops.spatial_axes(data_format, 5)
+    assert axes == ((1, 2, 3) if data_format == "channels_last" else (2, 3, 4))
+    mean = to_numpy(ka_ops.spatial_mean(x, data_format))
+    channel = -1 if data_format == "channels_last" else 1
+    np.testing.assert_allclose(mean, x.mean(axis=axes), rtol=1e-6)
+    gate = np.ones((2, x.shape[channel]), "float32")
+    assert to_numpy(x * ka_ops.expand_channels(gate, data_format, 5)).shape == x.shape

@@ -1,0 +1,61 @@
+"""Boring clips: a 3-D layer with its 2-D weights inflated sees every frame as the 2-D layer does.
+
+A clip whose frames are all one image, fed to the volume form of a layer whose
+weights are the image form's inflated ones (`helpers.inflate_weights`: 1x1
+kernels as 1x1x1, k x k ones centred in k x k x k), gives in every frame the
+image form's output on that image: means, maxima and softmaxes over positions
+see each position D times, which changes nothing. This is the property that
+inflating pretrained 2-D networks into 3-D ones (I3D) relies on. Layers whose
+statistics count positions differently are listed in NOT_INVARIANT with why,
+and a test holds that they do differ (so the list stays honest).
+"""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from helpers import inflate_weights
+from helpers import randomize_weights
+from helpers import to_numpy
+from test_layer_contract import DEPTH
+from test_layer_contract import VOLUME_CASES
+from test_layer_contract import make
+from test_layer_contract import random_input
+
+# class name -> why a boring clip's frames differ from the image's output.
+NOT_INVARIANT = {}
+
+
+def paired(case):
+    """The image form with random weights, its volume form with them inflated, and the inputs."""
+    image_case = dataclasses.replace(case, rank=2)
+    image = random_input(image_case, seed=5)
+    clip = np.repeat(image[:, None], DEPTH, axis=1)
+    image_layer = make(image_case)
+    image_layer(image)
+    randomize_weights(image_layer)
+    volume_layer = make(case)
+    volume_layer(clip)
+    inflate_weights(image_layer, volume_layer)
+    return to_numpy(image_layer(image)), to_numpy(volume_layer(clip))
+
+
+def case_params(invariant):
+    return [
+        pytest.param(case, id=case.id)
+        for case in VOLUME_CASES
+        if (case.cls.__name__ not in NOT_INVARIANT) == invariant
+    ]
+
+
+@pytest.mark.parametrize("case", case_params(invariant=True))
+def test_boring_clip_gives_the_image_output_in_every_frame(case):
+    expected, frames = paired(case)
+    for depth in range(DEPTH):
+        np.testing.assert_allclose(frames[:, depth], expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", case_params(invariant=False))
+def test_listed_layers_do_differ_on_a_boring_clip(case):
+    expected, frames = paired(case)
+    assert np.abs(frames - expected[:, None]).max() > 1e-3, NOT_INVARIANT[case.cls.__name__]
