@@ -6,18 +6,18 @@ Shared by test_tflite.py (SavedModel, LiteRT float and int8) and test_onnx.py.
 import keras
 import numpy as np
 from helpers import randomize_weights
-from test_layer_contract import HEIGHT
-from test_layer_contract import WIDTH
 from test_layer_contract import make
+from test_layer_contract import random_input
 
 
 def layer_model(case):
-    """A model of the case's layer on (HEIGHT, WIDTH, C) inputs, batch free, random weights.
+    """A model of the case's layer on the contract's input shape (an image or a clip),
+    batch free, random weights.
 
     Kernels are divided by sqrt(fan-in) so that activations stay O(1) (and STN's
     theta in range): a comparison that saturates every sigmoid proves little.
     """
-    inputs = keras.Input((HEIGHT, WIDTH, case.channels))
+    inputs = keras.Input(random_input(case).shape[1:])
     layer = make(case)
     model = keras.Model(inputs, layer(inputs))
     randomize_weights(layer)
@@ -29,7 +29,7 @@ def layer_model(case):
 
 
 def layer_input(case, batch=2, seed=0):
-    shape = (batch, HEIGHT, WIDTH, case.channels)
+    shape = (batch, *random_input(case).shape[1:])
     return np.random.default_rng(seed).normal(size=shape).astype("float32")
 
 
