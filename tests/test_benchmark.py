@@ -1,15 +1,26 @@
-"""Smoke test of examples/benchmark.py: tiny shapes, in-process, no timing assertions."""
+"""Smoke test of examples/benchmark: tiny shapes, in-process, no timing assertions."""
 
+import os
 import pathlib
-import runpy
+import re
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
 
 import keras_attention
+from examples.benchmark import calls
+from examples.benchmark import cli
+from examples.benchmark import layers
+from examples.benchmark import memory
+from examples.benchmark import references
+from examples.benchmark import report
+from examples.benchmark import settings
+from examples.benchmark import targets as targets_module
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "examples" / "benchmark.py"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 COLUMNS = [
     "layer",
     "kwargs",
@@ -25,11 +36,6 @@ COLUMNS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def benchmark():
-    return runpy.run_path(str(SCRIPT))
-
-
 def table(text, header_start):
     """The rows (lists of cells) of the Markdown table whose header starts with `header_start`."""
     lines = text.splitlines()
@@ -42,9 +48,9 @@ def table(text, header_start):
     return rows[0], rows[2:]  # header, body (after the |---| line)
 
 
-def test_small_run_has_a_row_per_layer_and_shape(benchmark, tmp_path):
+def test_small_run_has_a_row_per_layer_and_shape(tmp_path):
     output = tmp_path / "bench.md"
-    result = benchmark["main"](
+    result = cli.main(
         [
             "--shapes",
             "small",
@@ -62,7 +68,7 @@ def test_small_run_has_a_row_per_layer_and_shape(benchmark, tmp_path):
     header, body = table(output.read_text(), "| layer |")
     assert header == COLUMNS
     # Every registered single-input layer (AttentionGate takes [x, g]) has a row,
-    names = [n for n in keras_attention.available() if n not in benchmark["MULTI_INPUT"]]
+    names = [n for n in keras_attention.available() if n not in settings.MULTI_INPUT]
     # plus the baseline and the identity once per shape group.
     layer_column = [row[0] for row in body]
     assert sorted(n for n in layer_column if n not in ("conv1x1", "identity")) == sorted(names)
@@ -78,8 +84,8 @@ def test_small_run_has_a_row_per_layer_and_shape(benchmark, tmp_path):
     assert keras.config.dtype_policy().name == "float32"
 
 
-def test_layer_selection_and_precision(benchmark):
-    result = benchmark["main"](
+def test_layer_selection_and_precision():
+    result = cli.main(
         [
             "--layers",
             "se,eca",
@@ -100,18 +106,18 @@ def test_layer_selection_and_precision(benchmark):
     assert keras.config.dtype_policy().name == "float32"
 
 
-def test_unknown_layer_is_rejected(benchmark):
+def test_unknown_layer_is_rejected():
     with pytest.raises(ValueError, match="nope"):
-        benchmark["main"](["--layers", "se,nope", "--shapes", "small", "--skip-models"])
+        cli.main(["--layers", "se,nope", "--shapes", "small", "--skip-models"])
 
 
 @pytest.mark.skipif(
     not pathlib.Path("/proc/self/clear_refs").exists(), reason="needs Linux's resettable VmHWM"
 )
-def test_peak_memory_counts_at_least_the_output(benchmark):
+def test_peak_memory_counts_at_least_the_output():
     """One fresh probe process: a call's peak includes its output (bytes, not timing)."""
     shape = [2, 64, 64, 64]
-    peaks = benchmark["peak_memory"](
+    peaks = memory.peak_memory(
         [{"name": "conv1x1", "kwargs": {}, "shape": shape}], "float32", False
     )
     output_bytes = 4 * np.prod(shape)
@@ -119,9 +125,9 @@ def test_peak_memory_counts_at_least_the_output(benchmark):
     assert peaks[0]["train"] >= 0.9 * peaks[0]["forward"]
 
 
-def test_report_renders_targets_and_models(benchmark):
+def test_report_renders_targets_and_models():
     """The CCNet/non-local and ResNet-50 sections, from given measurements."""
-    args = benchmark["parse_args"](["--shapes", "small"])
+    args = cli.parse_args(["--shapes", "small"])
     mib = 2.0**20
     peaks = {
         "non_local": {9: {"forward": 40 * mib, "train": 90 * mib}},
@@ -141,7 +147,7 @@ def test_report_renders_targets_and_models(benchmark):
         }
         for a, t in (("none", 100.0), ("se", 104.0))
     ]
-    text = benchmark["render"]({"device": "cpu"}, args, [], targets, models)
+    text = report.render({"device": "cpu"}, args, [], targets, models)
     assert "non_local 40.0 MiB, ccnet 4.0 MiB: non_local / ccnet = **10.0x**" in text
     assert "ccnet 0.0 MiB: non_local / ccnet = **n/a**" in text  # no division by a zero peak
     # 40/10 MiB over 81/25 positions: log(4) / log(3.24) = 1.18
@@ -151,11 +157,11 @@ def test_report_renders_targets_and_models(benchmark):
     assert body[1][3] == "1.040"
 
 
-def test_vs_timm_times_timm_beside_ours(benchmark, tmp_path):
+def test_vs_timm_times_timm_beside_ours(tmp_path):
     """--vs-timm at tiny sizes: a timm row per layer that timm has, ratios reported."""
     pytest.importorskip("torch")
     output = tmp_path / "bench.md"
-    result = benchmark["main"](
+    result = cli.main(
         [
             "--layers",
             "se,eca,cbam,sk,non_local,stn",
@@ -199,16 +205,16 @@ def test_vs_timm_times_timm_beside_ours(benchmark, tmp_path):
     assert "torch 1" in result["env"]["threads"]
 
 
-def test_timm_equivalents_do_the_same_work(benchmark):
+def test_timm_equivalents_do_the_same_work():
     """The table's timm modules have as many parameters as our layers."""
     pytest.importorskip("torch")
-    timm = benchmark["import_timm"]()
+    timm = references.import_timm()
     shape = (1, 8, 8, 64)
     for name in ("se", "eca", "cbam", "channel_gate", "spatial_gate", "sk", "non_local"):
-        kwargs = benchmark["layer_kwargs"](name, shape)
+        kwargs = settings.layer_kwargs(name, shape)
         layer = keras_attention.get(name, **kwargs)
         layer.build(shape)
-        module, note = benchmark["timm_module"](timm, name, layer, shape)
+        module, note = references.timm_module(timm, name, layer, shape)
         assert note is None, (name, note)
         ours = sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
         theirs = sum(p.numel() for p in module.parameters())
@@ -218,22 +224,22 @@ def test_timm_equivalents_do_the_same_work(benchmark):
         assert ours + extra == theirs, (name, ours, theirs)
 
 
-def test_timm_table_skips_layers_not_registered(benchmark):
-    names = benchmark["selected_layers"]("all")
-    timm_names = [n for n in benchmark["TIMM_EQUIVALENTS"] if n in names]
+def test_timm_table_skips_layers_not_registered():
+    names = settings.selected_layers("all")
+    timm_names = [n for n in references.REFERENCES if n in names]
     assert {"se", "eca", "cbam", "sk", "non_local"} <= set(timm_names)
-    shapes = benchmark["SHAPES"]["small"]
-    grouped = [n for _, cases in benchmark["layer_cases"](timm_names, shapes) for n, _ in cases]
+    shapes = settings.SHAPES["small"]
+    grouped = [n for _, cases in layers.layer_cases(timm_names, shapes) for n, _ in cases]
     assert set(grouped) - {"conv1x1", "identity"} == set(timm_names)
 
 
-def test_multi_input_layers_are_refused_by_name(benchmark):
-    assert benchmark["MULTI_INPUT"] == {"attention_gate"}
+def test_multi_input_layers_are_refused_by_name():
+    assert settings.MULTI_INPUT == {"attention_gate"}
     with pytest.raises(ValueError, match="attention_gate.*several inputs"):
-        benchmark["selected_layers"]("se,attention_gate")
+        settings.selected_layers("se,attention_gate")
 
 
-def test_growth_table_alone_measures_halo_on_whole_blocks(benchmark, monkeypatch):
+def test_growth_table_alone_measures_halo_on_whole_blocks(monkeypatch):
     """--layers none --growth: memory only; halo at 96 for 97 (its 8x8 blocks tile 96)."""
     measured = []
     mib = 2.0**20
@@ -245,8 +251,8 @@ def test_growth_table_alone_measures_halo_on_whole_blocks(benchmark, monkeypatch
             {"forward": c["shape"][1] ** 2 * mib, "train": c["shape"][1] ** 4 * mib} for c in cases
         ]
 
-    monkeypatch.setitem(benchmark["bench_targets"].__globals__, "peak_memory", fake_peak_memory)
-    result = benchmark["main"](
+    monkeypatch.setattr(targets_module, "peak_memory", fake_peak_memory)
+    result = cli.main(
         ["--shapes", "timm", "--layers", "none", "--skip-models", "--growth", "halo,bot"]
     )
     assert result["layers"] == []  # nothing timed
@@ -257,9 +263,9 @@ def test_growth_table_alone_measures_halo_on_whole_blocks(benchmark, monkeypatch
     targets = result["targets"]
     assert targets["measured"]["halo"] == {56: 56, 97: 96}
     for name in ("halo", "bot"):  # exponents over the H*W measured, not the nominal one
-        assert benchmark["growth_exponent"](targets, name, "forward") == pytest.approx(1.0)
-        assert benchmark["growth_exponent"](targets, name, "train") == pytest.approx(2.0)
-    text = benchmark["render"](result["env"], benchmark["parse_args"]([]), [], targets, None)
+        assert targets_module.growth_exponent(targets, name, "forward") == pytest.approx(1.0)
+        assert targets_module.growth_exponent(targets, name, "train") == pytest.approx(2.0)
+    text = report.render(result["env"], cli.parse_args([]), [], targets, None)
     header, body = table(text, "| layer | kwargs at the largest size |")
     assert header[-2:] == ["growth fwd", "growth fwd+bwd"]
     assert [row[:3] for row in body] == [
@@ -270,17 +276,17 @@ def test_growth_table_alone_measures_halo_on_whole_blocks(benchmark, monkeypatch
     assert "CCNet vs non-local" not in text  # the pair was not asked for
 
 
-def test_growth_size_keeps_sizes_that_blocks_tile(benchmark):
-    assert benchmark["growth_size"]("halo", 97) == 96
-    assert benchmark["growth_size"]("halo", 56) == 56
-    assert benchmark["growth_size"]("halo", 5) == 5  # smaller than a block: layer_kwargs' block
-    assert benchmark["growth_size"]("bot", 97) == 97
+def test_growth_size_keeps_sizes_that_blocks_tile():
+    assert settings.growth_size("halo", 97) == 96
+    assert settings.growth_size("halo", 56) == 56
+    assert settings.growth_size("halo", 5) == 5  # smaller than a block: layer_kwargs' block
+    assert settings.growth_size("bot", 97) == 97
 
 
-def test_keras_batch_norm_rows_time_the_layer_without_the_fast_path(benchmark):
+def test_keras_batch_norm_rows_time_the_layer_without_the_fast_path():
     """--keras-batch-norm: a second row for each layer holding BatchNormalization (SK), none
     for a layer without (SE); built inside the context, the layer holds Keras's own class."""
-    result = benchmark["main"](
+    result = cli.main(
         [
             "--layers",
             "se,sk",
@@ -307,19 +313,19 @@ def test_keras_batch_norm_rows_time_the_layer_without_the_fast_path(benchmark):
     assert twin["fused_vs_keras_bn_forward"] > 0 and twin["fused_vs_keras_bn_train"] > 0
     assert "fused_vs_keras_bn_train" not in result["layers"][-2]
     x = keras.ops.ones((1, 8, 8, 64))
-    with benchmark["keras_batch_norm"]():
+    with calls.keras_batch_norm():
         before = keras_attention.get("sk")
         before(x)
     after = keras_attention.get("sk")
     after(x)
-    assert not benchmark["holds_fused_batch_norm"](before)
-    assert benchmark["holds_fused_batch_norm"](after)
+    assert not calls.holds_fused_batch_norm(before)
+    assert calls.holds_fused_batch_norm(after)
     norms = [s for s in before._flatten_layers() if isinstance(s, keras.layers.BatchNormalization)]
     assert norms and all(type(s) is keras.layers.BatchNormalization for s in norms)
 
 
-def test_report_renders_the_models_beside_timm(benchmark):
-    args = benchmark["parse_args"](["--shapes", "small"])
+def test_report_renders_the_models_beside_timm():
+    args = cli.parse_args(["--shapes", "small"])
     rows = [
         {"attention": "none", "params": 10, "train_ms": 100.0, "train_ratio": 1.0},
         {"attention": "se", "params": 12, "train_ms": 90.0, "train_ratio": 0.9},
@@ -332,10 +338,92 @@ def test_report_renders_the_models_beside_timm(benchmark):
         )
     for row in rows[1:]:
         row["vs_timm_train"] = row["train_ms"] / 100.0
-    text = benchmark["render"]({"device": "cpu"}, args, [], None, rows)
+    text = report.render({"device": "cpu"}, args, [], None, rows)
     _, resnet = table(text, "| attention |")
     assert [row[0] for row in resnet] == ["none", "se"]
     header, body = table(text, "| model |")
     assert header == ["model", "trainable params", "train step ms", "ours/timm"]
     assert [row[0] for row in body] == ["se", "from_timm seresnet50", "timm seresnet50"]
     assert [row[3] for row in body] == ["0.900", "0.800", "1.000"]
+
+
+def test_reference_table_builds_a_module_per_registered_layer():
+    """Every entry of the reference table builds timm's module from our built layer, and it
+    maps the input to an output of our layer's shape (NCHW there, NHWC here)."""
+    pytest.importorskip("torch")
+    timm = references.import_timm()
+    names = [n for n in references.REFERENCES if n in settings.selected_layers("all")]
+    assert {"se", "eca", "cbam", "sk", "non_local"} <= set(names)
+    for shape, cases in layers.layer_cases(names, settings.SHAPES["small"]):
+        x = np.random.default_rng(0).normal(size=shape).astype("float32")
+        for name, kwargs in cases[2:]:  # after the baseline and the identity
+            assert references.REFERENCES[name].reference == "timm"
+            layer = keras_attention.get(name, **kwargs)
+            ours = keras.ops.convert_to_numpy(layer(x))
+            module, note = references.timm_module(timm, name, layer, shape)
+            if name == "ge" and note and "ConvMlp" in note:
+                continue  # timm's own GatherExcite(use_mlp=True) raises (its ConvMlp call)
+            assert note is None, (name, note)
+            theirs = module.eval()(timm.torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
+            assert tuple(theirs.shape) == (ours.shape[0], ours.shape[3], *ours.shape[1:3]), name
+
+
+def test_eca_reference_follows_our_padding():
+    pytest.importorskip("torch")
+    timm = references.import_timm()
+    shape = (1, 4, 4, 64)
+    classes = {}
+    for padding in ("same", "circular"):
+        layer = keras_attention.get("eca", padding=padding)
+        layer.build(shape)
+        module, _ = references.timm_module(timm, "eca", layer, shape)
+        classes[padding] = type(module).__name__
+    assert classes == {"same": "EcaModule", "circular": "CecaModule"}
+
+
+# The command line's flags, kept from the single-file script.
+FLAGS = [
+    "--growth",
+    "--help",
+    "--jit-compile",
+    "--keras-batch-norm",
+    "--layers",
+    "--model-batch",
+    "--model-repeats",
+    "--model-size",
+    "--models",
+    "--no-layer-memory",
+    "--no-memory",
+    "--output",
+    "--precision",
+    "--repeats",
+    "--shapes",
+    "--skip-models",
+    "--skip-targets",
+    "--threads",
+    "--vs-timm",
+    "--warmup",
+]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["-m", "examples.benchmark"], [str(ROOT / "examples" / "benchmark")]],
+    ids=["module", "folder"],
+)
+def test_both_invocations_print_every_flag(command, tmp_path):
+    """`python -m examples.benchmark` (from the repository) and `python examples/benchmark`
+    (from anywhere) run the same command line."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    cwd = ROOT if command[0] == "-m" else tmp_path
+    proc = subprocess.run(
+        [sys.executable, *command, "--help"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(set(re.findall(r"--[a-z][a-z-]+", proc.stdout))) == FLAGS
+    assert proc.stdout.startswith("usage: python -m examples.benchmark [-h] [--layers")

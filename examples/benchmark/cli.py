@@ -1,0 +1,188 @@
+"""The command line: the flags, and `main`, which runs the tables they ask for."""
+
+import argparse
+import os
+
+import keras
+
+from .layers import bench_layers
+from .machine import environment
+from .machine import pin_threads
+from .machine import resolve_jit
+from .memory import PeakMeter
+from .models import bench_models
+from .references import import_timm
+from .references import timm_device
+from .report import render
+from .settings import SHAPES
+from .settings import selected_layers
+from .targets import bench_targets
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.benchmark",
+        description=(
+            "Time (forward, forward+backward) and peak memory of every registered "
+            "attention layer against a 1x1-convolution baseline, the CCNet/non-local "
+            "memory targets, and the training step of attention ResNet-50s against "
+            "plain ResNet-50. The backend is KERAS_BACKEND's."
+        ),
+    )
+    parser.add_argument(
+        "--layers",
+        default="all",
+        help="comma-separated short names from keras_attention.available() to "
+        "benchmark (e.g. 'se,eca'), 'all' (default), or 'none'",
+    )
+    parser.add_argument(
+        "--shapes",
+        choices=sorted(SHAPES),
+        default="standard",
+        help="'standard': (32,56,56,256) for channel attention, (8,28,28,512) and "
+        "(1,56,56,512) for spatial attention, 97x97x512 for the targets; 'timm': "
+        "(8,56,56,256) and (4,28,28,512), the shapes of the ours-vs-timm tables; 'small': tiny "
+        "shapes that only check the script runs",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("float32", "mixed_bfloat16", "mixed_float16"),
+        default="float32",
+        help="Keras dtype policy for layers and models; inputs are fed in its compute dtype",
+    )
+    parser.add_argument(
+        "--jit-compile",
+        choices=("auto", "true", "false"),
+        default="auto",
+        help="XLA for the compiled calls: 'auto' follows Keras (TensorFlow: XLA on GPU "
+        "only; JAX: always); ignored by PyTorch",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="untimed calls per case, compilation included (default: 2; 1 with --shapes small)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed rounds per layer case, median reported (default: 5; 2 with --shapes small)",
+    )
+    parser.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="skip the peak-memory subprocesses (memory columns then read n/a); --shapes "
+        "small measures only the CCNet/non-local targets' memory",
+    )
+    parser.add_argument(
+        "--no-layer-memory",
+        action="store_true",
+        help="skip the per-layer peak-memory subprocesses but keep the targets' (on a GPU "
+        "with JAX every case is a fresh process: this saves most of the run)",
+    )
+    parser.add_argument(
+        "--skip-targets",
+        action="store_true",
+        help="skip the CCNet vs non-local memory target and the memory-growth table",
+    )
+    parser.add_argument(
+        "--growth",
+        default="",
+        help="more layers for the memory-growth table beside non_local and ccnet, e.g. "
+        "'bot,halo,lambda,a2,external,outlook,polarized,cot,axial' (linear vs quadratic "
+        "in H*W); each size is a fresh process, so each name adds minutes",
+    )
+    parser.add_argument("--skip-models", action="store_true", help="skip the ResNet-50 comparison")
+    parser.add_argument(
+        "--models",
+        default=None,
+        help="attentions for keras_attention.models.ResNet50(attention=...): short "
+        "names, 'none' (plain ResNet-50, the baseline) and 'scale' (a bare learnable "
+        "per-channel multiply, the floor of channel gating); default "
+        "'none,scale,se,eca,cbam,sk' ('none,se' with --shapes small)",
+    )
+    parser.add_argument(
+        "--model-batch",
+        type=int,
+        default=None,
+        help="batch size of the timed training step (default: 16; 2 with --shapes small)",
+    )
+    parser.add_argument(
+        "--model-size",
+        type=int,
+        default=None,
+        help="input height and width of the models (default: 224; 32 with --shapes small)",
+    )
+    parser.add_argument(
+        "--model-repeats",
+        type=int,
+        default=None,
+        help="timed rounds per model, median reported (default: 9; 1 with --shapes small)",
+    )
+    parser.add_argument(
+        "--vs-timm",
+        action="store_true",
+        help="also time timm's equivalent module (PyTorch, on the GPU when torch.cuda is "
+        "available) for every layer that timm has, in the same rounds, and print ours/timm",
+    )
+    parser.add_argument(
+        "--keras-batch-norm",
+        action="store_true",
+        help="also time every layer and model that holds BatchNormalization a second time "
+        "with Keras's own keras.layers.BatchNormalization in place of the package's fused "
+        "one, in the same rounds (rows marked 'Keras BN': the fast path's before/after)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count(),
+        help="CPU threads for TensorFlow (intra- and inter-op) and PyTorch, set equal on "
+        "both sides of --vs-timm (default: all cores)",
+    )
+    parser.add_argument(
+        "--output", default=None, help="also write the Markdown report to this file"
+    )
+    args = parser.parse_args(argv)
+    for flag in ("model_size", "model_batch", "warmup", "repeats", "model_repeats", "models"):
+        if getattr(args, flag) is None:
+            setattr(args, flag, SHAPES[args.shapes][flag])
+    for flag in ("warmup", "repeats", "model_batch", "model_size", "model_repeats", "threads"):
+        if getattr(args, flag) < (0 if flag == "warmup" else 1):
+            parser.error(f"--{flag.replace('_', '-')} must be positive")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        # Each case is a new tf.function: TF's retracing warnings say nothing here.
+        tf.get_logger().setLevel("ERROR")
+    threads = pin_threads(args.threads)
+    names = selected_layers(args.layers)
+    timm = import_timm() if args.vs_timm else None
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(args.precision)
+    try:
+        jit = resolve_jit(args.jit_compile)
+        memory = "not measured" if args.no_memory else PeakMeter().source
+        env = environment(args, jit, memory)
+        env["threads"] = ", ".join(f"{k} {v}" for k, v in threads.items())
+        if timm is not None:
+            env["timm"] = (
+                f"timm {timm.__version__}, torch {timm.torch.__version__} on "
+                f"{timm_device(timm.torch)}"
+            )
+        layer_rows = bench_layers(names, args, jit, timm)
+        targets = None if args.skip_targets else bench_targets(names, args, jit)
+        model_rows = None if args.skip_models else bench_models(args, jit, timm)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    report = render(env, args, layer_rows, targets, model_rows)
+    print(report)
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(report + "\n")
+    return {"env": env, "layers": layer_rows, "targets": targets, "models": model_rows}

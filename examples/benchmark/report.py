@@ -1,0 +1,241 @@
+"""The Markdown report: one function per table, from the measured rows."""
+
+from .calls import KERAS_BN
+from .models import TIMM_MODEL
+from .settings import BASELINE
+from .settings import IDENTITY
+from .settings import MIB
+from .settings import TIMM_NON_LOCAL
+from .targets import growth_exponent
+
+
+def _fmt(value, spec):
+    return "n/a" if value is None else format(value, spec)
+
+
+def _kwargs_text(kwargs):
+    return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+
+
+def render(env, args, layer_rows, targets, model_rows):
+    lines = ["# keras_attention benchmark", ""]
+    lines += [f"- {key}: {value}" for key, value in env.items()]
+    lines += [
+        (
+            f"- timing: {args.warmup} warm-up calls, median of {args.repeats} interleaved "
+            f"rounds (models: {args.model_repeats}); ratios are medians of per-round ratios"
+        ),
+        "",
+    ]
+    if layer_rows:
+        lines += [
+            "## Layers",
+            "",
+            (
+                f"Baseline: `{BASELINE}` = `Conv2D(C, 1, use_bias=False)` on the same input. "
+                f"`{IDENTITY}` returns its input: the cost of the measuring harness alone "
+                "(the call, and for fwd+bwd the float32 loss and its gradient). "
+                "Peak memory: bytes in use at the call's peak above those in use before it."
+            ),
+            "",
+            (
+                "| layer | kwargs | input | fwd ms | fwd x base | fwd+bwd ms | fwd+bwd x base "
+                "| peak fwd MiB | x base | peak fwd+bwd MiB | x base |"
+            ),
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in layer_rows:
+            lines.append(
+                f"| {r['layer']} | {_kwargs_text(r['kwargs'])} | {'x'.join(map(str, r['shape']))} "
+                f"| {_fmt(r['forward_ms'], '.1f')} | {_fmt(r['forward_ratio'], '.2f')} "
+                f"| {_fmt(r['train_ms'], '.1f')} | {_fmt(r['train_ratio'], '.2f')} "
+                f"| {_fmt(r['forward_mib'], '.1f')} | {_fmt(r['forward_mib_ratio'], '.2f')} "
+                f"| {_fmt(r['train_mib'], '.1f')} | {_fmt(r['train_mib_ratio'], '.2f')} |"
+            )
+        lines.append("")
+    timm_rows = [r for r in layer_rows or [] if "timm" in r]
+    if timm_rows:
+        lines += _render_vs_timm(timm_rows)
+    twins = [r for r in layer_rows or [] if "fused_vs_keras_bn_train" in r]
+    if twins:
+        lines += _render_fused_batch_norm(twins)
+    if targets:
+        lines += _render_targets(targets)
+    if model_rows:
+        lines += [
+            "## ResNet-50 with attention",
+            "",
+            (
+                f"Training step: `train_on_batch` on {args.model_batch}x{args.model_size}x"
+                f"{args.model_size}x3, SGD with momentum. Inference: `predict_on_batch` on "
+                "one image. Ratios are to plain ResNet-50 (`none`) in the same rounds."
+            ),
+            "",
+            (
+                "| attention | trainable params | train step ms | x ResNet-50 "
+                "| inference ms (batch 1) | x ResNet-50 |"
+            ),
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for r in model_rows:
+            if r.get("in_resnet_table", True):
+                lines.append(
+                    f"| {r['attention']} | {r['params']:,} | {r['train_ms']:.0f} "
+                    f"| {r['train_ratio']:.3f} | {r['infer_ms']:.1f} | {r['infer_ratio']:.3f} |"
+                )
+        lines.append("")
+        lines += _render_models_vs_timm(args, [r for r in model_rows if "vs_timm_train" in r])
+        twins = [r for r in model_rows if "fused_vs_keras_bn_train" in r]
+        if twins:
+            lines += [
+                "Training step of each model over its twin with Keras's BatchNormalization "
+                "(same rounds): "
+                + ", ".join(
+                    f"{r['attention'].removesuffix(KERAS_BN)} {r['fused_vs_keras_bn_train']:.3f}"
+                    for r in twins
+                ),
+                "",
+            ]
+    return "\n".join(lines)
+
+
+def _render_models_vs_timm(args, rows):
+    if not rows:
+        return []
+    lines = [
+        f"## Training step beside timm's {TIMM_MODEL[0]}",
+        "",
+        (
+            f"The same training step (SGD with momentum, cross-entropy on logits, "
+            f"{args.model_batch}x{args.model_size}x{args.model_size}x3, random weights) of "
+            f"`ResNet50(attention={TIMM_MODEL[1]!r})`, of `from_timm({TIMM_MODEL[0]!r})` "
+            f"and of timm's own model (PyTorch, NCHW, eager), in the same interleaved rounds "
+            "as the table above; ours/timm is the median of per-round ratios."
+        ),
+        "",
+        "| model | trainable params | train step ms | ours/timm |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['attention']} | {r['params']:,} | {r['train_ms']:.0f} "
+            f"| {r['vs_timm_train']:.3f} |"
+        )
+    return lines + [""]
+
+
+def _render_fused_batch_norm(rows):
+    lines = [
+        "## The fused BatchNormalization: before/after",
+        "",
+        (
+            "Each layer holding BatchNormalization against itself built with Keras's "
+            "`keras.layers.BatchNormalization` (`--keras-batch-norm`), in the same rounds: "
+            "the median of per-round ratios fused / Keras (below 1: the fast path is faster)."
+        ),
+        "",
+        "| layer | input | fused / Keras BN fwd | fused / Keras BN fwd+bwd |",
+        "|---|---|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['layer'].removesuffix(KERAS_BN)} | {'x'.join(map(str, r['shape']))} "
+            f"| {r['fused_vs_keras_bn_forward']:.2f} | {r['fused_vs_keras_bn_train']:.2f} |"
+        )
+    return lines + [""]
+
+
+def _render_vs_timm(rows):
+    lines = [
+        "## Against timm",
+        "",
+        (
+            "timm's equivalent module on the same input (NCHW), in the same interleaved "
+            "rounds; ours/timm is the median of per-round ratios (below 1: ours is faster)."
+        ),
+        "",
+        (
+            "| layer | input | timm module | timm settings | ours fwd ms | timm fwd ms "
+            "| ours/timm fwd | ours fwd+bwd ms | timm fwd+bwd ms | ours/timm fwd+bwd |"
+        ),
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        settings = r["timm_note"]
+        lines.append(
+            f"| {r['layer']} | {'x'.join(map(str, r['shape']))} | {r['timm']} | {settings} "
+            f"| {_fmt(r['forward_ms'], '.1f')} | {_fmt(r['timm_forward_ms'], '.1f')} "
+            f"| {_fmt(r['vs_timm_forward'], '.2f')} | {_fmt(r['train_ms'], '.1f')} "
+            f"| {_fmt(r['timm_train_ms'], '.1f')} | {_fmt(r['vs_timm_train'], '.2f')} |"
+        )
+    return lines + [""]
+
+
+def _render_targets(targets):
+    peaks, size, channels = targets["peaks"], targets["target_size"], targets["channels"]
+    lines = ["## CCNet vs non-local: peak memory", ""] if "ccnet" in peaks else []
+    nl, cc = peaks.get("non_local", {}).get(size), peaks.get("ccnet", {}).get(size)
+    for mode, label in (("forward", "forward"), ("train", "forward+backward")):
+        if nl and cc:
+            ratio = f"{nl[mode] / cc[mode]:.1f}x" if cc[mode] > 0 else "n/a"
+            lines.append(
+                f"- {label} at 1x{size}x{size}x{channels}: non_local {nl[mode] / MIB:.1f} MiB, "
+                f"ccnet {cc[mode] / MIB:.1f} MiB: non_local / ccnet = **{ratio}** (paper: 11x)"
+            )
+    timm_peak = peaks.get(TIMM_NON_LOCAL, {}).get(size)
+    for mode, label in (("forward", "forward"), ("train", "forward+backward")):
+        if nl and timm_peak:
+            lines.append(
+                f"- {label} at 1x{size}x{size}x{channels}: non_local {nl[mode] / MIB:.1f} MiB, "
+                f"timm's NonLocalAttn {timm_peak[mode] / MIB:.1f} MiB"
+            )
+    lines += _render_growth(targets)
+    return lines
+
+
+def _render_growth(targets):
+    """One row per layer: peaks at each size and the growth exponents in H*W."""
+    sizes, channels = targets["sizes"], targets["channels"]
+    small, large = sizes[-2:]
+    header = "".join(f" {s}² fwd MiB | {s}² fwd+bwd MiB |" for s in sizes)
+    lines = [
+        "",
+        f"## Peak memory growth in H*W (batch 1, C={channels})",
+        "",
+        (
+            f"Growth exponent: log(peak at {large}² / peak at {small}²) over "
+            "log(ratio of the H*W measured); 1 is linear in H*W, 2 quadratic. Sizes "
+            "measured: where a layer's blocks cannot tile the nominal size, the multiple "
+            "of its block below it."
+        ),
+        "",
+        "| layer | kwargs at the largest size | sizes measured |"
+        + header
+        + " growth fwd | growth fwd+bwd |",
+        "|---|---|---|" + "---:|" * (2 * len(sizes) + 2),
+    ]
+    for name, by_size in targets["peaks"].items():
+        cells = []
+        for s in sizes:
+            peak = by_size.get(s)
+            cells += [_fmt(peak and peak[m] / MIB, ".1f") for m in ("forward", "train")]
+        cells += [_fmt(growth_exponent(targets, name, m), ".2f") for m in ("forward", "train")]
+        measured = targets.get("measured", {}).get(name, {})
+        kwargs = _kwargs_text(targets.get("kwargs", {}).get(name, {}))
+        lines.append(
+            f"| {name} | {kwargs} | {', '.join(str(measured.get(s, s)) for s in sizes)} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    lines += ["", _growth_exponents(targets), ""]
+    return lines
+
+
+def _growth_exponents(targets):
+    """Forward growth of every layer between the two largest sizes, in one line."""
+    parts = []
+    for name in targets["peaks"]:
+        slope = growth_exponent(targets, name, "forward")
+        if slope is not None:
+            parts.append(f"{name} ~ (H*W)^{slope:.2f}")
+    return "Forward peak growth between the two largest sizes: " + (", ".join(parts) or "n/a")

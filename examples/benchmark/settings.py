@@ -1,0 +1,144 @@
+"""What is measured: each layer's arguments, its shape family and the shape sets."""
+
+import keras_attention
+
+BASELINE = "conv1x1"
+# timm's NonLocalAttn in the memory targets (--vs-timm).
+TIMM_NON_LOCAL = "timm NonLocalAttn"
+# What the harness itself costs: the call, the cast and sum of the loss and its gradient.
+IDENTITY = "identity"
+MIB = 2.0**20
+
+# Short name -> (shape family, constructor kwargs at the benchmark shapes). Names not
+# listed here still run, as "spatial" layers with their default arguments.
+LAYER_SETTINGS = {
+    "se": ("channel", {}),
+    "eca": ("channel", {}),
+    "sk": ("channel", {"groups": 32}),
+    "cbam": ("channel", {}),
+    "channel_gate": ("channel", {}),
+    "spatial_gate": ("channel", {}),
+    "self_attention": ("spatial", {}),
+    "non_local": ("spatial", {"mode": "embedded_gaussian", "sub_sample": False}),
+    "stn": ("spatial", {}),
+    "danet": ("spatial", {}),
+    "position_attention": ("spatial", {}),
+    "channel_attention": ("spatial", {}),
+    "ccnet": ("spatial", {"recurrence": 2}),
+    "residual": ("spatial", {}),
+    # Other branches' layers (used only once registered): channel attention and SK-like
+    # convolutions on the channel shapes.
+    "gc": ("channel", {}),
+    "split_attention": ("channel", {}),
+    "ge": ("channel", {}),
+    "coord": ("channel", {}),
+    "ese": ("channel", {}),
+    # Layers that need the feature size or a block size dividing it: see `layer_kwargs`.
+    "bot": ("spatial", {"num_heads": 4}),
+    "halo": ("spatial", {"num_heads": 8}),
+    "lambda": ("spatial", {}),
+}
+
+
+def layer_kwargs(name, shape):
+    """Constructor kwargs of `name` at `shape` (NHWC): the table's, plus shape-bound ones."""
+    kwargs = dict(LAYER_SETTINGS.get(name, (None, {}))[1])
+    height, width = shape[1], shape[2]
+    if name == "bot":
+        kwargs["feature_size"] = (height, width)
+    if name == "axial":
+        kwargs["span"] = (height, width)
+    if name == "halo":
+        # timm's HaloAttn needs the block size to divide H and W (8 divides neither 28 nor 56).
+        block = next(b for b in (8, 7, 4, 3, 2, 1) if height % b == 0 and width % b == 0)
+        kwargs.update(block_size=block, halo_size=max(1, block // 2))
+    return kwargs
+
+
+# --shapes: the paper-scale shapes, or tiny ones for smoke tests.
+SHAPES = {
+    "standard": {
+        "channel": [(32, 56, 56, 256)],
+        "spatial": [(8, 28, 28, 512), (1, 56, 56, 512)],
+        "target": (1, 97, 97, 512),
+        "growth": [14, 28, 56, 97],
+        "model_size": 224,
+        "model_batch": 16,
+        "warmup": 2,
+        "repeats": 5,
+        "model_repeats": 9,
+        "models": "none,scale,se,eca,cbam,sk",
+        "layer_memory": True,
+    },
+    # The shapes of the issue's ours-vs-timm table: a quarter of "standard"'s channel batch.
+    "timm": {
+        "channel": [(8, 56, 56, 256)],
+        "spatial": [(4, 28, 28, 512)],
+        "target": (1, 97, 97, 512),
+        "growth": [56, 97],
+        "model_size": 224,
+        "model_batch": 16,
+        "warmup": 2,
+        "repeats": 7,
+        "model_repeats": 9,
+        "models": "none,scale,se,eca,cbam,sk",
+        "layer_memory": True,
+    },
+    "small": {
+        # 128 channels: the default groups of SGE (64) and shuffle attention (2 x 64) divide it.
+        "channel": [(2, 8, 8, 128)],
+        "spatial": [(1, 8, 8, 32)],
+        "target": (1, 9, 9, 32),
+        "growth": [5, 9],
+        "model_size": 32,
+        "model_batch": 2,
+        "warmup": 1,
+        "repeats": 2,
+        "model_repeats": 1,
+        "models": "none,se",
+        # Tiny maps say nothing about memory, and each probe process re-traces every layer.
+        "layer_memory": False,
+    },
+}
+
+
+# Layers that take more than one input map (AttentionGate: [x, g]) have no
+# single-input case here; name them in --layers to be told so.
+MULTI_INPUT = {"attention_gate"}
+
+
+def selected_layers(spec):
+    available = keras_attention.available()
+    if spec == "all":
+        return [name for name in available if name not in MULTI_INPUT]
+    if spec == "none":
+        return []
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(available))
+    if unknown:
+        raise ValueError(f"Unknown --layers {unknown}. Available: {', '.join(available)}")
+    if set(names) & MULTI_INPUT:
+        raise ValueError(f"--layers {sorted(set(names) & MULTI_INPUT)} take several inputs")
+    return names
+
+
+def layer_family(name):
+    """'channel' (gates, timed at the channel shape) or 'spatial' (attention over positions)."""
+    if name in LAYER_SETTINGS:
+        return LAYER_SETTINGS[name][0]
+    return "spatial" if name in keras_attention.available("spatial") else "channel"
+
+
+# Halo's blocks must tile the map (no padding, as in timm): in the growth table a size
+# that its block does not divide (97 is prime) is measured at the multiple of the block
+# below it (97 -> 96), so that the block, and with it the cost per position, stays the
+# same at every size. The table names the sizes measured; the exponent uses them.
+GROWTH_BLOCK = {"halo": 8}
+
+
+def growth_size(name, size):
+    """The H = W at which `name` is measured for the nominal growth size `size`."""
+    block = GROWTH_BLOCK.get(name)
+    if block and size >= block:
+        return size - size % block
+    return size
