@@ -31,10 +31,10 @@ last finished epoch (`keras.callbacks.BackupAndRestore` in `--output-dir`).
 
 ## Setup
 
-import argparse
 import dataclasses
 import json
 import os
+import sys
 import time
 
 import keras
@@ -44,12 +44,12 @@ from keras_attention import data
 from keras_attention import models
 from keras_attention import precision
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cli
+
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("## Introduction")[0].strip(),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = cli.parser(__doc__)
     parser.add_argument(
         "--model",
         default="seresnet50",

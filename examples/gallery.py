@@ -32,7 +32,6 @@ a docstring changes, without training.
 
 ## Setup
 
-import argparse
 import io
 import json
 import os
@@ -46,6 +45,7 @@ from keras_attention import models
 from keras_attention import registry
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cli
 import run_folder
 import visualize_attention
 
@@ -67,10 +67,7 @@ DOCS = "docs"
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("## Introduction")[0].strip(),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = cli.parser(__doc__)
     parser.add_argument("--epochs", type=int, default=4, help="Training epochs.")
     parser.add_argument("--limit", type=int, default=None, help="Use only this many digits.")
     parser.add_argument("--num-images", type=int, default=3, help="Test digits per picture.")

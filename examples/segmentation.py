@@ -26,7 +26,6 @@ to train a finished run again.
 
 ## Setup
 
-import argparse
 import os
 import sys
 
@@ -38,6 +37,7 @@ from keras_attention import models
 from keras_attention import precision
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cli
 import run_folder
 import train_classifier
 
@@ -49,10 +49,7 @@ CLASS_NAMES = {
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("## Introduction")[0].strip(),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = cli.parser(__doc__)
     parser.add_argument(
         "--models",
         default="danet,ccnet",

@@ -26,7 +26,6 @@ resume, TensorBoard logs, `model.keras` reloaded before it is scored, and
 
 ## Setup
 
-import argparse
 import os
 import sys
 
@@ -38,15 +37,13 @@ from keras_attention import models
 from keras_attention import precision
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cli
 import run_folder
 import train_classifier
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("## Introduction")[0].strip(),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = cli.parser(__doc__)
     parser.add_argument("--epochs", type=int, default=40, help="Training epochs of each model.")
     parser.add_argument("--batch-size", type=int, default=64, help="Batch size.")
     parser.add_argument(

@@ -32,7 +32,6 @@ does nothing unless `--overwrite` is given.
 
 ## Setup
 
-import argparse
 import contextlib
 import os
 import sys
@@ -45,6 +44,7 @@ from keras_attention import models
 from keras_attention import precision
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cli
 import run_folder
 
 MODELS = ("small_cnn", "resnet18", "resnet34", "resnet50", "resnet101", "ran56", "ran92")
@@ -64,10 +64,7 @@ def attention_choices():
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("## Introduction")[0].strip(),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = cli.parser(__doc__)
     parser.add_argument(
         "--attention",
         default="cbam",

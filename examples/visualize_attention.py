@@ -39,7 +39,6 @@ titled with the image's true label and the model's prediction (red when wrong).
 
 ## Setup
 
-import argparse
 import math
 import os
 import sys
@@ -51,14 +50,12 @@ from keras_attention import data
 from keras_attention.layers.base import ImageAttentionLayer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cli
 import run_folder
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("## Introduction")[0].strip(),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = cli.parser(__doc__)
     parser.add_argument(
         "--model",
         default=os.path.join("runs", "digits_small_cnn_cbam", "model.keras"),
