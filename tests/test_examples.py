@@ -327,6 +327,26 @@ def test_segmentation_example(tmp_path):
         keras.saving.load_model(tmp_path / name / "model.keras")
 
 
+def test_segmentation_short_run_says_it_is_short(tmp_path, capsys):
+    argv = ["--models", "ccnet", "--limit", "16", "--epochs", "1", "--batch-size", "8"]
+    segmentation.main(argv + ["--verbose", "0", "--output-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "Note: 2 training steps are too few for this model" in out
+    assert "predict the background everywhere" in out
+
+
+def test_segmentation_warns_when_one_class_fills_the_prediction():
+    names = segmentation.CLASS_NAMES[data.DIGITS]
+    summary = {"model": "danet", "miou": 0.0864, "epochs": 2}
+    background = segmentation.one_class_warning(
+        {**summary, "predicted_shares": [0.995, 0.005] + [0.0] * 9}, names
+    )
+    assert background.startswith("Warning: danet predicts 'background' for 99.5%")
+    assert "mIoU 0.0864" in background and "--epochs" in background
+    learned = {**summary, "predicted_shares": [0.9, 0.05, 0.05] + [0.0] * 8}
+    assert segmentation.one_class_warning(learned, names) is None
+
+
 def test_mean_iou_by_hand():
     # Class 0: TP 5, FP 1, FN 2 -> 5/8; class 1: TP 3, FP 2, FN 1 -> 3/6; class 2 absent.
     counts = np.array([[5, 2, 0], [1, 3, 0], [0, 0, 0]])
