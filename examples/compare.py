@@ -32,7 +32,6 @@ shared machine they are rough.
 
 ## Setup
 
-import argparse
 import csv
 import os
 import statistics
@@ -44,6 +43,7 @@ import keras_attention
 from keras_attention import precision
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cli
 import run_folder
 import train_classifier
 
@@ -61,10 +61,7 @@ def default_mechanisms():
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("## Introduction")[0].strip(),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = cli.parser(__doc__)
     parser.add_argument(
         "--attention",
         default=",".join(default_mechanisms()),

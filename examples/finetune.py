@@ -31,10 +31,11 @@ last finished epoch (`keras.callbacks.BackupAndRestore` in `--output-dir`).
 
 ## Setup
 
-import argparse
 import dataclasses
 import json
 import os
+import shutil
+import sys
 import time
 
 import keras
@@ -43,13 +44,16 @@ import tensorflow as tf
 from keras_attention import data
 from keras_attention import models
 from keras_attention import precision
+from keras_attention.models.timm import checkpoint as checkpoint_io
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cli
+import run_folder
+import train_classifier
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("## Introduction")[0].strip(),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = cli.parser(__doc__)
     parser.add_argument(
         "--model",
         default="seresnet50",
@@ -93,12 +97,30 @@ def parse_args(argv=None):
         choices=precision.PRECISIONS,
         help="Global dtype policy (auto: bfloat16/float16 where fast, else float32).",
     )
-    parser.add_argument("--output-dir", default=None, help="Default: runs/finetune_<model>.")
+    parser.add_argument(
+        "--output-dir",
+        default=None,
+        help="Where frozen.keras (phase 1), the checkpoints of each phase, model.keras and "
+        "summary.json go. Default: runs/finetune_<model>.",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Fine-tune again from the checkpoint where --output-dir holds a finished run or "
+        "an unfinished one (without it a finished run is left as it is, and a killed one "
+        "resumes).",
+    )
     parser.add_argument("--seed", type=int, default=0, help="Seed of the new classifier etc.")
     parser.add_argument(
         "--limit", type=int, default=None, help="Only this many digits (quick trials)."
     )
-    parser.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
+    parser.add_argument(
+        "--verbose",
+        type=int,
+        default=2,
+        choices=(0, 1, 2),
+        help="Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch.",
+    )
     return parser.parse_args(argv)
 
 
@@ -108,7 +130,12 @@ def parse_args(argv=None):
 def load_data(args):
     size = args.image_size or models.timm_config(args.model)["input_size"][0]
     dataset = data.load(
-        args.dataset, batch_size=args.batch_size, image_size=size, seed=args.seed, limit=args.limit
+        args.dataset,
+        batch_size=args.batch_size,
+        image_size=size,
+        seed=args.seed,
+        limit=args.limit,
+        validation_split=train_classifier.VALIDATION_SPLIT,
     )
     if dataset.input_shape[-1] == 1:  # grey digits -> RGB, as the checkpoint expects
 
@@ -119,6 +146,7 @@ def load_data(args):
             dataset,
             train=dataset.train.map(to_rgb, num_parallel_calls=data.AUTOTUNE),
             test=dataset.test.map(to_rgb, num_parallel_calls=data.AUTOTUNE),
+            validation=dataset.validation.map(to_rgb, num_parallel_calls=data.AUTOTUNE),
             input_shape=tuple(dataset.input_shape[:2]) + (3,),
         )
     return dataset
@@ -148,36 +176,93 @@ def save_atomically(model, path):
     os.replace(temporary, path)
 
 
+def pretrained_weights(args):
+    """The state dict of `--checkpoint`, else timm's from the hub's cache or the hub.
+
+    Raises:
+        FileNotFoundError: `--checkpoint` names no file.
+        WeightsUnavailableError: not cached and the hub cannot be reached.
+    """
+    if args.checkpoint:
+        return checkpoint_io.load_checkpoint(args.checkpoint)
+    return checkpoint_io.download(models.timm_config(args.model))
+
+
+BACKUPS = ("backup_frozen", "backup")  # BackupAndRestore's folders of phases 1 and 2
+
+
+def finished_summary(output_dir):
+    """The summary of a finished fine-tuning run in `output_dir`, else None.
+
+    Finished: summary.json and model.keras are there, no phase is mid-way (its
+    BackupAndRestore folder is deleted when it ends) and phase 1's model is not
+    newer than the summary (a rerun with --overwrite killed after phase 1).
+    """
+    summary_path = os.path.join(output_dir, "summary.json")
+    frozen_path = os.path.join(output_dir, "frozen.keras")
+    if any(os.path.isdir(os.path.join(output_dir, name)) for name in BACKUPS):
+        return None
+    if not os.path.exists(summary_path) or not os.path.exists(
+        os.path.join(output_dir, "model.keras")
+    ):
+        return None
+    if os.path.exists(frozen_path) and os.path.getmtime(frozen_path) > os.path.getmtime(
+        summary_path
+    ):
+        return None
+    with open(summary_path) as f:
+        return json.load(f)
+
+
 def main(argv=None, callbacks=()):
     """Fine-tunes, saves, reloads and evaluates; returns the summary as a dict."""
     args = parse_args(argv)
     output_dir = args.output_dir or os.path.join("runs", f"finetune_{args.model}")
-    os.makedirs(output_dir, exist_ok=True)
+    frozen_path = os.path.join(output_dir, "frozen.keras")
+    if args.overwrite:  # model.keras and summary.json stay until new ones replace them
+        for name in BACKUPS:
+            shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
+        if os.path.exists(frozen_path):
+            os.remove(frozen_path)
+    else:
+        done = finished_summary(output_dir)
+        if done is not None:
+            print(
+                f"{output_dir} is a finished run ({run_folder.summary_line(done)}): nothing "
+                "to do. Pass --overwrite to fine-tune again, or give another --output-dir."
+            )
+            return {**done, "already_finished": True}
+    weights = None
+    if not os.path.exists(frozen_path):
+        # The weights first, before the data and the folder: a run that cannot have
+        # them stops at once and leaves nothing behind.
+        weights = pretrained_weights(args)
     keras.utils.set_random_seed(args.seed)
     policy = precision.set_precision(args.precision)
     dataset = load_data(args)
     steps = int(dataset.train.cardinality())
     print(
-        f"Data: {args.dataset}, {dataset.train_size} train / {dataset.test_size} test, "
-        f"shape {dataset.input_shape}, {dataset.num_classes} classes; policy {policy}"
+        f"Data: {args.dataset}, {dataset.train_size} train / {dataset.validation_size} "
+        f"validation / {dataset.test_size} test, shape {dataset.input_shape}, "
+        f"{dataset.num_classes} classes; policy {policy}"
     )
     start = time.perf_counter()
-    frozen_path = os.path.join(output_dir, "frozen.keras")
     if os.path.exists(frozen_path):  # phase 1 finished in an earlier run
         print(f"Phase 1 done earlier: {frozen_path}")
     else:
         model = models.from_timm(
             args.model,
-            checkpoint=args.checkpoint,
+            checkpoint=weights,
             classes=dataset.num_classes,
             input_shape=dataset.input_shape,
         )
+        os.makedirs(output_dir, exist_ok=True)
         set_backbone_trainable(model, False)
         compile_model(model, args.learning_rate)
         model.fit(
             dataset.train,
             epochs=args.frozen_epochs,
-            validation_data=dataset.test,
+            validation_data=dataset.validation,
             verbose=args.verbose,
             shuffle=False,  # the tf.data pipeline shuffles
             callbacks=[
@@ -198,7 +283,7 @@ def main(argv=None, callbacks=()):
     history = model.fit(
         dataset.train,
         epochs=unfrozen_epochs,
-        validation_data=dataset.test,
+        validation_data=dataset.validation,
         verbose=args.verbose,
         shuffle=False,
         callbacks=[
@@ -237,4 +322,8 @@ def main(argv=None, callbacks=()):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (checkpoint_io.WeightsUnavailableError, FileNotFoundError, data.DataError) as error:
+        # One paragraph, no traceback: the weights or the data cannot be had.
+        raise SystemExit(f"error: {error}") from None

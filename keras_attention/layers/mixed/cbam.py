@@ -210,7 +210,10 @@ class CBAM(ImageAttentionLayer):
     float32, the rest runs in the compute dtype.
 
     Args:
-        reduction: int, the channel gate's bottleneck ratio. Defaults to 16.
+        reduction: int, the channel gate's bottleneck ratio; its hidden layer
+            has `max(1, C // reduction)` units, as `SqueezeExcitation`'s: a
+            ratio above C (e.g. 128 on 16 channels) leaves a 1-unit bottleneck.
+            Defaults to 16.
         kernel_size: positive odd int, the spatial gate's convolution size.
             Defaults to 7.
         data_format: `"channels_last"`, `"channels_first"` or `None` (Keras's

@@ -1,0 +1,45 @@
+"""Command lines of the examples: a readable `--help` from the script's docstring.
+
+The examples' docstrings follow keras.io's header ("Title: ... Author: ...
+Description: ..."), which argparse would reflow into one run-on paragraph. Here
+the help starts with the title and the description as written, and a default
+is appended only to options whose help does not state it already.
+"""
+
+import argparse
+import re
+
+# The keras.io header: "Title: ...", "Author: ...", "Description: ..." up to "## Introduction".
+_HEADER = re.compile(
+    r"Title:\s*(?P<title>.+?)\s*\n(?:Author:.*\n)?Description:\s*(?P<description>.+?)"
+    r"\s*(?:\n## |\Z)",
+    flags=re.DOTALL,
+)
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's line breaks; "(default: X)" only where it informs.
+
+    No default is shown for options whose help already talks about the default,
+    nor for None (the help says what happens then) and False flags.
+    """
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default is None or action.default is False or "default" in text.lower():
+            return text
+        return super()._get_help_string(action)
+
+
+def description(doc):
+    """The title and description of a keras.io-style docstring, as help text."""
+    match = _HEADER.search(doc or "")
+    if match is None:
+        return (doc or "").split("## Introduction")[0].strip()
+    title = match.group("title").strip()
+    return f"{title}.\n\n{match.group('description').strip()}"
+
+
+def parser(doc):
+    """An `ArgumentParser` whose description is `doc`'s title and description."""
+    return argparse.ArgumentParser(description=description(doc), formatter_class=HelpFormatter)
