@@ -79,6 +79,8 @@ def conv_bn(
 def inputs(input_shape, preprocessing=None):
     """(model input, tensor after the optional mean/std layer named "preprocessing").
 
+    `model_inputs(options)` is the builders' form of it.
+
     The layer is a `Rescaling` by 1/std with offset -mean/std rather than a
     `Normalization`: Normalization holds its statistics as eager tensors, which a
     traced export captures and tf2onnx turns into extra model inputs, while
@@ -96,6 +98,18 @@ def inputs(input_shape, preprocessing=None):
     return image, x
 
 
+def model_inputs(options, input_shape=None):
+    """`inputs` for a build's `BuildOptions` (`input_shape` overrides the options' one)."""
+    shape = options.input_shape if input_shape is None else input_shape
+    return inputs(shape, options.preprocessing)
+
+
+def finish(inputs, x, options):
+    """The functional model: `x` through the head the options ask for (`head`)."""
+    outputs = head(x, options.include_top, options.pooling, options.classes, options.head_name)
+    return keras.Model(inputs, outputs, name=options.name)
+
+
 def head(x, include_top, pooling, classes, head_name):
     """Global average pooling and the float32 classifier `head_name`, or the headless output."""
     if include_top:
@@ -104,7 +118,8 @@ def head(x, include_top, pooling, classes, head_name):
     return _common.classifier_top(x, False, pooling, classes)
 
 
-def check_top(include_top, pooling, classes):
-    _common.check_pooling(pooling)
-    if include_top:
-        _common.check_classes(classes)
+def check_top(options):
+    """ValueError for a bad `pooling`, or bad `classes` of a model with a classifier."""
+    _common.check_pooling(options.pooling)
+    if options.include_top:
+        _common.check_classes(options.classes)

@@ -21,9 +21,9 @@ from keras_attention.models.timm.blocks import act
 from keras_attention.models.timm.blocks import channel_attention
 from keras_attention.models.timm.blocks import check_top
 from keras_attention.models.timm.blocks import conv_bn
-from keras_attention.models.timm.blocks import head
-from keras_attention.models.timm.blocks import inputs as model_inputs
+from keras_attention.models.timm.blocks import finish
 from keras_attention.models.timm.blocks import make_divisible
+from keras_attention.models.timm.blocks import model_inputs
 from keras_attention.models.timm.spec import spec
 
 # The lowest value of SiLU (x * sigmoid(x)), at x = -1.278...: the stem's max pool
@@ -135,26 +135,16 @@ def _spatial_size(input_shape, layout, default_size):
     return size, input_shape
 
 
-def build(
-    layout,
-    name,
-    input_shape,
-    classes,
-    include_top,
-    pooling,
-    head_name,
-    preprocessing=None,
-    default_size=256,
-):
-    """The functional model of `layout`; `head_name` names the classifier layer.
+def build(layout, options, default_size=256):
+    """The functional model of `layout`, built as `options` (a `BuildOptions`) asks.
 
-    `preprocessing`: None, or (mean, std) per RGB channel. BoTNet's and the
-    global lambda layer's relative embeddings fix the input size: with an
-    unknown height or width such a model takes `default_size` square images.
+    BoTNet's and the global lambda layer's relative embeddings fix the input
+    size: with an unknown height or width such a model takes `default_size`
+    square images.
     """
-    check_top(include_top, pooling, classes)
-    size, input_shape = _spatial_size(input_shape, layout, default_size)
-    inputs, x = model_inputs(input_shape, preprocessing)
+    check_top(options)
+    size, input_shape = _spatial_size(options.input_shape, layout, default_size)
+    inputs, x = model_inputs(options, input_shape)
     x = _stem(x, layout)
     feature_size = None if size is None or None in size else tuple(s // 4 for s in size)
     for index, stage in enumerate(layout.stages):
@@ -168,8 +158,7 @@ def build(
             x, layout.num_features, 1, 1, "final_conv_conv", "final_conv_bn", "final_conv_act",
             activation=layout.activation,
         )
-    outputs = head(x, include_top, pooling, classes, head_name)
-    return keras.Model(inputs, outputs, name=name)
+    return finish(inputs, x, options)
 
 
 def _mixed(depth, every=1):

@@ -12,6 +12,7 @@ import numpy as np
 from keras_attention.models.timm import catalogue
 from keras_attention.models.timm import checkpoint as checkpoint_io
 from keras_attention.models.timm.assign import assign_state_dict
+from keras_attention.models.timm.options import BuildOptions
 
 
 def from_timm(
@@ -89,7 +90,7 @@ def from_timm(
                 f"from_timm: new {classes}-class classifier in place of the checkpoint's "
                 f"{checkpoint_classes} classes (randomly initialised, for fine-tuning)."
             )
-    model = entry["build"](
+    options = BuildOptions(
         name=base,
         input_shape=input_shape,
         classes=classes,
@@ -98,6 +99,7 @@ def from_timm(
         head_name=head.replace(".", "_"),
         preprocessing=(entry["mean"], entry["std"]) if include_preprocessing else None,
     )
+    model = entry["build"](options)
     if state is not None:
         assign_state_dict(model, state, catalogue.SUBLAYERS, skip)
     return model

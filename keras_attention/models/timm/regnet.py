@@ -20,8 +20,8 @@ from keras_attention.models import _common
 from keras_attention.models.timm.blocks import act
 from keras_attention.models.timm.blocks import check_top
 from keras_attention.models.timm.blocks import conv_bn
-from keras_attention.models.timm.blocks import head
-from keras_attention.models.timm.blocks import inputs as model_inputs
+from keras_attention.models.timm.blocks import finish
+from keras_attention.models.timm.blocks import model_inputs
 from keras_attention.models.timm.spec import spec
 
 
@@ -77,22 +77,17 @@ def _block(x, width, strides, group_size, se_ratio, name):
     return act(y, f"{n}_act3")
 
 
-def build(config, name, input_shape, classes, include_top, pooling, head_name, preprocessing=None):
-    """The functional RegNetY of `config`; `head_name` names the classifier layer.
-
-    `preprocessing`: None, or (mean, std) per RGB channel: a Keras
-    `Rescaling` layer named "preprocessing" then takes images in [0, 1].
-    """
-    check_top(include_top, pooling, classes)
-    inputs, x = model_inputs(input_shape, preprocessing)
+def build(config, options):
+    """The functional RegNetY of `config`, built as `options` (a `BuildOptions`) asks."""
+    check_top(options)
+    inputs, x = model_inputs(options)
     x = conv_bn(x, config.stem_width, 3, 2, "stem_conv", "stem_bn", "stem_act")
     for stage, (width, depth, group_size) in enumerate(stage_layout(config)):
         for index in range(depth):
             strides = 2 if index == 0 else 1
             block_name = f"s{stage + 1}_b{index + 1}"
             x = _block(x, width, strides, group_size, config.se_ratio, block_name)
-    outputs = head(x, include_top, pooling, classes, head_name)
-    return keras.Model(inputs, outputs, name=name)
+    return finish(inputs, x, options)
 
 
 def _entry(w0, wa, wm, depth, group_size, tag, **kwargs):

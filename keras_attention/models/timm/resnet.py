@@ -24,9 +24,9 @@ from keras_attention.models.timm.blocks import act as _act
 from keras_attention.models.timm.blocks import channel_attention
 from keras_attention.models.timm.blocks import check_top
 from keras_attention.models.timm.blocks import conv_bn as _conv_bn
-from keras_attention.models.timm.blocks import head
-from keras_attention.models.timm.blocks import inputs as model_inputs
+from keras_attention.models.timm.blocks import finish
 from keras_attention.models.timm.blocks import make_divisible
+from keras_attention.models.timm.blocks import model_inputs
 from keras_attention.models.timm.spec import spec
 
 
@@ -197,22 +197,17 @@ def _block(x, layout, planes, strides, name):
     return _act(y, f"{n}_act")
 
 
-def build(layout, name, input_shape, classes, include_top, pooling, head_name, preprocessing=None):
-    """The functional model of `layout`; `head_name` names the classifier layer.
-
-    `preprocessing`: None, or (mean, std) per RGB channel: a Keras
-    `Rescaling` layer named "preprocessing" then takes images in [0, 1].
-    """
-    check_top(include_top, pooling, classes)
-    inputs, x = model_inputs(input_shape, preprocessing)
+def build(layout, options):
+    """The functional model of `layout`, built as `options` (a `BuildOptions`) asks."""
+    check_top(options)
+    inputs, x = model_inputs(options)
     x = _stem(x, layout)
     for stage, count in enumerate(layout.blocks):
         planes = 64 * 2**stage
         for index in range(count):
             strides = 2 if stage > 0 and index == 0 else 1
             x = _block(x, layout, planes, strides, f"layer{stage + 1}_{index}")
-    outputs = head(x, include_top, pooling, classes, head_name)
-    return keras.Model(inputs, outputs, name=name)
+    return finish(inputs, x, options)
 
 
 _CAFFE_URL = "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-cadene/"
