@@ -20,7 +20,9 @@ class BuildOptions:
         pooling: None, "avg" or "max": the pooling of a headless model.
         head_name: the classifier layer's name (timm's module path, "." -> "_").
         preprocessing: None, or (mean, std) per RGB channel: the model then
-            normalises its input itself.
+            checks and normalises its input itself.
+        input_range: (low, high), the range of the RGB values that a model
+            with `preprocessing` takes.
     """
 
     name: str
@@ -30,3 +32,4 @@ class BuildOptions:
     pooling: str | None = None
     head_name: str = "fc"
     preprocessing: tuple | None = None
+    input_range: tuple = (0.0, 1.0)
