@@ -5,6 +5,7 @@ import keras
 from keras_attention import layers
 from keras_attention.models import _common
 from keras_attention.models.grouped_conv import GroupedConv2D
+from keras_attention.models.timm.features import features_model
 from keras_attention.models.timm.input_range import InputRange
 
 
@@ -70,9 +71,18 @@ CHANNEL_ATTENTION_SUBLAYERS = {
 
 
 def conv_bn(
-    x, filters, kernel_size, strides, conv_name, bn_name, act_name=None, groups=1, activation="relu"
+    x,
+    filters,
+    kernel_size,
+    strides,
+    conv_name,
+    bn_name,
+    act_name=None,
+    groups=1,
+    activation="relu",
+    dilation=1,
 ):
-    x = conv(x, filters, kernel_size, strides, conv_name, groups)
+    x = conv(x, filters, kernel_size, strides, conv_name, groups, dilation)
     x = _common.batch_norm(x, bn_name)
     return act(x, act_name, activation) if act_name else x
 
@@ -112,8 +122,15 @@ def model_inputs(options, input_shape=None):
     return inputs(shape, options.preprocessing, options.input_range)
 
 
-def finish(inputs, x, options):
-    """The functional model: `x` through the head the options ask for (`head`)."""
+def finish(inputs, x, options, features=None):
+    """The functional model: `x` through the head the options ask for (`head`), or
+    the feature maps of a features_only build.
+
+    `features`: [(tensor, timm module, reduction, undilated reduction)] in
+    timm's `feature_info` order; None where the family has no features_only.
+    """
+    if options.features_only:
+        return features_model(inputs, features, options)
     outputs = head(x, options.include_top, options.pooling, options.classes, options.head_name)
     return keras.Model(inputs, outputs, name=options.name)
 
@@ -126,8 +143,20 @@ def head(x, include_top, pooling, classes, head_name):
     return _common.classifier_top(x, False, pooling, classes)
 
 
+def refuse_features(options, why):
+    """ValueError for features_only or output_stride on a family that cannot do them."""
+    if options.features_only or options.output_stride != 32:
+        raise ValueError(
+            f"{options.name!r} cannot be built with features_only=True or an output_stride "
+            f"other than 32: {why} Received: features_only={options.features_only!r}, "
+            f"output_stride={options.output_stride!r}"
+        )
+
+
 def check_top(options):
     """ValueError for a bad `pooling`, or bad `classes` of a model with a classifier."""
+    if options.features_only:
+        return  # no head
     _common.check_pooling(options.pooling)
     if options.include_top:
         _common.check_classes(options.classes)

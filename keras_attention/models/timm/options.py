@@ -23,6 +23,10 @@ class BuildOptions:
             checks and normalises its input itself.
         input_range: (low, high), the range of the RGB values that a model
             with `preprocessing` takes.
+        features_only: build timm's feature maps instead of the classifier.
+        out_indices: None (all) or the indices into timm's `feature_info` of
+            the maps a features_only model returns.
+        output_stride: 32, or 16 or 8 to dilate the last stages as timm does.
     """
 
     name: str
@@ -33,3 +37,6 @@ class BuildOptions:
     head_name: str = "fc"
     preprocessing: tuple | None = None
     input_range: tuple = (0.0, 1.0)
+    features_only: bool = False
+    out_indices: tuple | None = None
+    output_stride: int = 32

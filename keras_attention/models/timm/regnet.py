@@ -60,13 +60,23 @@ def stage_layout(config, quant=8):
     return layout
 
 
-def _block(x, width, strides, group_size, se_ratio, name):
+def _block(x, width, strides, group_size, se_ratio, name, dilation=1):
     """timm's regnet.Bottleneck (bottle ratio 1): 1x1 -> grouped 3x3 -> SE -> 1x1, + shortcut."""
     in_channels = x.shape[_common.channel_axis()]
     n = name
     y = conv_bn(x, width, 1, 1, f"{n}_conv1_conv", f"{n}_conv1_bn", f"{n}_conv1_act")
     groups = width // group_size
-    y = conv_bn(y, width, 3, strides, f"{n}_conv2_conv", f"{n}_conv2_bn", f"{n}_conv2_act", groups)
+    y = conv_bn(
+        y,
+        width,
+        3,
+        strides,
+        f"{n}_conv2_conv",
+        f"{n}_conv2_bn",
+        f"{n}_conv2_act",
+        groups,
+        dilation=dilation,
+    )
     # timm's rounding: Python's round of the block's input width times the ratio.
     y = layers.SqueezeExcitation(units=int(round(in_channels * se_ratio)), name=f"{n}_se")(y)
     y = conv_bn(y, width, 1, 1, f"{n}_conv3_conv", f"{n}_conv3_bn")
@@ -82,12 +92,24 @@ def build(config, options):
     check_top(options)
     inputs, x = model_inputs(options)
     x = conv_bn(x, config.stem_width, 3, 2, "stem_conv", "stem_bn", "stem_act")
+    features = [(x, "stem", 2, 2)]
+    # timm's RegNet: once the stride reaches output_stride, a stage dilates instead;
+    # its first block's 3x3 is dilated by 1 (dilation 2) or 2 (dilation 4).
+    net_stride, dilation = 2, 1
     for stage, (width, depth, group_size) in enumerate(stage_layout(config)):
+        stride = 2
+        if net_stride >= options.output_stride:
+            dilation, stride = dilation * 2, 1
+        else:
+            net_stride *= stride
+        first_dilation = 1 if dilation in (1, 2) else 2
         for index in range(depth):
-            strides = 2 if index == 0 else 1
+            strides = stride if index == 0 else 1
             block_name = f"s{stage + 1}_b{index + 1}"
-            x = _block(x, width, strides, group_size, config.se_ratio, block_name)
-    return finish(inputs, x, options)
+            rate = first_dilation if index == 0 else dilation
+            x = _block(x, width, strides, group_size, config.se_ratio, block_name, rate)
+        features.append((x, f"s{stage + 1}", net_stride, 4 * 2**stage))
+    return finish(inputs, x, options, features)
 
 
 def _entry(w0, wa, wm, depth, group_size, tag, **kwargs):

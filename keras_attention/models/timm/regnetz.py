@@ -25,6 +25,7 @@ from keras_attention.models.timm.blocks import conv_bn
 from keras_attention.models.timm.blocks import finish
 from keras_attention.models.timm.blocks import make_divisible
 from keras_attention.models.timm.blocks import model_inputs
+from keras_attention.models.timm.blocks import refuse_features
 from keras_attention.models.timm.spec import spec
 
 
@@ -74,6 +75,9 @@ def _block(x, config, filters, strides, name):
 
 def build(config, options):
     """The functional RegNetZ of `config`, built as `options` (a `BuildOptions`) asks."""
+    refuse_features(
+        options, "features_only and output_stride are not built for timm's byobnet RegNetZ yet."
+    )
     check_top(options)
     inputs, x = model_inputs(options)
     x = _stem(x, config)

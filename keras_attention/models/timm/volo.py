@@ -25,6 +25,7 @@ from keras_attention.models import _common
 from keras_attention.models.timm.blocks import check_top
 from keras_attention.models.timm.blocks import conv_bn
 from keras_attention.models.timm.blocks import model_inputs
+from keras_attention.models.timm.blocks import refuse_features
 from keras_attention.models.timm.spec import spec
 from keras_attention.models.transformer import ClassAttention
 from keras_attention.models.transformer import ClassToken
@@ -109,6 +110,10 @@ def build(layout, options, image_size=224):
     `(batch, 1 + N, C)`, the class token first, or their mean or max with
     `pooling="avg"`/`"max"`.
     """
+    refuse_features(
+        options,
+        "VOLO is a transformer: timm's features are token maps of one stride (no output_stride).",
+    )
     check_top(options)
     inputs, x = model_inputs(options, _image_shape(options.input_shape, image_size))
     width = layout.stem_width

@@ -22,6 +22,7 @@ from keras_attention.models.timm.blocks import conv
 from keras_attention.models.timm.blocks import conv_bn
 from keras_attention.models.timm.blocks import finish
 from keras_attention.models.timm.blocks import model_inputs
+from keras_attention.models.timm.blocks import refuse_features
 from keras_attention.models.timm.spec import spec
 
 
@@ -78,6 +79,10 @@ def _max_pool_ceil(x, name):
 def build(layout, options):
     """The functional eSE-VoVNet of `layout` (stem stride 4, as timm's defaults), as
     `options` (a `BuildOptions`) asks."""
+    refuse_features(
+        options,
+        "features_only is not built for VoVNet yet, and timm's VoVNet refuses any output_stride but 32.",
+    )
     check_top(options)
     inputs, x = model_inputs(options)
     x = _conv_norm_act(x, layout.stem[0], 3, 2, "stem_0")
