@@ -103,7 +103,7 @@ def features_model(inputs, features, options):
 
 
 def _feature_layers(model):
-    layers = [t._keras_history.operation for t in model.outputs]
+    layers = [model.get_layer(name) for name in model.output_names]
     if not all(isinstance(layer, FeatureMap) for layer in layers):
         raise ValueError(
             f"The model {model.name!r} is not a from_timm(..., features_only=True) model."
