@@ -151,3 +151,67 @@ def test_architecture_only_and_bad_checkpoint():
     assert any(isinstance(layer, keras_attention.SplitAttention) for layer in model.layers)
     with pytest.raises(ValueError, match="checkpoint"):
         from_timm("resnet18", checkpoint="/nonexistent.safetensors")
+
+
+def test_input_range_0_255_gives_the_0_1_models_logits(resnet18_checkpoint):
+    path, _ = resnet18_checkpoint
+    unit = from_timm("resnet18", checkpoint=path)
+    bytes_model = from_timm("resnet18", checkpoint=path, input_range=(0, 255))
+    # The summary says the range: the check layer is named after it.
+    assert unit.get_layer("input_range_0_to_1").high == 1.0
+    assert bytes_model.get_layer("input_range_0_to_255").high == 255.0
+    rgb = np.random.default_rng(4).uniform(size=(2, HEIGHT, WIDTH, 3)).astype("float32")
+    np.testing.assert_allclose(
+        to_numpy(bytes_model(rgb * 255)), to_numpy(unit(rgb)), rtol=1e-4, atol=1e-4
+    )
+
+
+def _batches():
+    rgb = np.random.default_rng(5).uniform(size=(2, 32, 32, 3)).astype("float32")
+    config = timm_config("resnet18")
+    normalised = (rgb - np.array(config["mean"], "float32")) / np.array(config["std"], "float32")
+    return rgb, {"0-255": rgb * 255, "normalised": normalised}
+
+
+@pytest.mark.parametrize("kind", ["0-255", "normalised"])
+def test_out_of_range_batch_is_refused_in_eager_calls(kind):
+    model = from_timm("resnet18", pretrained=False, input_shape=(32, 32, 3))
+    rgb, wrong = _batches()
+    assert model(rgb).shape == (2, 1000)
+    with pytest.raises(ValueError, match=r"takes RGB images in \[0, 1\]"):
+        model(wrong[kind])
+
+
+def test_out_of_range_batch_cannot_pass_predict_unnoticed():
+    """Compiled (TensorFlow, JAX): NaN outputs; eager (PyTorch): the ValueError."""
+    model = from_timm("resnet18", pretrained=False, input_shape=(32, 32, 3))
+    rgb, wrong = _batches()
+    assert np.isfinite(model.predict(rgb, verbose=0)).all()
+    try:
+        outputs = model.predict(wrong["0-255"], verbose=0)
+    except ValueError as error:
+        assert "0-255 images?" in str(error)
+    else:
+        assert np.isnan(outputs).all()
+
+
+def test_saved_model_keeps_its_input_range(resnet18_checkpoint, tmp_path):
+    path, _ = resnet18_checkpoint
+    model = from_timm("resnet18", checkpoint=path, input_range=(0, 255))
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    rgb = np.random.default_rng(6).uniform(0, 255, size=(1, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(to_numpy(reloaded(rgb)), to_numpy(model(rgb)), atol=1e-5)
+    with pytest.raises(ValueError, match=r"\[0, 255\]"):
+        reloaded(rgb * 255)
+
+
+@pytest.mark.parametrize("input_range", [(1, 0), (0,), "0-255", (0, float("inf")), (True, 2)])
+def test_bad_input_range_is_refused(input_range):
+    with pytest.raises(ValueError, match="input_range="):
+        from_timm("resnet18", pretrained=False, input_range=input_range)
+
+
+def test_input_range_needs_the_models_preprocessing():
+    with pytest.raises(ValueError, match="include_preprocessing=False"):
+        from_timm("resnet18", pretrained=False, include_preprocessing=False, input_range=(0, 255))

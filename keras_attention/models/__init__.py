@@ -16,6 +16,8 @@ from keras_attention.models.segmentation import CCNet
 from keras_attention.models.segmentation import DANet
 from keras_attention.models.small_cnn import AttentionCNN
 from keras_attention.models.spatial_transformer_classifier import SpatialTransformerClassifier
+from keras_attention.models.timm import feature_info
 from keras_attention.models.timm import from_timm
+from keras_attention.models.timm import pyramid_outputs
 from keras_attention.models.timm import timm_config
 from keras_attention.models.timm import timm_names

@@ -9,3 +9,5 @@ copies them into the model's variables, one tensor to one variable.
 from keras_attention.models.timm.catalogue import timm_config
 from keras_attention.models.timm.catalogue import timm_names
 from keras_attention.models.timm.convert import from_timm
+from keras_attention.models.timm.features import feature_info
+from keras_attention.models.timm.features import pyramid_outputs

@@ -5,6 +5,8 @@ import keras
 from keras_attention import layers
 from keras_attention.models import _common
 from keras_attention.models.grouped_conv import GroupedConv2D
+from keras_attention.models.timm.features import features_model
+from keras_attention.models.timm.input_range import InputRange
 
 
 def make_divisible(value, divisor=8, min_value=None, round_limit=0.9):
@@ -69,31 +71,68 @@ CHANNEL_ATTENTION_SUBLAYERS = {
 
 
 def conv_bn(
-    x, filters, kernel_size, strides, conv_name, bn_name, act_name=None, groups=1, activation="relu"
+    x,
+    filters,
+    kernel_size,
+    strides,
+    conv_name,
+    bn_name,
+    act_name=None,
+    groups=1,
+    activation="relu",
+    dilation=1,
 ):
-    x = conv(x, filters, kernel_size, strides, conv_name, groups)
+    x = conv(x, filters, kernel_size, strides, conv_name, groups, dilation)
     x = _common.batch_norm(x, bn_name)
     return act(x, act_name, activation) if act_name else x
 
 
-def inputs(input_shape, preprocessing=None):
-    """(model input, tensor after the optional mean/std layer named "preprocessing").
+def inputs(input_shape, preprocessing=None, input_range=(0.0, 1.0)):
+    """(model input, tensor after the optional range check and mean/std layer).
 
-    The layer is a `Rescaling` by 1/std with offset -mean/std rather than a
-    `Normalization`: Normalization holds its statistics as eager tensors, which a
-    traced export captures and tf2onnx turns into extra model inputs, while
-    Rescaling's Python floats become graph constants.
+    With `preprocessing` = (mean, std), an `InputRange` layer named
+    "input_range_<low>_to_<high>" (the range in the model's summary) checks
+    each batch, then a `Rescaling` layer named "preprocessing" maps
+    `input_range` to [0, 1] and applies the mean and std, in one multiply-add.
+    `model_inputs(options)` is the builders' form of it.
+
+    The layer is a `Rescaling` rather than a `Normalization`: Normalization
+    holds its statistics as eager tensors, which a traced export captures and
+    tf2onnx turns into extra model inputs, while Rescaling's Python floats
+    become graph constants.
     """
     image = _common.image_input(input_shape)
     if preprocessing is None:
         return image, image
     mean, std = preprocessing
-    scale = [1.0 / s for s in std]
-    offset = [-m / s for m, s in zip(mean, std)]
+    low, high = input_range
+    x = InputRange(low, high, name=f"input_range_{low:g}_to_{high:g}")(image)
+    # ((x - low) / (high - low) - mean) / std as x * scale + offset.
+    scale = [1.0 / ((high - low) * s) for s in std]
+    offset = [-(low / (high - low) + m) / s for m, s in zip(mean, std)]
     if _common.channel_axis() == 1:  # Rescaling broadcasts over the last axis
         scale, offset = [[[v]] for v in scale], [[[v]] for v in offset]
-    x = keras.layers.Rescaling(scale, offset, name="preprocessing")(image)
+    x = keras.layers.Rescaling(scale, offset, name="preprocessing")(x)
     return image, x
+
+
+def model_inputs(options, input_shape=None):
+    """`inputs` for a build's `BuildOptions` (`input_shape` overrides the options' one)."""
+    shape = options.input_shape if input_shape is None else input_shape
+    return inputs(shape, options.preprocessing, options.input_range)
+
+
+def finish(inputs, x, options, features=None):
+    """The functional model: `x` through the head the options ask for (`head`), or
+    the feature maps of a features_only build.
+
+    `features`: [(tensor, timm module, reduction, undilated reduction)] in
+    timm's `feature_info` order; None where the family has no features_only.
+    """
+    if options.features_only:
+        return features_model(inputs, features, options)
+    outputs = head(x, options.include_top, options.pooling, options.classes, options.head_name)
+    return keras.Model(inputs, outputs, name=options.name)
 
 
 def head(x, include_top, pooling, classes, head_name):
@@ -104,7 +143,20 @@ def head(x, include_top, pooling, classes, head_name):
     return _common.classifier_top(x, False, pooling, classes)
 
 
-def check_top(include_top, pooling, classes):
-    _common.check_pooling(pooling)
-    if include_top:
-        _common.check_classes(classes)
+def refuse_features(options, why):
+    """ValueError for features_only or output_stride on a family that cannot do them."""
+    if options.features_only or options.output_stride != 32:
+        raise ValueError(
+            f"{options.name!r} cannot be built with features_only=True or an output_stride "
+            f"other than 32: {why} Received: features_only={options.features_only!r}, "
+            f"output_stride={options.output_stride!r}"
+        )
+
+
+def check_top(options):
+    """ValueError for a bad `pooling`, or bad `classes` of a model with a classifier."""
+    if options.features_only:
+        return  # no head
+    _common.check_pooling(options.pooling)
+    if options.include_top:
+        _common.check_classes(options.classes)

@@ -21,9 +21,10 @@ from keras_attention.models.timm.blocks import act
 from keras_attention.models.timm.blocks import channel_attention
 from keras_attention.models.timm.blocks import check_top
 from keras_attention.models.timm.blocks import conv_bn
-from keras_attention.models.timm.blocks import head
-from keras_attention.models.timm.blocks import inputs as model_inputs
+from keras_attention.models.timm.blocks import finish
 from keras_attention.models.timm.blocks import make_divisible
+from keras_attention.models.timm.blocks import model_inputs
+from keras_attention.models.timm.blocks import refuse_features
 from keras_attention.models.timm.spec import spec
 
 # The lowest value of SiLU (x * sigmoid(x)), at x = -1.278...: the stem's max pool
@@ -99,13 +100,26 @@ def _block(x, kind, stage, layout, strides, feature_size, name):
     mid = make_divisible(out_channels * stage.bottle_ratio)
     groups = mid // stage.group_size if stage.group_size else 1
     y = conv_bn(
-        x, mid, 1, 1, f"{n}_conv1_1x1_conv", f"{n}_conv1_1x1_bn", f"{n}_conv1_1x1_act",
+        x,
+        mid,
+        1,
+        1,
+        f"{n}_conv1_1x1_conv",
+        f"{n}_conv1_1x1_bn",
+        f"{n}_conv1_1x1_act",
         activation=activation,
     )
     if kind == "bottle":
         y = conv_bn(
-            y, mid, 3, strides, f"{n}_conv2_kxk_conv", f"{n}_conv2_kxk_bn", f"{n}_conv2_kxk_act",
-            groups=groups, activation=activation,
+            y,
+            mid,
+            3,
+            strides,
+            f"{n}_conv2_kxk_conv",
+            f"{n}_conv2_kxk_bn",
+            f"{n}_conv2_kxk_act",
+            groups=groups,
+            activation=activation,
         )
         if layout.attention:
             y = channel_attention(layout.attention, mid, f"{n}_attn")(y)
@@ -135,26 +149,19 @@ def _spatial_size(input_shape, layout, default_size):
     return size, input_shape
 
 
-def build(
-    layout,
-    name,
-    input_shape,
-    classes,
-    include_top,
-    pooling,
-    head_name,
-    preprocessing=None,
-    default_size=256,
-):
-    """The functional model of `layout`; `head_name` names the classifier layer.
+def build(layout, options, default_size=256):
+    """The functional model of `layout`, built as `options` (a `BuildOptions`) asks.
 
-    `preprocessing`: None, or (mean, std) per RGB channel. BoTNet's and the
-    global lambda layer's relative embeddings fix the input size: with an
-    unknown height or width such a model takes `default_size` square images.
+    BoTNet's and the global lambda layer's relative embeddings fix the input
+    size: with an unknown height or width such a model takes `default_size`
+    square images.
     """
-    check_top(include_top, pooling, classes)
-    size, input_shape = _spatial_size(input_shape, layout, default_size)
-    inputs, x = model_inputs(input_shape, preprocessing)
+    refuse_features(
+        options, "features_only and output_stride are not built for the ByobNet family yet."
+    )
+    check_top(options)
+    size, input_shape = _spatial_size(options.input_shape, layout, default_size)
+    inputs, x = model_inputs(options, input_shape)
     x = _stem(x, layout)
     feature_size = None if size is None or None in size else tuple(s // 4 for s in size)
     for index, stage in enumerate(layout.stages):
@@ -165,11 +172,16 @@ def build(
                 feature_size = tuple(s // strides for s in feature_size)
     if layout.num_features:
         x = conv_bn(
-            x, layout.num_features, 1, 1, "final_conv_conv", "final_conv_bn", "final_conv_act",
+            x,
+            layout.num_features,
+            1,
+            1,
+            "final_conv_conv",
+            "final_conv_bn",
+            "final_conv_act",
             activation=layout.activation,
         )
-    outputs = head(x, include_top, pooling, classes, head_name)
-    return keras.Model(inputs, outputs, name=name)
+    return finish(inputs, x, options)
 
 
 def _mixed(depth, every=1):
@@ -243,9 +255,7 @@ MODELS = {
     "gcresnet33ts": _entry(Layout(_stages(_D33, _W33), attention="gc", **_TS33), "ra2_in1k"),
     "gcresnet50t": _entry(Layout(_stages(_D50, _W26), attention="gc"), "ra2_in1k"),
     "seresnext26ts": _entry(Layout(_stages(_D26, _W26, 32), attention="se", **_NEXT), "ch_in1k"),
-    "eca_resnext26ts": _entry(
-        Layout(_stages(_D26, _W26, 32), attention="eca", **_NEXT), "ch_in1k"
-    ),
+    "eca_resnext26ts": _entry(Layout(_stages(_D26, _W26, 32), attention="eca", **_NEXT), "ch_in1k"),
     "gcresnext26ts": _entry(Layout(_stages(_D26, _W26, 32), attention="gc", **_NEXT), "ch_in1k"),
     "gcresnext50ts": _entry(Layout(_stages(_D50, _W26, 32), attention="gc", **_NEXT), "ch_in1k"),
     "botnet26t_256": _entry(

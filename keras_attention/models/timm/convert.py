@@ -12,6 +12,9 @@ import numpy as np
 from keras_attention.models.timm import catalogue
 from keras_attention.models.timm import checkpoint as checkpoint_io
 from keras_attention.models.timm.assign import assign_state_dict
+from keras_attention.models.timm.features import check_features
+from keras_attention.models.timm.input_range import check_input_range
+from keras_attention.models.timm.options import BuildOptions
 
 
 def from_timm(
@@ -23,6 +26,10 @@ def from_timm(
     input_shape=(None, None, 3),
     pooling=None,
     include_preprocessing=True,
+    input_range=(0, 1),
+    features_only=False,
+    out_indices=None,
+    output_stride=32,
 ):
     """Builds timm's model `name` in Keras and loads timm's ImageNet weights into it.
 
@@ -49,24 +56,58 @@ def from_timm(
             data format; height and width may be None. Defaults to
             `(None, None, 3)`.
         pooling: None, "avg" or "max": the pooling of a headless model.
-        include_preprocessing: True: the model takes RGB images in [0, 1] and
-            its first layer (a Keras `Rescaling` named "preprocessing")
-            applies the checkpoint's mean and std. False: it takes normalised
-            images. Resize and crop as `timm_config(name)` says.
+        include_preprocessing: True: the model takes RGB images in
+            `input_range`, checks each batch (an `InputRange` layer named
+            "input_range_0_to_1" or as the range says) and normalises it with
+            the checkpoint's mean and std (a `Rescaling` layer named
+            "preprocessing"). False: it takes normalised images and checks
+            nothing. Resize and crop as `timm_config(name)` says.
+        features_only: True builds timm's `features_only` network: a
+            functional model whose outputs are the feature maps that
+            `out_indices` picks (a list, in that order), each through a
+            `FeatureMap` layer named "P<level>" (log2 of its undilated
+            reduction); `feature_info(model)` gives timm's channels and
+            reductions, `pyramid_outputs(model)` the keras-hub dict. The
+            checkpoint's classifier is skipped; everything else must load.
+            ResNet family (all but legacy_seresnet50's and ResNeSt's dilation)
+            and RegNetY; other families raise a ValueError.
+        out_indices: None (every map: the stride-2 stem, then each stage) or a
+            list of indices into timm's `feature_info` (negative from the end).
+        output_stride: 32, or 16 or 8: the last stages run dilated at that
+            stride instead of striding further, as timm's `output_stride`.
+        input_range: (low, high) of the RGB values the model takes:
+            `(0, 1)` (the default, what `timm_config`'s mean and std refer
+            to) or `(0, 255)` (what `keras.utils.image_dataset_from_directory`
+            and `keras.applications` models take), or any other pair. A batch
+            far outside it (below `low - (high - low)` or above
+            `high + (high - low)`, e.g. 0-255 images given to a [0, 1] model)
+            raises a `ValueError` in eager calls and gives NaN outputs inside a
+            compiled step (`fit`, `predict`, `tf.data`), rather than quietly
+            wrong ones.
 
     Returns:
         A functional `keras.Model` named after `name`.
 
     Raises:
-        ValueError: an unknown name (the message lists the supported ones), or
+        ValueError: an unknown name (the message lists the supported ones), a
+            bad `input_range` (or one given with `include_preprocessing=False`), or
             a checkpoint that does not fill the model one to one (the message
             lists the unmatched, missing and wrong-shape names).
 
     Example:
 
     >>> model = from_timm("ecaresnet50d", classes=5)  # doctest: +SKIP
+    >>> model = from_timm("ecaresnet50d", input_range=(0, 255))  # doctest: +SKIP
     """
     base, _ = catalogue.split_name(name)
+    input_range = check_input_range(input_range)
+    check_features(features_only, out_indices, output_stride)
+    if not include_preprocessing and input_range != (0.0, 1.0):
+        raise ValueError(
+            "`input_range` applies to the model's own preprocessing: with "
+            "include_preprocessing=False the model takes normalised images. "
+            f"Received: input_range={input_range!r}"
+        )
     entry = catalogue.MODELS[base]
     state = None
     if pretrained:
@@ -82,6 +123,7 @@ def from_timm(
         checkpoint_classes = int(np.shape(state[f"{head}.weight"])[0])
     classes = checkpoint_classes if classes is None else classes
     skip = ()
+    include_top = include_top and not features_only
     if state is not None and (not include_top or classes != checkpoint_classes):
         skip = tuple(f"{h}." for h in heads)
         if include_top:
@@ -89,7 +131,7 @@ def from_timm(
                 f"from_timm: new {classes}-class classifier in place of the checkpoint's "
                 f"{checkpoint_classes} classes (randomly initialised, for fine-tuning)."
             )
-    model = entry["build"](
+    options = BuildOptions(
         name=base,
         input_shape=input_shape,
         classes=classes,
@@ -97,7 +139,12 @@ def from_timm(
         pooling=pooling,
         head_name=head.replace(".", "_"),
         preprocessing=(entry["mean"], entry["std"]) if include_preprocessing else None,
+        input_range=input_range,
+        features_only=bool(features_only),
+        out_indices=None if out_indices is None else tuple(out_indices),
+        output_stride=output_stride,
     )
+    model = entry["build"](options)
     if state is not None:
         assign_state_dict(model, state, catalogue.SUBLAYERS, skip)
     return model

@@ -20,8 +20,8 @@ from keras_attention.models import _common
 from keras_attention.models.timm.blocks import act
 from keras_attention.models.timm.blocks import check_top
 from keras_attention.models.timm.blocks import conv_bn
-from keras_attention.models.timm.blocks import head
-from keras_attention.models.timm.blocks import inputs as model_inputs
+from keras_attention.models.timm.blocks import finish
+from keras_attention.models.timm.blocks import model_inputs
 from keras_attention.models.timm.spec import spec
 
 
@@ -60,13 +60,23 @@ def stage_layout(config, quant=8):
     return layout
 
 
-def _block(x, width, strides, group_size, se_ratio, name):
+def _block(x, width, strides, group_size, se_ratio, name, dilation=1):
     """timm's regnet.Bottleneck (bottle ratio 1): 1x1 -> grouped 3x3 -> SE -> 1x1, + shortcut."""
     in_channels = x.shape[_common.channel_axis()]
     n = name
     y = conv_bn(x, width, 1, 1, f"{n}_conv1_conv", f"{n}_conv1_bn", f"{n}_conv1_act")
     groups = width // group_size
-    y = conv_bn(y, width, 3, strides, f"{n}_conv2_conv", f"{n}_conv2_bn", f"{n}_conv2_act", groups)
+    y = conv_bn(
+        y,
+        width,
+        3,
+        strides,
+        f"{n}_conv2_conv",
+        f"{n}_conv2_bn",
+        f"{n}_conv2_act",
+        groups,
+        dilation=dilation,
+    )
     # timm's rounding: Python's round of the block's input width times the ratio.
     y = layers.SqueezeExcitation(units=int(round(in_channels * se_ratio)), name=f"{n}_se")(y)
     y = conv_bn(y, width, 1, 1, f"{n}_conv3_conv", f"{n}_conv3_bn")
@@ -77,22 +87,29 @@ def _block(x, width, strides, group_size, se_ratio, name):
     return act(y, f"{n}_act3")
 
 
-def build(config, name, input_shape, classes, include_top, pooling, head_name, preprocessing=None):
-    """The functional RegNetY of `config`; `head_name` names the classifier layer.
-
-    `preprocessing`: None, or (mean, std) per RGB channel: a Keras
-    `Rescaling` layer named "preprocessing" then takes images in [0, 1].
-    """
-    check_top(include_top, pooling, classes)
-    inputs, x = model_inputs(input_shape, preprocessing)
+def build(config, options):
+    """The functional RegNetY of `config`, built as `options` (a `BuildOptions`) asks."""
+    check_top(options)
+    inputs, x = model_inputs(options)
     x = conv_bn(x, config.stem_width, 3, 2, "stem_conv", "stem_bn", "stem_act")
+    features = [(x, "stem", 2, 2)]
+    # timm's RegNet: once the stride reaches output_stride, a stage dilates instead;
+    # its first block's 3x3 is dilated by 1 (dilation 2) or 2 (dilation 4).
+    net_stride, dilation = 2, 1
     for stage, (width, depth, group_size) in enumerate(stage_layout(config)):
+        stride = 2
+        if net_stride >= options.output_stride:
+            dilation, stride = dilation * 2, 1
+        else:
+            net_stride *= stride
+        first_dilation = 1 if dilation in (1, 2) else 2
         for index in range(depth):
-            strides = 2 if index == 0 else 1
+            strides = stride if index == 0 else 1
             block_name = f"s{stage + 1}_b{index + 1}"
-            x = _block(x, width, strides, group_size, config.se_ratio, block_name)
-    outputs = head(x, include_top, pooling, classes, head_name)
-    return keras.Model(inputs, outputs, name=name)
+            rate = first_dilation if index == 0 else dilation
+            x = _block(x, width, strides, group_size, config.se_ratio, block_name, rate)
+        features.append((x, f"s{stage + 1}", net_stride, 4 * 2**stage))
+    return finish(inputs, x, options, features)
 
 
 def _entry(w0, wa, wm, depth, group_size, tag, **kwargs):

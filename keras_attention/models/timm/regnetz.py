@@ -22,11 +22,11 @@ from keras_attention.models import _common
 from keras_attention.models.timm.blocks import act
 from keras_attention.models.timm.blocks import check_top
 from keras_attention.models.timm.blocks import conv_bn
-from keras_attention.models.timm.blocks import head
-from keras_attention.models.timm.blocks import inputs as model_inputs
+from keras_attention.models.timm.blocks import finish
 from keras_attention.models.timm.blocks import make_divisible
+from keras_attention.models.timm.blocks import model_inputs
+from keras_attention.models.timm.blocks import refuse_features
 from keras_attention.models.timm.spec import spec
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,22 +73,20 @@ def _block(x, config, filters, strides, name):
     return y
 
 
-def build(config, name, input_shape, classes, include_top, pooling, head_name, preprocessing=None):
-    """The functional RegNetZ of `config`; `head_name` names the classifier layer.
-
-    `preprocessing`: None, or (mean, std) per RGB channel: a Keras
-    `Rescaling` layer named "preprocessing" then takes images in [0, 1].
-    """
-    check_top(include_top, pooling, classes)
-    inputs, x = model_inputs(input_shape, preprocessing)
+def build(config, options):
+    """The functional RegNetZ of `config`, built as `options` (a `BuildOptions`) asks."""
+    refuse_features(
+        options, "features_only and output_stride are not built for timm's byobnet RegNetZ yet."
+    )
+    check_top(options)
+    inputs, x = model_inputs(options)
     x = _stem(x, config)
     for stage, (depth, width) in enumerate(zip(config.depths, config.widths, strict=True)):
         for index in range(depth):
             strides = (config.first_stride if stage == 0 else 2) if index == 0 else 1
             x = _block(x, config, width, strides, f"stages_{stage}_{index}")
     x = _conv_bn_silu(x, config.num_features, 1, 1, "final_conv")
-    outputs = head(x, include_top, pooling, classes, head_name)
-    return keras.Model(inputs, outputs, name=name)
+    return finish(inputs, x, options)
 
 
 def _entry(config, **kwargs):

@@ -24,9 +24,9 @@ from keras_attention.models.timm.blocks import act as _act
 from keras_attention.models.timm.blocks import channel_attention
 from keras_attention.models.timm.blocks import check_top
 from keras_attention.models.timm.blocks import conv_bn as _conv_bn
-from keras_attention.models.timm.blocks import head
-from keras_attention.models.timm.blocks import inputs as model_inputs
+from keras_attention.models.timm.blocks import finish
 from keras_attention.models.timm.blocks import make_divisible
+from keras_attention.models.timm.blocks import model_inputs
 from keras_attention.models.timm.spec import spec
 
 
@@ -62,18 +62,19 @@ def _max_pool(x, name, ceil_mode=False):
 
 
 def _stem(x, layout):
+    """(the stem's output, its stride-2 feature map: timm's first `feature_info` entry)."""
     if layout.stem == "":
         x = _conv_bn(x, 64, 7, 2, "conv1", "bn1", "act1")
-        return _stem_pool(x, layout)
+        return _stem_pool(x, layout), (x, "act1", 2, 2)
     if layout.stem == "legacy":
         x = _conv_bn(x, 64, 7, 2, "layer0_conv1", "layer0_bn1", "layer0_relu1")
-        return _max_pool(x, "pool0", ceil_mode=True)
+        return _max_pool(x, "pool0", ceil_mode=True), (x, "layer0", 2, 2)
     width = layout.stem_width
     first = 3 * (width // 4) if layout.stem == "deep_tiered" else width
     x = _conv_bn(x, first, 3, 2, "conv1_0", "conv1_1", "conv1_2")
     x = _conv_bn(x, width, 3, 1, "conv1_3", "conv1_4", "conv1_5")
     x = _conv_bn(x, 2 * width, 3, 1, "conv1_6", "bn1", "act1")
-    return _stem_pool(x, layout)
+    return _stem_pool(x, layout), (x, "act1", 2, 2)
 
 
 def _stem_pool(x, layout):
@@ -94,7 +95,7 @@ def _attention(kind, channels, name, se_ratio=1 / 16):
     return channel_attention(kind, channels, name)
 
 
-def _selective_kernel(filters, strides, name, groups=1):
+def _selective_kernel(filters, strides, name, groups=1, dilation=1):
     """timm's SelectiveKernel: a 3x3 branch and a 3x3 dilated by 2 (its 5x5 under keep_3x3).
 
     skresnet18/34 (`groups=1`): the input split between the branches and an
@@ -106,7 +107,7 @@ def _selective_kernel(filters, strides, name, groups=1):
     grouped = groups > 1
     return layers.SelectiveKernel(
         filters=filters,
-        dilations=(1, 2),
+        dilations=(dilation, 2 * dilation),
         groups=groups,
         units=make_divisible(filters / 16, 32) if grouped else make_divisible(filters / 8, 16),
         strides=strides,
@@ -115,7 +116,7 @@ def _selective_kernel(filters, strides, name, groups=1):
     )
 
 
-def _shortcut(x, out_channels, strides, name, avg_down):
+def _shortcut(x, out_channels, strides, name, avg_down, dilation=1):
     """The projection shortcut: 1x1 conv (strided) + BN, or average-pool-down + 1x1 conv + BN."""
     if not avg_down:
         return _conv_bn(x, out_channels, 1, strides, f"{name}_0", f"{name}_1")
@@ -123,6 +124,11 @@ def _shortcut(x, out_channels, strides, name, avg_down):
         # PyTorch's AvgPool2d(2, ceil_mode=True, count_include_pad=False): "same" pads
         # only an odd edge and leaves the padding out of the mean, the same thing.
         x = keras.layers.AveragePooling2D(2, strides, padding="same", name=f"{name}_0")(x)
+    elif dilation > 1:
+        # A dilated stage: timm's AvgPool2dSame(2, stride 1) pads one zero row and
+        # column after the end and counts them in the mean.
+        x = keras.layers.ZeroPadding2D(((0, 1), (0, 1)), name=f"{name}_0_pad")(x)
+        x = keras.layers.AveragePooling2D(2, 1, name=f"{name}_0")(x)
     return _conv_bn(x, out_channels, 1, 1, f"{name}_1", f"{name}_2")
 
 
@@ -131,18 +137,22 @@ def _avd_pool(x, strides, name):
     return keras.layers.AveragePooling2D(3, strides, name=name)(x)
 
 
-def _block(x, layout, planes, strides, name):
+def _block(x, layout, planes, strides, name, dilation=1, first_dilation=1):
+    """One residual block; its first 3x3 dilated by `first_dilation`, the others by
+    `dilation` (timm's `make_blocks`: the previous stage's dilation, then this one's)."""
     in_channels = x.shape[_common.channel_axis()]
     expansion = 1 if layout.block in ("basic", "sk_basic") else 4
     out_channels = planes * expansion
     n = name
     if layout.block == "basic":
-        y = _conv_bn(x, planes, 3, strides, f"{n}_conv1", f"{n}_bn1", f"{n}_act1")
-        y = _conv_bn(y, planes, 3, 1, f"{n}_conv2", f"{n}_bn2")
+        y = _conv_bn(
+            x, planes, 3, strides, f"{n}_conv1", f"{n}_bn1", f"{n}_act1", dilation=first_dilation
+        )
+        y = _conv_bn(y, planes, 3, 1, f"{n}_conv2", f"{n}_bn2", dilation=dilation)
         attention_name = f"{n}_se"
     elif layout.block == "sk_basic":  # SK-ResNet: the first 3x3 is a SelectiveKernel
-        y = _selective_kernel(planes, strides, f"{n}_conv1")(x)
-        y = _conv_bn(y, planes, 3, 1, f"{n}_conv2_conv", f"{n}_conv2_bn")
+        y = _selective_kernel(planes, strides, f"{n}_conv1", dilation=first_dilation)(x)
+        y = _conv_bn(y, planes, 3, 1, f"{n}_conv2_conv", f"{n}_conv2_bn", dilation=dilation)
         attention_name = None
     elif layout.block == "legacy":  # the stride on the first 1x1 (Caffe)
         y = _conv_bn(x, planes, 1, strides, f"{n}_conv1", f"{n}_bn1", f"{n}_relu1")
@@ -152,7 +162,7 @@ def _block(x, layout, planes, strides, name):
     elif layout.block == "sk_bottleneck":  # SKNet: the grouped 3x3 is a SelectiveKernel
         width = int(planes * layout.base_width / 64) * layout.cardinality
         y = _conv_bn(x, width, 1, 1, f"{n}_conv1_conv", f"{n}_conv1_bn", f"{n}_conv1_act")
-        y = _selective_kernel(width, strides, f"{n}_conv2", layout.cardinality)(y)
+        y = _selective_kernel(width, strides, f"{n}_conv2", layout.cardinality, first_dilation)(y)
         y = _conv_bn(y, out_channels, 1, 1, f"{n}_conv3_conv", f"{n}_conv3_bn")
         attention_name = None
     elif layout.block == "resnest":
@@ -183,6 +193,7 @@ def _block(x, layout, planes, strides, name):
             f"{n}_bn2",
             f"{n}_act2",
             layout.cardinality,
+            dilation=first_dilation,
         )
         if aa:
             y = keras.layers.AveragePooling2D(2, strides, name=f"{n}_aa")(y)
@@ -192,27 +203,42 @@ def _block(x, layout, planes, strides, name):
         y = _attention(layout.attention, out_channels, attention_name, layout.se_ratio)(y)
     shortcut = x
     if strides != 1 or in_channels != out_channels:
-        shortcut = _shortcut(x, out_channels, strides, f"{n}_downsample", layout.avg_down)
+        shortcut = _shortcut(x, out_channels, strides, f"{n}_downsample", layout.avg_down, dilation)
     y = keras.layers.Add(name=f"{n}_add")([shortcut, y])
     return _act(y, f"{n}_act")
 
 
-def build(layout, name, input_shape, classes, include_top, pooling, head_name, preprocessing=None):
-    """The functional model of `layout`; `head_name` names the classifier layer.
-
-    `preprocessing`: None, or (mean, std) per RGB channel: a Keras
-    `Rescaling` layer named "preprocessing" then takes images in [0, 1].
-    """
-    check_top(include_top, pooling, classes)
-    inputs, x = model_inputs(input_shape, preprocessing)
-    x = _stem(x, layout)
+def build(layout, options):
+    """The functional model of `layout`, built as `options` (a `BuildOptions`) asks."""
+    check_top(options)
+    if options.output_stride != 32 and layout.block in ("resnest", "legacy"):
+        why = {
+            "resnest": "SplitAttention has no dilation here.",
+            "legacy": "timm's SENet (legacy_*) has no output_stride either.",
+        }[layout.block]
+        raise ValueError(
+            f"{options.name!r} cannot be built with an output_stride other than 32: {why} "
+            f"Received: output_stride={options.output_stride!r}"
+        )
+    inputs, x = model_inputs(options)
+    x, stem_feature = _stem(x, layout)
+    features = [stem_feature]
+    # timm's make_blocks: once the stride reaches output_stride, a stage dilates instead.
+    net_stride, dilation, previous_dilation = 4, 1, 1
     for stage, count in enumerate(layout.blocks):
         planes = 64 * 2**stage
+        stride = 1 if stage == 0 else 2
+        if net_stride >= options.output_stride:
+            dilation, stride = dilation * stride, 1
+        else:
+            net_stride *= stride
         for index in range(count):
-            strides = 2 if stage > 0 and index == 0 else 1
-            x = _block(x, layout, planes, strides, f"layer{stage + 1}_{index}")
-    outputs = head(x, include_top, pooling, classes, head_name)
-    return keras.Model(inputs, outputs, name=name)
+            strides = stride if index == 0 else 1
+            name = f"layer{stage + 1}_{index}"
+            x = _block(x, layout, planes, strides, name, dilation, previous_dilation)
+            previous_dilation = dilation
+        features.append((x, f"layer{stage + 1}", net_stride, 4 * 2**stage))
+    return finish(inputs, x, options, features)
 
 
 _CAFFE_URL = "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-cadene/"
@@ -239,9 +265,7 @@ MODELS = {
     "resnet101": _entry(Layout(_R101), "a1h_in1k", crop=0.95),
     "resnet50d": _entry(Layout(_R50, **_D), "ra2_in1k"),
     "seresnet50": _entry(Layout(_R50, attention="se"), "a1_in1k", crop=0.95),
-    "seresnet152d": _entry(
-        Layout(_R152, attention="se", **_D), "ra2_in1k", size=256, crop=0.95
-    ),
+    "seresnet152d": _entry(Layout(_R152, attention="se", **_D), "ra2_in1k", size=256, crop=0.95),
     "legacy_seresnet50": _entry(
         Layout(_R50, "legacy", stem="legacy", attention="legacy_se"),
         "in1k",
@@ -282,9 +306,7 @@ MODELS = {
     "seresnext26t_32x4d": _entry(Layout(_R18, base_width=4, **_SEXT, **_T), "bt_in1k"),
     "seresnext101_32x4d": _entry(Layout(_R101, base_width=4, **_SEXT), "gluon_in1k"),
     "seresnext101_32x8d": _entry(Layout(_R101, base_width=8, **_SEXT), "ah_in1k", crop=0.95),
-    "seresnext101d_32x8d": _entry(
-        Layout(_R101, base_width=8, **_SEXT, **_D), "ah_in1k", crop=0.95
-    ),
+    "seresnext101d_32x8d": _entry(Layout(_R101, base_width=8, **_SEXT, **_D), "ah_in1k", crop=0.95),
     "seresnextaa101d_32x8d": _entry(
         Layout(_R101, base_width=8, avg_pool_aa=True, **_SEXT, **_D),
         "sw_in12k_ft_in1k_288",

@@ -16,12 +16,10 @@ def spec(
     std=IMAGENET_STD,
     tags=None,
 ):
-    """A catalogue entry: `build(**kwargs)` makes the Keras model, the rest is timm's.
+    """A catalogue entry: `build(options)` makes the Keras model, the rest is timm's.
 
-    `build` takes the keyword arguments `name`, `input_shape`, `classes`,
-    `include_top`, `pooling`, `head_name` and `preprocessing` (None or
-    (mean, std)), and returns a functional model whose layers are named after
-    timm's module paths ("." -> "_"). `tag` is timm's default pretrained tag,
+    `build` takes one `options.BuildOptions` and returns a functional model
+    whose layers are named after timm's module paths ("." -> "_"). `tag` is timm's default pretrained tag,
     `head` the classifier's module path (a tuple of them, the main one first,
     where there are several: VOLO's head and aux_head), `url` a non-hub
     download; `size`, `crop`, `interpolation`, `mean` and `std` are the

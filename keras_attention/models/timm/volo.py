@@ -24,7 +24,8 @@ from keras_attention import layers
 from keras_attention.models import _common
 from keras_attention.models.timm.blocks import check_top
 from keras_attention.models.timm.blocks import conv_bn
-from keras_attention.models.timm.blocks import inputs as model_inputs
+from keras_attention.models.timm.blocks import model_inputs
+from keras_attention.models.timm.blocks import refuse_features
 from keras_attention.models.timm.spec import spec
 from keras_attention.models.transformer import ClassAttention
 from keras_attention.models.transformer import ClassToken
@@ -102,25 +103,19 @@ def _head(x, include_top, pooling, classes, head_name):
     return keras.layers.Add(dtype="float32", name="logits")([logits, aux])
 
 
-def build(
-    layout,
-    name,
-    input_shape,
-    classes,
-    include_top,
-    pooling,
-    head_name,
-    preprocessing=None,
-    image_size=224,
-):
-    """The functional VOLO of `layout`; see the module docstring.
+def build(layout, options, image_size=224):
+    """The functional VOLO of `layout`, built as `options` (a `BuildOptions`) asks.
 
     Headless (`include_top=False`), it returns the normalised tokens
     `(batch, 1 + N, C)`, the class token first, or their mean or max with
     `pooling="avg"`/`"max"`.
     """
-    check_top(include_top, pooling, classes)
-    inputs, x = model_inputs(_image_shape(input_shape, image_size), preprocessing)
+    refuse_features(
+        options,
+        "VOLO is a transformer: timm's features are token maps of one stride (no output_stride).",
+    )
+    check_top(options)
+    inputs, x = model_inputs(options, _image_shape(options.input_shape, image_size))
     width = layout.stem_width
     x = conv_bn(x, width, 7, 2, "patch_embed_conv_0", "patch_embed_conv_1", "patch_embed_conv_2")
     x = conv_bn(x, width, 3, 1, "patch_embed_conv_3", "patch_embed_conv_4", "patch_embed_conv_5")
@@ -151,8 +146,8 @@ def build(
     for i in range(2):
         x = _class_block(x, layout.heads[-1], hidden[-1], f"post_network_{i}")
     x = _layer_norm(x, "norm")
-    outputs = _head(x, include_top, pooling, classes, head_name)
-    return keras.Model(inputs, outputs, name=name)
+    outputs = _head(x, options.include_top, options.pooling, options.classes, options.head_name)
+    return keras.Model(inputs, outputs, name=options.name)
 
 
 def _entry(layout, size=224, crop=0.96):

@@ -20,8 +20,9 @@ from keras_attention.models import _common
 from keras_attention.models.timm.blocks import check_top
 from keras_attention.models.timm.blocks import conv
 from keras_attention.models.timm.blocks import conv_bn
-from keras_attention.models.timm.blocks import head
-from keras_attention.models.timm.blocks import inputs as model_inputs
+from keras_attention.models.timm.blocks import finish
+from keras_attention.models.timm.blocks import model_inputs
+from keras_attention.models.timm.blocks import refuse_features
 from keras_attention.models.timm.spec import spec
 
 
@@ -75,10 +76,15 @@ def _max_pool_ceil(x, name):
     return keras.layers.MaxPooling2D(3, strides=2, name=name)(x)
 
 
-def build(layout, name, input_shape, classes, include_top, pooling, head_name, preprocessing=None):
-    """The functional eSE-VoVNet of `layout` (stem stride 4, as timm's defaults)."""
-    check_top(include_top, pooling, classes)
-    inputs, x = model_inputs(input_shape, preprocessing)
+def build(layout, options):
+    """The functional eSE-VoVNet of `layout` (stem stride 4, as timm's defaults), as
+    `options` (a `BuildOptions`) asks."""
+    refuse_features(
+        options,
+        "features_only is not built for VoVNet yet, and timm's VoVNet refuses any output_stride but 32.",
+    )
+    check_top(options)
+    inputs, x = model_inputs(options)
     x = _conv_norm_act(x, layout.stem[0], 3, 2, "stem_0")
     for i, strides in ((1, 1), (2, 2)):
         if layout.depthwise:
@@ -98,8 +104,7 @@ def build(layout, name, input_shape, classes, include_top, pooling, head_name, p
                 attention=j == count - 1,
                 name=f"stages_{stage}_blocks_{j}",
             )
-    outputs = head(x, include_top, pooling, classes, head_name)
-    return keras.Model(inputs, outputs, name=name)
+    return finish(inputs, x, options)
 
 
 def _entry(layout, tag, **kwargs):
