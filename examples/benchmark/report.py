@@ -298,12 +298,13 @@ def _render_volumes(volumes):
                 f"| {_fmt(ref['train_ms'], '.1f')} | {_fmt(ref['vs_train'], '.2f')} |"
             )
         lines.append("")
-    if skipped:
-        lines += [
-            "Skipped (no 3-D form): "
-            + "; ".join(f"{name} ({reason})" for name, reason in skipped.items()),
-            "",
-        ]
+    by_reason = {}
+    for name, reason in skipped.items():
+        by_reason.setdefault(reason, []).append(name)
+    for reason, names in by_reason.items():
+        lines += [f"Skipped, no 3-D form ({reason}): {', '.join(names)}.", ""]
+    for case, error in volumes.get("failed", {}).items():
+        lines += [f"- {case}: {error}; not timed.", ""]
     return lines
 
 

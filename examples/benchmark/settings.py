@@ -160,8 +160,11 @@ def growth_size(name, size):
 # Arguments of the 3-D forms that differ from LAYER_SETTINGS'. Non-local on clips and
 # volumes pools its keys 1x2x2 (the paper's video models): without it a 32^3 volume's
 # attention matrix alone is 32768^2 floats (4 GiB).
+# scSE combines its two gates by a maximum, as its only 3-D reference (fvcore) does: the
+# cost is the same as the default sum's.
 VOLUME_SETTINGS = {
     "non_local": {"sub_sample": True},
+    "scse": {"combine": "max"},
 }
 
 

@@ -51,11 +51,12 @@ def _reference_calls(entry, layer, x, shape):
 
 
 def bench_volumes(names, args, jit):
-    """Rows of the volumes table and the layers skipped, with why."""
+    """Rows of the volumes table, the layers skipped (no 3-D form) and those that failed
+    at a shape, each with why."""
     volume_names, skipped = split_by_volume_form(names)
-    rows = []
+    rows, failed = [], {}
     if not volume_names:
-        return {"rows": rows, "skipped": skipped}
+        return {"rows": rows, "skipped": skipped, "failed": failed}
     for label, shape in SHAPES[args.shapes]["volumes"].items():
         cases = [(BASELINE, {}), (IDENTITY, {})] + [(n, volume_kwargs(n)) for n in volume_names]
         print(f"timing {len(cases)} 3-D cases at the {label} {shape} ...", flush=True)
@@ -66,7 +67,7 @@ def bench_volumes(names, args, jit):
             try:
                 calls[(name, "forward")], calls[(name, "train")] = compiled_calls(layer, x, jit)
             except Exception as error:  # noqa: BLE001 (a 3-D form failing at this shape)
-                skipped[f"{name} at the {label}"] = " ".join(
+                failed[f"{name} at the {label}"] = " ".join(
                     f"fails: {type(error).__name__}: {error}".split()
                 )[:300]
                 continue
@@ -91,7 +92,7 @@ def bench_volumes(names, args, jit):
                 for entry, note in references.get(name, [])
             ]
             rows.append(row)
-    return {"rows": rows, "skipped": skipped}
+    return {"rows": rows, "skipped": skipped, "failed": failed}
 
 
 def _reference_row(entry, note, samples, name):
