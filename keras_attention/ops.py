@@ -132,8 +132,9 @@ def softmax_float32(x, axis=-1):
 def conv_of_pooled_pair(first, second, kernel):
     """The bias-free, "same"-padded convolution of `concatenate([first, second], -1)`.
 
-    `first` and `second` are one-channel channels_last maps, `kernel` is
-    (kh, kw, 2, filters). Computed as the sum of each map's own convolution:
+    `first` and `second` are one-channel channels_last maps, 4-D or 5-D, and
+    `kernel` is (kh, kw, 2, filters) or (kd, kh, kw, 2, filters) (a `Conv2D`
+    or `Conv3D` kernel). Computed as the sum of each map's own convolution:
     the same sums, reordered. A concatenation of a max-pooled map would be
     quantized wrongly: TFLite's int8 quantizer hands the concatenation's scale
     back through the max reduction to the tensor it pools (the layer input),
@@ -141,7 +142,7 @@ def conv_of_pooled_pair(first, second, kernel):
     """
     kernel = ops.cast(kernel, first.dtype)
     conv = functools.partial(ops.conv, padding="same", data_format="channels_last")
-    return conv(first, kernel[:, :, :1]) + conv(second, kernel[:, :, 1:])
+    return conv(first, kernel[..., :1, :]) + conv(second, kernel[..., 1:, :])
 
 
 def eca_kernel_size(channels, gamma=2, b=1):

@@ -4,6 +4,8 @@ test_layer_contract.py builds one input per case; rather than thread a second
 input through each of its checks (and the TFLite test that reads its CASES),
 this module runs the same checks with the pair. Keep it in step with that one.
 Mixed precision is checked with the other layers in test_mixed_precision_contract.py.
+Each check runs on images (rank 2) and on volumes (rank 3: x and g 5-D, a small
+DEPTH x HEIGHT x WIDTH clip with g at half of it, as in the 3-D CT network).
 """
 
 import keras
@@ -18,59 +20,78 @@ import keras_attention
 from keras_attention.layers import AttentionGate
 
 BATCH, HEIGHT, WIDTH, CHANNELS, GATING = 2, 6, 10, 8, 12  # non-square on purpose
+DEPTH = 4  # volumes: 4 x 6 x 10, g at 2 x 3 x 5
 KWARGS = {"inter_channels": 4}
+RANKS = pytest.mark.parametrize("rank", [2, 3], ids=["2d", "3d"])
 
 
-def pair(height=HEIGHT, width=WIDTH, scale=1.0, channels_first=False, seed=0):
-    """x at (height, width) and g at half of it, as a U-Net decoder has them."""
+def pair(height=HEIGHT, width=WIDTH, scale=1.0, channels_first=False, seed=0, depth=None):
+    """x at (height, width) and g at half of it, as a U-Net decoder has them.
+
+    With `depth`, 5-D volumes: x at (depth, height, width), g at half of each.
+    """
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(BATCH, height, width, CHANNELS)).astype("float32") * scale
-    g = rng.normal(size=(BATCH, height // 2, width // 2, GATING)).astype("float32") * scale
+    spatial = (height, width) if depth is None else (depth, height, width)
+    x = rng.normal(size=(BATCH, *spatial, CHANNELS)).astype("float32") * scale
+    g_spatial = tuple(size // 2 for size in spatial)
+    g = rng.normal(size=(BATCH, *g_spatial, GATING)).astype("float32") * scale
     if channels_first:
-        return [np.transpose(t, (0, 3, 1, 2)) for t in (x, g)]
+        order = (0, len(spatial) + 1, *range(1, len(spatial) + 1))
+        return [np.transpose(t, order) for t in (x, g)]
     return [x, g]
 
 
-def symbolic_pair():
-    return [keras.Input((None, None, CHANNELS)), keras.Input((None, None, GATING))]
+def rank_pair(rank, **kwargs):
+    """`pair` for images (rank 2) or volumes (rank 3)."""
+    return pair(depth=DEPTH if rank == 3 else None, **kwargs)
 
 
-def built_randomized(**overrides):
+def symbolic_pair(rank=2):
+    spatial = (None,) * rank
+    return [keras.Input((*spatial, CHANNELS)), keras.Input((*spatial, GATING))]
+
+
+def built_randomized(rank=2, **overrides):
     layer = AttentionGate(**{**KWARGS, **overrides})
-    layer(pair(channels_first=layer.data_format == "channels_first"))
+    layer(rank_pair(rank, channels_first=layer.data_format == "channels_first"))
     randomize_weights(layer)
     return layer
 
 
-def test_output_shape_on_non_square_input():
+@RANKS
+def test_output_shape_on_non_square_input(rank):
     layer = AttentionGate(**KWARGS)
-    inputs = pair()
+    inputs = rank_pair(rank)
     y = layer(inputs)
     assert tuple(y.shape) == tuple(layer.compute_output_shape([t.shape for t in inputs]))
     assert tuple(y.shape) == inputs[0].shape
 
 
-def test_dynamic_spatial_size():
-    inputs = symbolic_pair()
+@RANKS
+def test_dynamic_spatial_size(rank):
+    inputs = symbolic_pair(rank)
     model = keras.Model(inputs, AttentionGate(**KWARGS)(inputs))
     for height, width in ((5, 7), (8, 6)):
-        y = model.predict(pair(height, width), verbose=0)
-        assert tuple(y.shape[1:3]) == (height, width)
+        y = model.predict(rank_pair(rank, height=height, width=width), verbose=0)
+        spatial = (height, width) if rank == 2 else (DEPTH, height, width)
+        assert tuple(y.shape[1:-1]) == spatial
 
 
-def test_config_round_trip():
-    layer = built_randomized()
+@RANKS
+def test_config_round_trip(rank):
+    layer = built_randomized(rank)
     config = layer.get_config()
     clone = AttentionGate.from_config(config)
     assert clone.get_config() == config
-    inputs = pair()
+    inputs = rank_pair(rank)
     clone(inputs)
     clone.set_weights(layer.get_weights())
     np.testing.assert_allclose(to_numpy(clone(inputs)), to_numpy(layer(inputs)), 1e-5, 1e-5)
 
 
-def test_keras_file_round_trip_in_safe_mode(tmp_path):
-    inputs = symbolic_pair()
+@RANKS
+def test_keras_file_round_trip_in_safe_mode(tmp_path, rank):
+    inputs = symbolic_pair(rank)
     layer = AttentionGate(**KWARGS)
     model = keras.Model(inputs, layer(inputs))
     randomize_weights(layer)
@@ -79,57 +100,62 @@ def test_keras_file_round_trip_in_safe_mode(tmp_path):
     loaded = keras.saving.load_model(path)
     assert type(loaded.layers[-1]) is AttentionGate
     assert loaded.layers[-1].get_config() == layer.get_config()
-    np.testing.assert_allclose(to_numpy(loaded(pair())), to_numpy(model(pair())), 1e-6, 1e-6)
+    data = rank_pair(rank)
+    np.testing.assert_allclose(to_numpy(loaded(data)), to_numpy(model(data)), 1e-6, 1e-6)
 
 
-def test_gradients_reach_every_trainable_weight():
-    layer = built_randomized()
-    gradients = trainable_gradients(layer, pair())
+@RANKS
+def test_gradients_reach_every_trainable_weight(rank):
+    layer = built_randomized(rank)
+    gradients = trainable_gradients(layer, rank_pair(rank))
     assert len(gradients) == len(layer.trainable_weights) > 0
     for weight, gradient in zip(layer.trainable_weights, gradients):
         assert gradient is not None, weight.path
         assert np.abs(gradient).max() > 0, f"zero gradient for {weight.path}"
 
 
-def test_channels_first_matches_channels_last():
-    last = built_randomized(data_format="channels_last")
+@RANKS
+def test_channels_first_matches_channels_last(rank):
+    last = built_randomized(rank, data_format="channels_last")
     first = AttentionGate(**KWARGS, data_format="channels_first")
-    first(pair(channels_first=True))
+    first(rank_pair(rank, channels_first=True))
     first.set_weights(last.get_weights())
-    expected = to_numpy(last(pair(seed=3)))
-    actual = to_numpy(first(pair(seed=3, channels_first=True)))
-    np.testing.assert_allclose(np.transpose(actual, (0, 2, 3, 1)), expected, 1e-4, 1e-4)
+    expected = to_numpy(last(rank_pair(rank, seed=3)))
+    actual = to_numpy(first(rank_pair(rank, seed=3, channels_first=True)))
+    np.testing.assert_allclose(np.moveaxis(actual, 1, -1), expected, 1e-4, 1e-4)
 
 
-def test_global_channels_first_is_followed():
+@RANKS
+def test_global_channels_first_is_followed(rank):
     keras.config.set_image_data_format("channels_first")  # conftest restores it
     layer = AttentionGate(**KWARGS)
     assert layer.data_format == "channels_first"
-    inputs = pair(channels_first=True)
+    inputs = rank_pair(rank, channels_first=True)
     y = layer(inputs)
     assert tuple(y.shape) == inputs[0].shape
 
 
-def test_fit_step_with_jit_compile():
-    inputs = [
-        keras.Input((HEIGHT, WIDTH, CHANNELS)),
-        keras.Input((HEIGHT // 2, WIDTH // 2, GATING)),
-    ]
-    pooled = keras.layers.GlobalAveragePooling2D()(AttentionGate(**KWARGS)(inputs))
+@RANKS
+def test_fit_step_with_jit_compile(rank):
+    data = rank_pair(rank)
+    inputs = [keras.Input(t.shape[1:]) for t in data]
+    pooling = {2: keras.layers.GlobalAveragePooling2D, 3: keras.layers.GlobalAveragePooling3D}
+    pooled = pooling[rank]()(AttentionGate(**KWARGS)(inputs))
     model = keras.Model(inputs, keras.layers.Dense(1)(pooled))
     jit = "auto" if keras.backend.backend() == "torch" else True
     model.compile(optimizer="sgd", loss="mse", jit_compile=jit)
-    history = model.fit(pair(), np.zeros((BATCH, 1)), epochs=1, verbose=0)
+    history = model.fit(data, np.zeros((BATCH, 1)), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
 
 
-def test_return_attention():
-    layer = built_randomized()
-    inputs = pair()
+@RANKS
+def test_return_attention(rank):
+    layer = built_randomized(rank)
+    inputs = rank_pair(rank)
     outputs, alpha = layer(inputs, return_attention=True)
     np.testing.assert_allclose(to_numpy(outputs), to_numpy(layer(inputs)), 1e-6, 1e-6)
-    assert tuple(alpha.shape) == (BATCH, HEIGHT, WIDTH, 1)
-    symbolic = layer(symbolic_pair(), return_attention=True)
+    assert tuple(alpha.shape) == inputs[0].shape[:-1] + (1,)
+    symbolic = layer(symbolic_pair(rank), return_attention=True)
     assert isinstance(symbolic, tuple) and len(symbolic) == 2
 
 
@@ -138,6 +164,21 @@ def test_rank_3_input_raises(which):
     inputs = pair()
     inputs[which] = inputs[which][0]
     with pytest.raises(ValueError, match=r"4-D"):
+        AttentionGate(**KWARGS)(inputs)
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_mixed_ranks_raise(which):
+    # One image and one volume: the gate needs x and g of the same rank.
+    inputs = pair()
+    inputs[which] = rank_pair(3)[which]
+    with pytest.raises(ValueError, match=r"4-D|5-D"):
+        AttentionGate(**KWARGS)(inputs)
+
+
+def test_rank_6_input_raises():
+    inputs = [t[:, None] for t in rank_pair(3)]
+    with pytest.raises(ValueError, match=r"5-D volumes"):
         AttentionGate(**KWARGS)(inputs)
 
 
@@ -163,6 +204,15 @@ def test_map_smaller_than_sub_sample_raises_at_build(x_shape, sub_sample):
         AttentionGate(sub_sample=sub_sample)([np.zeros(x_shape, "float32"), g])
 
 
+def test_volume_thinner_than_sub_sample_raises():
+    # Theta's window is sub_sample^3 on volumes: depth counts too.
+    x = np.zeros((1, 1, 4, 4, CHANNELS), "float32")
+    g = np.zeros((1, 1, 2, 2, GATING), "float32")
+    message = r"`sub_sample` x `sub_sample` x `sub_sample`.*depth 1, height 4 and width 4"
+    with pytest.raises(ValueError, match=message):
+        AttentionGate(sub_sample=2)([x, g])
+
+
 def test_map_smaller_than_sub_sample_raises_after_build():
     layer = AttentionGate(**KWARGS)
     layer(pair())
@@ -178,10 +228,12 @@ def test_registered_and_exported():
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TFLite runs on TensorFlow")
-def test_converts_to_tflite_with_builtin_ops(tmp_path):
+@RANKS
+def test_converts_to_tflite_with_builtin_ops(tmp_path, rank):
     import tensorflow as tf
 
-    inputs = [keras.Input((8, 10, CHANNELS)), keras.Input((4, 5, GATING))]
+    x, g = rank_pair(rank, height=8, width=10)
+    inputs = [keras.Input(x.shape[1:]), keras.Input(g.shape[1:])]
     layer = AttentionGate(**KWARGS)
     model = keras.Model(inputs, layer(inputs))
     randomize_weights(layer)
@@ -189,7 +241,6 @@ def test_converts_to_tflite_with_builtin_ops(tmp_path):
     converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     interpreter = litert_interpreter(converter.convert())
-    x, g = pair(8, 10)
     runner = interpreter.get_signature_runner()
     names = list(runner.get_input_details())
     by_shape = {

@@ -162,3 +162,115 @@ def test_mean_matches_numpy(dtype, axis):
     np.testing.assert_allclose(
         to_numpy(mean), x.mean(axis=axis), rtol=2e-3 if dtype == "float16" else 1e-6
     )
+
+
+# Volumes and clips (issue 27): the same gates over depth, height and width.
+
+
+def conv3d_same(x, kernel):
+    """(B, D, H, W, Cin) * (k, k, k, Cin, 1) with zero 'same' padding, no bias."""
+    k = kernel.shape[0]
+    pad = k // 2
+    padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (pad, pad), (0, 0)))
+    depth, height, width = x.shape[1:4]
+    out = np.zeros(x.shape[:4] + (1,))
+    for d in range(k):
+        for i in range(k):
+            for j in range(k):
+                out += padded[:, d : d + depth, i : i + height, j : j + width, :] @ kernel[d, i, j]
+    return out
+
+
+def channel_gate_reference_3d(x, w1, b1, w2, b2):
+    """(B, D, H, W, C) -> (B, C): the shared MLP on the mean and max over all three axes."""
+
+    def mlp(v):
+        return np.maximum(v @ w1 + b1, 0.0) @ w2 + b2
+
+    return sigmoid(mlp(x.mean(axis=(1, 2, 3))) + mlp(x.max(axis=(1, 2, 3))))
+
+
+def spatial_gate_reference_3d(x, kernel, gamma, beta, mean, variance, epsilon):
+    """(B, D, H, W, C) -> (B, D, H, W, 1): k x k x k conv over [max, mean] + inference BN."""
+    pooled = np.concatenate([x.max(axis=-1, keepdims=True), x.mean(axis=-1, keepdims=True)], -1)
+    logits = conv3d_same(pooled, kernel)
+    return sigmoid((logits - mean) / np.sqrt(variance + epsilon) * gamma + beta)
+
+
+def test_volume_parameter_counts_for_256_channels():
+    layer = CBAM(reduction=16, kernel_size=7)
+    layer.build((None, 4, 8, 8, 256))
+    assert layer.channel_gate.count_params() == 8464  # the MLP does not see the rank
+    assert tuple(layer.spatial_gate.conv.kernel.shape) == (7, 7, 7, 2, 1)
+    assert layer.spatial_gate.conv.count_params() == 686  # 7*7*7*2, no bias
+    assert layer.count_params() == 8464 + 686 + 4
+
+
+def test_volume_channel_gate_pools_depth_height_and_width():
+    layer = ChannelGate(reduction=4)
+    x = random_input((2, 3, 5, 4, 32))
+    layer(x)
+    randomize_weights(layer)
+    outputs, gate = layer(x, return_attention=True)
+    expected_gate = channel_gate_reference_3d(x, *weights_of(layer))
+    np.testing.assert_allclose(to_numpy(gate), expected_gate, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        to_numpy(outputs), x * expected_gate[:, None, None, None, :], rtol=1e-5, atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_volume_spatial_gate_matches_numpy(data_format):
+    layer = SpatialGate(kernel_size=3, data_format=data_format)
+    x = random_input((2, 4, 5, 6, 8), seed=1)
+    layer(np.moveaxis(x, -1, 1) if data_format == "channels_first" else x)
+    randomize_weights(layer)
+    kernel, gamma, beta, mean, variance = weights_of(layer)
+    assert kernel.shape == (3, 3, 3, 2, 1)
+    expected_gate = spatial_gate_reference_3d(
+        x, kernel, gamma, beta, mean, variance, layer.norm.epsilon
+    )
+    if data_format == "channels_first":
+        outputs, gate = layer(np.moveaxis(x, -1, 1), return_attention=True)
+        outputs, gate = np.moveaxis(to_numpy(outputs), 1, -1), np.moveaxis(to_numpy(gate), 1, -1)
+    else:
+        outputs, gate = (to_numpy(t) for t in layer(x, return_attention=True))
+    assert gate.shape == (2, 4, 5, 6, 1)
+    np.testing.assert_allclose(gate, expected_gate, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(outputs, x * expected_gate, rtol=1e-5, atol=1e-5)
+
+
+def test_volume_cbam_is_channel_then_spatial():
+    layer = CBAM(reduction=4, kernel_size=5)
+    x = random_input((2, 5, 4, 6, 16), seed=2)
+    layer(x)
+    randomize_weights(layer)
+    outputs, attention = layer(x, return_attention=True)
+    w1, b1, w2, b2, kernel, gamma, beta, mean, variance = weights_of(layer)
+    channel = channel_gate_reference_3d(x, w1, b1, w2, b2)
+    refined = x * channel[:, None, None, None, :]
+    spatial = spatial_gate_reference_3d(
+        refined, kernel, gamma, beta, mean, variance, layer.spatial_gate.norm.epsilon
+    )
+    np.testing.assert_allclose(to_numpy(attention["channel"]), channel, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(attention["spatial"]), spatial, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(outputs), refined * spatial, rtol=1e-5, atol=1e-5)
+
+
+def test_volume_spatial_gate_weights_inflate_from_the_image_form():
+    """A 2-D gate's k x k kernel centred in k x k x k sees a boring clip's frames as the image."""
+    image_layer = SpatialGate(kernel_size=5)
+    x = random_input((2, 6, 7, 8), seed=4)
+    image_layer(x)
+    randomize_weights(image_layer)
+    volume_layer = SpatialGate(kernel_size=5)
+    volume_layer(np.repeat(x[:, None], 3, axis=1))
+    kernel = np.zeros((5, 5, 5, 2, 1), "float32")
+    kernel[2] = to_numpy(image_layer.conv.kernel)
+    volume_layer.set_weights([kernel] + image_layer.get_weights()[1:])
+    # The clip's frames differ, so zero padding in depth is never what makes them agree.
+    clip = np.stack([x, 2 * x, -x], axis=1)
+    expected = [to_numpy(image_layer(frame)) for frame in (x, 2 * x, -x)]
+    frames = to_numpy(volume_layer(clip))
+    for d in range(3):
+        np.testing.assert_allclose(frames[:, d], expected[d], rtol=1e-5, atol=1e-5)

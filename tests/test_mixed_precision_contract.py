@@ -82,15 +82,18 @@ def case_subject(case):
     )
 
 
-def attention_gate_subject():
+def attention_gate_subject(rank=2):
     return Subject(
-        "AttentionGate",
+        "AttentionGate" if rank == 2 else "AttentionGate-3d",
         lambda dtype: AttentionGate(**gate_contract.KWARGS, dtype=dtype),
-        lambda scale: gate_contract.pair(scale=scale),
+        lambda scale: gate_contract.rank_pair(rank, scale=scale),
     )
 
 
-SUBJECTS = [case_subject(case) for case in CASES + VOLUME_CASES] + [attention_gate_subject()]
+SUBJECTS = [case_subject(case) for case in CASES + VOLUME_CASES] + [
+    attention_gate_subject(2),
+    attention_gate_subject(3),
+]
 
 
 def paired_layers(subject, policy):

@@ -13,10 +13,14 @@ def random_input(shape=(2, 5, 7, 16), seed=0):
 
 
 def simam_reference(x, e_lambda=1e-4):
-    """(B, H, W, C): the authors' forward pass, variance over H*W - 1."""
-    n = x.shape[1] * x.shape[2] - 1
-    squared = (x - x.mean(axis=(1, 2), keepdims=True)) ** 2
-    energy = squared / (4 * (squared.sum(axis=(1, 2), keepdims=True) / n + e_lambda)) + 0.5
+    """(B, H, W, C) or (B, D, H, W, C): the authors' forward pass, variance over n - 1.
+
+    n counts every position of a channel: H*W, or D*H*W in a volume.
+    """
+    axes = tuple(range(1, x.ndim - 1))
+    n = int(np.prod([x.shape[a] for a in axes])) - 1
+    squared = (x - x.mean(axis=axes, keepdims=True)) ** 2
+    energy = squared / (4 * (squared.sum(axis=axes, keepdims=True) / n + e_lambda)) + 0.5
     return x / (1 + np.exp(-energy))
 
 
@@ -35,6 +39,23 @@ def test_matches_the_energy_formula(e_lambda):
     )
     # The minimal energy is 0.5 + a non-negative term: every gate is at least sigmoid(0.5).
     assert to_numpy(gate).min() >= 1 / (1 + np.exp(-0.5)) - 1e-6
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_volume_energy_is_over_every_position_of_the_volume(data_format):
+    x = random_input((2, 3, 4, 5, 6), seed=1)
+    layer = SimAM(e_lambda=0.01, data_format=data_format)
+    if data_format == "channels_first":
+        outputs, gate = layer(np.moveaxis(x, -1, 1), return_attention=True)
+        outputs, gate = np.moveaxis(to_numpy(outputs), 1, -1), np.moveaxis(to_numpy(gate), 1, -1)
+    else:
+        outputs, gate = (to_numpy(t) for t in layer(x, return_attention=True))
+    expected = simam_reference(x, 0.01)
+    np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-6)
+    assert gate.shape == x.shape
+    # Not the 2-D form frame by frame: the statistics span the depth too.
+    frame_by_frame = np.stack([simam_reference(x[:, d], 0.01) for d in range(3)], axis=1)
+    assert np.abs(frame_by_frame - expected).max() > 1e-2
 
 
 def test_distinctive_positions_get_larger_gates():

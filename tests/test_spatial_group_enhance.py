@@ -14,15 +14,21 @@ from torch_reference import tensor
 
 
 def sge_reference(x, groups, weight, bias):
-    """implus/PytorchInsight's SGE: unbiased std over H*W, epsilon added to the std."""
-    b, c, h, w = x.shape
-    x = x.reshape(b * groups, -1, h, w)
-    similarity = (x * x.mean(dim=(2, 3), keepdim=True)).sum(dim=1, keepdim=True)
+    """implus/PytorchInsight's SGE: unbiased std over H*W, epsilon added to the std.
+
+    Written for any number of spatial axes: (b, c, h, w) as released, or
+    (b, c, d, h, w) with the mean and the std over every position.
+    """
+    b, c, *spatial = x.shape
+    ones = (1,) * len(spatial)
+    axes = tuple(range(2, 2 + len(spatial)))
+    x = x.reshape(b * groups, -1, *spatial)
+    similarity = (x * x.mean(dim=axes, keepdim=True)).sum(dim=1, keepdim=True)
     t = similarity.reshape(b * groups, -1)
     t = t - t.mean(dim=1, keepdim=True)
     t = t / (t.std(dim=1, keepdim=True) + 1e-5)
-    t = t.reshape(b, groups, h, w) * weight.reshape(1, -1, 1, 1) + bias.reshape(1, -1, 1, 1)
-    return (x * torch.sigmoid(t.reshape(b * groups, 1, h, w))).reshape(b, c, h, w)
+    t = t.reshape(b, groups, *spatial) * weight.reshape(1, -1, *ones) + bias.reshape(1, -1, *ones)
+    return (x * torch.sigmoid(t.reshape(b * groups, 1, *spatial))).reshape(b, c, *spatial)
 
 
 def test_parameter_count_is_two_per_group():
@@ -46,6 +52,32 @@ def test_matches_authors_code():
     with torch.no_grad():
         expected = sge_reference(nchw(x), 4, tensor(layer.weight), tensor(layer.bias))
     np.testing.assert_allclose(to_numpy(layer(x)), nhwc_numpy(expected), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_volume_matches_authors_code_over_every_position(data_format):
+    x = np.random.default_rng(4).normal(size=(2, 3, 4, 5, 16)).astype("float32")
+    layer = SpatialGroupEnhance(groups=4, data_format=data_format)
+    fed = np.moveaxis(x, -1, 1) if data_format == "channels_first" else x
+    layer(fed)
+    randomize_weights(layer)
+    outputs, gate = layer(fed, return_attention=True)
+    outputs, gate = to_numpy(outputs), to_numpy(gate)
+    if data_format == "channels_first":
+        outputs, gate = np.moveaxis(outputs, 1, -1), np.moveaxis(gate, 1, -1)
+    with torch.no_grad():
+        clip = torch.tensor(np.moveaxis(x, -1, 1))  # (b, c, d, h, w)
+        expected = sge_reference(clip, 4, tensor(layer.weight), tensor(layer.bias))
+    expected = np.moveaxis(expected.numpy(), 1, -1)
+    np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-5)
+    # Not the image form frame by frame: the statistics span the depth too.
+    with torch.no_grad():
+        frames = [
+            nhwc_numpy(sge_reference(nchw(x[:, d]), 4, tensor(layer.weight), tensor(layer.bias)))
+            for d in range(3)
+        ]
+    assert np.abs(np.stack(frames, axis=1) - expected).max() > 1e-2
+    assert gate.shape == (2, 3, 4, 5, 4)
 
 
 def test_each_group_is_gated_by_its_own_channels():

@@ -5,6 +5,7 @@ from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import batch_norm
 from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.base import conv
 from keras_attention.layers.channel_mlp import channel_mlp
 
 
@@ -28,7 +29,8 @@ class ChannelGate(ImageAttentionLayer):
     One MLP `Dense(C / reduction, relu) -> Dense(C)` (both with biases) maps each
     descriptor to channel logits; the two are summed and a sigmoid turns them
     into a gate that rescales each channel. With C=256 and reduction=16 the MLP
-    has 8,464 parameters.
+    has 8,464 parameters. On volumes and clips the descriptors pool over the
+    depth, height and width axes; the MLP is the same.
 
     Mixed precision: its spatial means accumulate in float32
     (`keras_attention.ops.mean`); the max pools, the shared MLP and the sigmoid
@@ -42,13 +44,14 @@ class ChannelGate(ImageAttentionLayer):
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: a 4-D feature map.
+        inputs: a 4-D feature map or a 5-D volume or clip.
         training: unused; accepted for a uniform signature.
         return_attention: if True, also return the channel gate, shape
-            `(batch, C)`.
+            `(batch, C)` (for images and volumes alike).
 
     Input shape:
-        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`; volumes and
+        clips `(batch, D, H, W, C)` or `(batch, C, D, H, W)`.
 
     Output shape:
         Same as the input.
@@ -60,6 +63,8 @@ class ChannelGate(ImageAttentionLayer):
     >>> y.shape
     (None, None, None, 64)
     """
+
+    spatial_ranks = (2, 3)
 
     def __init__(self, reduction=16, data_format=None, **kwargs):
         super().__init__(data_format=data_format, **kwargs)
@@ -74,7 +79,8 @@ class ChannelGate(ImageAttentionLayer):
         self.built = True
 
     def call(self, inputs, training=None, return_attention=False):
-        axes = ka_ops.spatial_axes(self.data_format)
+        ndim = len(inputs.shape)
+        axes = ka_ops.spatial_axes(self.data_format, ndim)
         # The same MLP sees each descriptor on its own: a stack of the two would
         # make TFLite's int8 quantizer clip the input (ops.conv_of_pooled_pair).
         logits = [
@@ -82,7 +88,7 @@ class ChannelGate(ImageAttentionLayer):
             for pooled in (ka_ops.mean(inputs, axes), ops.max(inputs, axis=axes))
         ]
         gate = ops.sigmoid(logits[0] + logits[1])
-        outputs = inputs * ka_ops.expand_channels(gate, self.data_format)
+        outputs = inputs * ka_ops.expand_channels(gate, self.data_format, ndim)
         return self._outputs(outputs, gate, return_attention)
 
     def get_config(self):
@@ -102,7 +108,9 @@ class SpatialGate(ImageAttentionLayer):
     order, as in the authors' code), a `kernel_size` x `kernel_size`
     convolution without bias and a BatchNormalization give one logit per
     pixel, and a sigmoid turns it into a gate shared by all channels. With the
-    default 7x7 kernel the convolution has 98 parameters.
+    default 7x7 kernel the convolution has 98 parameters. On volumes and clips
+    the convolution is `kernel_size` cubed (7x7x7: 686 parameters), one logit
+    per voxel.
 
     Mixed precision: the mean over channels accumulates in float32
     (`keras_attention.ops.mean`); the max, the convolution and the sigmoid gate
@@ -117,13 +125,15 @@ class SpatialGate(ImageAttentionLayer):
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: a 4-D feature map.
+        inputs: a 4-D feature map or a 5-D volume or clip.
         training: bool, BatchNormalization's mode.
         return_attention: if True, also return the spatial gate, shape
-            `(batch, H, W, 1)` (channels_last) or `(batch, 1, H, W)`.
+            `(batch, H, W, 1)` (channels_last) or `(batch, 1, H, W)`;
+            `(batch, D, H, W, 1)` or `(batch, 1, D, H, W)` for volumes.
 
     Input shape:
-        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`; volumes and
+        clips `(batch, D, H, W, C)` or `(batch, C, D, H, W)`.
 
     Output shape:
         Same as the input.
@@ -136,6 +146,8 @@ class SpatialGate(ImageAttentionLayer):
     (None, None, None, 64)
     """
 
+    spatial_ranks = (2, 3)
+
     def __init__(self, kernel_size=7, data_format=None, **kwargs):
         super().__init__(data_format=data_format, **kwargs)
         check_odd_kernel_size(kernel_size)
@@ -143,19 +155,20 @@ class SpatialGate(ImageAttentionLayer):
 
     def build(self, input_shape):
         self._input_channels(input_shape)
+        rank = self.spatial_rank
         # The convolution runs channels_last (its input is transposed in
         # `call`), so the weights are the same whatever `data_format` is.
-        self.conv = keras.layers.Conv2D(
+        self.conv = conv(
+            rank,
+            "conv",
             1,
             self.kernel_size,
+            2,
+            self.dtype_policy,
             padding="same",
             use_bias=False,
-            data_format="channels_last",
-            dtype=self.dtype_policy,
-            name="conv",
         )
-        self.conv.build((None, None, None, 2))
-        self.norm = batch_norm("norm", (None, None, None, 1), self.dtype_policy)
+        self.norm = batch_norm("norm", (None,) * (rank + 1) + (1,), self.dtype_policy)
         self.built = True
 
     def call(self, inputs, training=None, return_attention=False):
@@ -189,7 +202,9 @@ class CBAM(ImageAttentionLayer):
     The input is rescaled by a `ChannelGate` (shared MLP over the average- and
     max-pooled descriptors) and the result by a `SpatialGate` (a convolution
     over the max- and mean-pooled channels, with BatchNormalization). The two
-    are sublayers named `channel_gate` and `spatial_gate`.
+    are sublayers named `channel_gate` and `spatial_gate`. On volumes and clips
+    the channel gate pools over depth, height and width and the spatial gate's
+    convolution is `kernel_size` cubed.
 
     Mixed precision: as in `ChannelGate` and `SpatialGate`: means accumulate in
     float32, the rest runs in the compute dtype.
@@ -203,14 +218,16 @@ class CBAM(ImageAttentionLayer):
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: a 4-D feature map.
+        inputs: a 4-D feature map or a 5-D volume or clip.
         training: bool, BatchNormalization's mode.
         return_attention: if True, also return a dict of the two gates:
             `"channel"`, shape `(batch, C)`, and `"spatial"`, shape
-            `(batch, H, W, 1)` (channels_last) or `(batch, 1, H, W)`.
+            `(batch, H, W, 1)` (channels_last) or `(batch, 1, H, W)`;
+            `(batch, D, H, W, 1)` or `(batch, 1, D, H, W)` for volumes.
 
     Input shape:
-        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`; volumes and
+        clips `(batch, D, H, W, C)` or `(batch, C, D, H, W)`.
 
     Output shape:
         Same as the input.
@@ -222,6 +239,8 @@ class CBAM(ImageAttentionLayer):
     >>> y.shape
     (None, None, None, 256)
     """
+
+    spatial_ranks = (2, 3)
 
     def __init__(self, reduction=16, kernel_size=7, data_format=None, **kwargs):
         super().__init__(data_format=data_format, **kwargs)

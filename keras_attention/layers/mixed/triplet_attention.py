@@ -58,7 +58,9 @@ class TripletAttention(ImageAttentionLayer):
             `(batch, C, H, W)` order).
 
     Input shape:
-        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`. Images
+        only: a 5-D volume raises a ValueError, as the rotations of a
+        (C, D, H, W) tensor need branches the paper does not define.
 
     Output shape:
         Same as the input.
@@ -70,6 +72,12 @@ class TripletAttention(ImageAttentionLayer):
     >>> y.shape
     (None, None, None, 64)
     """
+
+    no_volume_reason = (
+        "its three branches rotate the (C, H, W) tensor through its three planes, "
+        "one 2-D convolution each; a (C, D, H, W) tensor has six planes, and its branches "
+        "(which axes to pool, which to convolve, with what kernels) are not in the paper"
+    )
 
     def __init__(self, kernel_size=7, spatial=True, data_format=None, **kwargs):
         super().__init__(data_format=data_format, **kwargs)
