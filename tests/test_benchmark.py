@@ -19,6 +19,8 @@ from examples.benchmark import references
 from examples.benchmark import report
 from examples.benchmark import settings
 from examples.benchmark import targets as targets_module
+from examples.benchmark import volume_references
+from examples.benchmark import volumes
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 COLUMNS = [
@@ -398,9 +400,11 @@ FLAGS = [
     "--precision",
     "--repeats",
     "--shapes",
+    "--skip-images",
     "--skip-models",
     "--skip-targets",
     "--threads",
+    "--volumes",
     "--vs-timm",
     "--warmup",
 ]
@@ -427,3 +431,140 @@ def test_both_invocations_print_every_flag(command, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(set(re.findall(r"--[a-z][a-z-]+", proc.stdout))) == FLAGS
     assert proc.stdout.startswith("usage: python -m examples.benchmark [-h] [--layers")
+
+
+def test_volumes_run_times_the_3d_forms_and_names_the_others(tmp_path):
+    """--volumes at tiny 5-D shapes, one round: SE's 3-D form at the clip and the volume,
+    against the 1x1x1 convolution; TripletAttention (2-D only) listed with its reason."""
+    output = tmp_path / "bench.md"
+    result = cli.main(
+        [
+            "--layers",
+            "se,triplet",
+            "--volumes",
+            "--skip-images",
+            "--shapes",
+            "small",
+            "--skip-models",
+            "--skip-targets",
+            "--warmup",
+            "0",
+            "--repeats",
+            "1",
+            "--threads",
+            "1",
+            "--output",
+            str(output),
+        ]
+    )
+    assert result["layers"] == [] and result["targets"] is None  # --skip-images
+    rows = result["volumes"]["rows"]
+    small = settings.SHAPES["small"]["volumes"]
+    assert [(r["layer"], r["label"], r["shape"]) for r in rows] == [
+        (name, label, shape)
+        for label, shape in small.items()
+        for name in ("conv1x1", "identity", "se")
+    ]
+    assert all(len(r["shape"]) == 5 and r["train_ms"] > 0 for r in rows)
+    assert all(r["forward_ratio"] == 1.0 for r in rows if r["layer"] == "conv1x1")
+    reason = keras_attention.registry.get_class("triplet").no_volume_reason
+    assert result["volumes"]["skipped"] == {"triplet": reason}
+    assert result["volumes"]["failed"] == {}
+    text = output.read_text()
+    header, body = table(text, "| layer | kwargs | input | fwd ms |")
+    assert header[-1] == "fwd+bwd x base" and len(body) == len(rows)
+    assert body[2][2] == "clip " + "x".join(map(str, small["clip"]))
+    assert f"Skipped, no 3-D form ({reason}): triplet." in text
+    # SE's references, where their libraries load, in the same rounds.
+    for row in (r for r in rows if r["layer"] == "se"):
+        for ref in row["references"]:
+            assert ref["library"] in ("monai", "timm_3d")
+            assert ref["note"] is not None or ref["vs_train"] > 0
+
+
+def _volume_input():
+    """A 5-D NDHWC input that every layer's defaults accept (SGE, shuffle: 64-channel groups)."""
+    shape = (1, 2, 4, 4, 128)
+    return shape, np.random.default_rng(0).normal(size=shape).astype("float32")
+
+
+@pytest.mark.parametrize(
+    "name, index",
+    [
+        pytest.param(name, index, id=f"{name}-{entry.reference}")
+        for name, entries in volume_references.VOLUME_REFERENCES.items()
+        for index, entry in enumerate(entries)
+    ],
+)
+def test_every_volume_reference_builds_and_keeps_our_output_shape(name, index):
+    """Each 3-D reference module builds from our layer and maps a 5-D input (NCDHW) to our
+    layer's output shape. Layers still 2-D are built on a 4-D input of the same channels
+    (the arguments the table reads are the same in both ranks) and give the input's shape."""
+    pytest.importorskip("torch")
+    if name not in keras_attention.available():
+        pytest.skip(f"{name} is not registered on this branch")
+    entry = volume_references.VOLUME_REFERENCES[name][index]
+    torch, note = volume_references.import_library(entry.reference)
+    if torch is None:  # the reference libraries are optional
+        pytest.skip(note)
+    shape, x = _volume_input()
+    layer = keras_attention.get(name, **settings.volume_kwargs(name))
+    if settings.has_volume_form(name):
+        expected = keras.ops.convert_to_numpy(layer(x)).shape
+    else:
+        layer.build(shape[:1] + shape[2:])
+        expected = shape
+    module, note = volume_references.volume_module(entry, layer, shape)
+    assert note is None, (name, entry.reference, note)
+    with torch.no_grad():
+        theirs = module.eval()(torch.from_numpy(np.moveaxis(x, -1, 1).copy()))
+    assert tuple(theirs.shape) == (expected[0], expected[-1], *expected[1:-1])
+
+
+def test_volume_references_name_their_libraries():
+    libraries = {e.reference for es in volume_references.VOLUME_REFERENCES.values() for e in es}
+    assert libraries == {"monai", "timm_3d", "mmcv", "fvcore"}
+    assert all(e.reference == "timm" for e in references.REFERENCES.values())
+
+
+def test_volume_growth_measures_cubes_and_notes_a_missing_3d_form(monkeypatch):
+    """The 3-D memory growth: 5-D cubes of growing side for the layers with a 3-D form, the
+    exponent in D*H*W, and a note (no row) for one of the pair without its 3-D form."""
+    measured = []
+    mib = 2.0**20
+
+    def fake_peak_memory(cases, precision, jit):
+        measured.extend(cases)
+        # Linear (fwd) and quadratic (fwd+bwd) in D*H*W.
+        return [
+            {"forward": c["shape"][1] ** 3 * mib, "train": c["shape"][1] ** 6 * mib} for c in cases
+        ]
+
+    monkeypatch.setattr(targets_module, "peak_memory", fake_peak_memory)
+    monkeypatch.setattr(targets_module, "has_volume_form", lambda name: name == "non_local")
+    args = cli.parse_args(["--shapes", "small", "--volumes"])
+    result = targets_module.bench_volume_targets(["se", "non_local", "ccnet"], args, False)
+    sides, channels = settings.SHAPES["small"]["volume_growth"], 16
+    assert [c["shape"] for c in measured] == [[1, s, s, s, channels] for s in sides]
+    assert {c["name"] for c in measured} == {"non_local"}
+    assert measured[0]["kwargs"] == {"mode": "embedded_gaussian", "sub_sample": False}
+    assert targets_module.volume_growth_exponent(result, "non_local", "forward") == pytest.approx(1)
+    assert targets_module.volume_growth_exponent(result, "non_local", "train") == pytest.approx(2)
+    reason = keras_attention.registry.get_class("ccnet").no_volume_reason
+    assert result["notes"] == {"ccnet": reason}
+    text = report.render({"device": "cpu"}, args, [], None, None, None, result)
+    header, body = table(text, "| layer | kwargs |")
+    assert header[:4] == ["layer", "kwargs", "3³ fwd MiB", "3³ fwd+bwd MiB"]
+    assert [row[0] for row in body] == ["non_local"]
+    assert body[0][-2:] == ["1.00", "2.00"]
+    assert f"- ccnet: no 3-D form on this build ({reason}); no row." in text
+
+
+def test_split_by_volume_form_follows_spatial_ranks():
+    names = settings.selected_layers("all")
+    with_form, skipped = volumes.split_by_volume_form(names)
+    assert "se" in with_form
+    assert set(with_form) | set(skipped) == set(names)
+    for name in names:
+        cls = keras_attention.registry.get_class(name)
+        assert (name in with_form) == (3 in cls.spatial_ranks)

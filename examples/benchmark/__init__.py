@@ -2,7 +2,7 @@
 Title: The speed and memory cost of every attention mechanism
 Author: keras_attention contributors
 Date created: 2026/11/25
-Last modified: 2026/11/26
+Last modified: 2026/12/06
 Description: Time and peak memory of every attention layer and attention ResNet-50, vs baselines.
 Accelerator: CPU or GPU
 
@@ -28,6 +28,13 @@ the machine and backend at hand, side by side:
   `--threads` sets the same CPU thread count on both sides. With the models, the training
   step of `ResNet50(attention="se")` and of `from_timm("seresnet50")` (random weights)
   beside timm's own seresnet50, in the same rounds.
+* **Volumes and clips** (`--volumes`). The 3-D form of every selected layer that has one
+  (`3 in cls.spatial_ranks`) on a clip `(2, 8, 28, 28, 256)` and a volume
+  `(1, 32, 32, 32, 64)`, against a 1x1x1 convolution and beside MONAI's, timm-3d's, mmcv's
+  or fvcore's module for the same work where one exists (same rounds); with the targets,
+  the peak memory of 3-D non-local and criss-cross over cubes of growing D*H*W. Layers
+  without a 3-D form are listed with their class's `no_volume_reason`. `--skip-images`
+  leaves out the 2-D tables.
 * **Before/after the fused BatchNormalization** (`--keras-batch-norm`). Every layer and
   model that holds the package's BatchNormalization (`ops.batch_norm`'s backend kernels)
   is timed a second time, in the same rounds, built with Keras's own layer in its place.
@@ -61,8 +68,8 @@ Run it with the backend you care about, e.g.
 `cli` (flags and `main`), `settings` (the layers' arguments and the shape sets), `machine`
 (device, threads, the environment record), `calls` (compiled calls per backend), `timing`
 (interleaved rounds), `memory` (peak memory in fresh processes), `references` (timm's
-equivalent modules, one table), then one module per section of the report: `layers`,
-`targets`, `models`, and `report` (the Markdown).
+equivalent modules, one table), `volume_references` (the 3-D ones), then one module per
+section of the report: `layers`, `volumes`, `targets`, `models`, and `report` (the Markdown).
 """
 
 import os

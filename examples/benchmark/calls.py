@@ -17,9 +17,11 @@ from .settings import BASELINE
 from .settings import IDENTITY
 
 
-def make_layer(name, kwargs, channels):
+def make_layer(name, kwargs, channels, rank=2):
+    """Our layer `name`, or the baseline (a 1x1 or 1x1x1 convolution: `rank` 2 or 3)."""
     if name == BASELINE:
-        return keras.layers.Conv2D(channels, 1, use_bias=False, name=BASELINE)
+        conv = keras.layers.Conv3D if rank == 3 else keras.layers.Conv2D
+        return conv(channels, 1, use_bias=False, name=BASELINE)
     if name == IDENTITY:
         return keras.layers.Identity(name=IDENTITY)
     return keras_attention.get(name, **kwargs)

@@ -17,6 +17,8 @@ from .report import render
 from .settings import SHAPES
 from .settings import selected_layers
 from .targets import bench_targets
+from .targets import bench_volume_targets
+from .volumes import bench_volumes
 
 
 def parse_args(argv=None):
@@ -92,6 +94,22 @@ def parse_args(argv=None):
         help="more layers for the memory-growth table beside non_local and ccnet, e.g. "
         "'bot,halo,lambda,a2,external,outlook,polarized,cot,axial' (linear vs quadratic "
         "in H*W); each size is a fresh process, so each name adds minutes",
+    )
+    parser.add_argument(
+        "--volumes",
+        action="store_true",
+        help="also time the 3-D form of every selected layer that has one on 5-D inputs, "
+        "a clip (2,8,28,28,256) and a volume (1,32,32,32,64) ('small': tiny ones), against "
+        "a 1x1x1 convolution and beside MONAI's, timm-3d's, mmcv's or fvcore's module where "
+        "one exists (PyTorch, same rounds); with the targets, the peak memory of 3-D "
+        "non_local and ccnet over cubes of growing D*H*W; layers without a 3-D form are "
+        "listed with why",
+    )
+    parser.add_argument(
+        "--skip-images",
+        action="store_true",
+        help="skip the 2-D layers table (e.g. with --volumes: only the 3-D forms), and the "
+        "2-D memory targets",
     )
     parser.add_argument("--skip-models", action="store_true", help="skip the ResNet-50 comparison")
     parser.add_argument(
@@ -175,14 +193,26 @@ def main(argv=None):
                 f"timm {timm.__version__}, torch {timm.torch.__version__} on "
                 f"{timm_device(timm.torch)}"
             )
-        layer_rows = bench_layers(names, args, jit, timm)
-        targets = None if args.skip_targets else bench_targets(names, args, jit)
+        images = not args.skip_images
+        layer_rows = bench_layers(names, args, jit, timm) if images else []
+        targets = None if args.skip_targets or not images else bench_targets(names, args, jit)
+        volumes = bench_volumes(names, args, jit) if args.volumes else None
+        volume_targets = None
+        if args.volumes and not args.skip_targets:
+            volume_targets = bench_volume_targets(names, args, jit)
         model_rows = None if args.skip_models else bench_models(args, jit, timm)
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    report = render(env, args, layer_rows, targets, model_rows)
+    report = render(env, args, layer_rows, targets, model_rows, volumes, volume_targets)
     print(report)
     if args.output:
         with open(args.output, "w") as f:
             f.write(report + "\n")
-    return {"env": env, "layers": layer_rows, "targets": targets, "models": model_rows}
+    return {
+        "env": env,
+        "layers": layer_rows,
+        "targets": targets,
+        "models": model_rows,
+        "volumes": volumes,
+        "volume_targets": volume_targets,
+    }

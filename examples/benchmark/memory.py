@@ -129,7 +129,7 @@ def measure_peak_memory(spec):
     results = []
     for case in spec["cases"]:
         shape = tuple(case["shape"])
-        layer = make_layer(case["name"], case["kwargs"], shape[-1])
+        layer = make_layer(case["name"], case["kwargs"], shape[-1], len(shape) - 2)
         x = random_input(shape)
         forward, train = compiled_calls(layer, x, spec["jit"])
         framework = None

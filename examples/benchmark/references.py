@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable
 
 import keras
+import numpy as np
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,8 +33,9 @@ class Reference:
         kwargs: a function of our built layer, its channels and the NHWC input shape
             that gives the class's constructor arguments.
         settings: what `kwargs` matches to ours, in the report's words.
-        reference: the library the class comes from; only "timm" is run today, other
-            libraries (3-D references) will join this table under their own name.
+        reference: the library the class comes from: "timm" in this table (2-D, run by
+            `--vs-timm`); "monai", "timm_3d" and "mmcv" in `volume_references`'s
+            `VOLUME_REFERENCES` (3-D, run by `--volumes`).
     """
 
     label: str
@@ -223,21 +225,23 @@ def _class(path):
     return getattr(importlib.import_module(module), name)
 
 
-def import_timm():
-    """timm (with `timm.torch`), or None (the reason on stderr) when it cannot load."""
+def import_timm(name="timm"):
+    """timm (with `timm.torch`), or None (the reason on stderr) when it cannot load;
+    `name="timm_3d"`: timm-3d, the same way."""
     try:
-        importlib.import_module("timm.layers")
+        importlib.import_module(f"{name}.layers")
     except (ImportError, RuntimeError):
         # PyPI's torchvision does not load beside a CPU torch wheel: the tests' stubs.
         tests = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests")
-        sys.path.insert(0, tests)
+        if tests not in sys.path:
+            sys.path.insert(0, tests)
         try:
-            importlib.import_module("timm_import").import_timm()
-            importlib.import_module("timm.layers")
+            importlib.import_module("timm_import").import_timm(name)
+            importlib.import_module(f"{name}.layers")
         except (ImportError, RuntimeError) as error:
-            print(f"--vs-timm: timm cannot be imported ({error})", file=sys.stderr)
+            print(f"{name} cannot be imported ({error})", file=sys.stderr)
             return None
-    timm = sys.modules["timm"]
+    timm = sys.modules[name]
     timm.torch = importlib.import_module("torch")
     return timm
 
@@ -259,12 +263,14 @@ def timm_device(torch):
 
 
 def timm_calls(timm, module, x):
-    """forward() and train() of a timm module on `x` (our NHWC input), like ours."""
+    """forward() and train() of a PyTorch module (timm's, or a 3-D reference's) on `x`
+    (our channels-last input, 4-D or 5-D), like ours; `timm.torch` is torch."""
     torch = timm.torch
     device = timm_device(torch)
     compute_dtype = keras.config.dtype_policy().compute_dtype
     dtype = getattr(torch, compute_dtype)
-    values = keras.ops.convert_to_numpy(keras.ops.cast(x, "float32")).transpose(0, 3, 1, 2)
+    # Channels after the batch (NCHW, NCDHW), as PyTorch's modules take them.
+    values = np.moveaxis(keras.ops.convert_to_numpy(keras.ops.cast(x, "float32")), -1, 1)
     x = torch.from_numpy(values.copy()).to(device=device, dtype=dtype)
     module = module.to(device)
     mixed = compute_dtype != "float32"

@@ -7,6 +7,7 @@ from .settings import IDENTITY
 from .settings import MIB
 from .settings import TIMM_NON_LOCAL
 from .targets import growth_exponent
+from .targets import volume_growth_exponent
 
 
 def _fmt(value, spec):
@@ -17,7 +18,7 @@ def _kwargs_text(kwargs):
     return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
 
 
-def render(env, args, layer_rows, targets, model_rows):
+def render(env, args, layer_rows, targets, model_rows, volumes=None, volume_targets=None):
     lines = ["# keras_attention benchmark", ""]
     lines += [f"- {key}: {value}" for key, value in env.items()]
     lines += [
@@ -61,6 +62,10 @@ def render(env, args, layer_rows, targets, model_rows):
         lines += _render_fused_batch_norm(twins)
     if targets:
         lines += _render_targets(targets)
+    if volumes:
+        lines += _render_volumes(volumes)
+    if volume_targets:
+        lines += _render_volume_growth(volume_targets)
     if model_rows:
         lines += [
             "## ResNet-50 with attention",
@@ -239,3 +244,98 @@ def _growth_exponents(targets):
         if slope is not None:
             parts.append(f"{name} ~ (H*W)^{slope:.2f}")
     return "Forward peak growth between the two largest sizes: " + (", ".join(parts) or "n/a")
+
+
+def _shape_text(row):
+    return f"{row['label']} {'x'.join(map(str, row['shape']))}"
+
+
+def _render_volumes(volumes):
+    """The 3-D forms against a 1x1x1 convolution, then beside the 3-D references."""
+    rows, skipped = volumes["rows"], volumes["skipped"]
+    lines = ["## Volumes and clips", ""]
+    if rows:
+        lines += [
+            (
+                f"Each layer's 3-D form on 5-D (batch, depth, height, width, channels) inputs. "
+                f"Baseline: `{BASELINE}` = `Conv3D(C, 1, use_bias=False)` on the same input, "
+                "in the same interleaved rounds; ratios are medians of per-round ratios."
+            ),
+            "",
+            "| layer | kwargs | input | fwd ms | fwd x base | fwd+bwd ms | fwd+bwd x base |",
+            "|---|---|---|---:|---:|---:|---:|",
+        ]
+        for r in rows:
+            lines.append(
+                f"| {r['layer']} | {_kwargs_text(r['kwargs'])} | {_shape_text(r)} "
+                f"| {r['forward_ms']:.1f} | {r['forward_ratio']:.2f} "
+                f"| {r['train_ms']:.1f} | {r['train_ratio']:.2f} |"
+            )
+        lines.append("")
+    references = [(r, ref) for r in rows for ref in r["references"]]
+    if references:
+        lines += [
+            "### Beside the 3-D references",
+            "",
+            (
+                "The reference module (PyTorch, NCDHW) built to do our layer's work, on the "
+                "same input in the same rounds; ours/reference is the median of per-round "
+                "ratios (below 1: ours is faster)."
+            ),
+            "",
+            (
+                "| layer | input | reference | settings | ours fwd ms | ref fwd ms "
+                "| ours/ref fwd | ours fwd+bwd ms | ref fwd+bwd ms | ours/ref fwd+bwd |"
+            ),
+            "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r, ref in references:
+            lines.append(
+                f"| {r['layer']} | {_shape_text(r)} | {ref['library']} {ref['module']} "
+                f"| {ref['note'] or ref['settings']} "
+                f"| {r['forward_ms']:.1f} | {_fmt(ref['forward_ms'], '.1f')} "
+                f"| {_fmt(ref['vs_forward'], '.2f')} | {r['train_ms']:.1f} "
+                f"| {_fmt(ref['train_ms'], '.1f')} | {_fmt(ref['vs_train'], '.2f')} |"
+            )
+        lines.append("")
+    by_reason = {}
+    for name, reason in skipped.items():
+        by_reason.setdefault(reason, []).append(name)
+    for reason, names in by_reason.items():
+        lines += [f"Skipped, no 3-D form ({reason}): {', '.join(names)}.", ""]
+    for case, error in volumes.get("failed", {}).items():
+        lines += [f"- {case}: {error}; not timed.", ""]
+    return lines
+
+
+def _render_volume_growth(targets):
+    """Peak memory of the 3-D non-local and criss-cross forms over cubes of growing side."""
+    sides, channels = targets["sides"], targets["channels"]
+    small, large = sides[-2:]
+    lines = [f"## Peak memory growth in D*H*W (batch 1, C={channels}, D = H = W)", ""]
+    if targets["peaks"]:
+        header = "".join(f" {s}³ fwd MiB | {s}³ fwd+bwd MiB |" for s in sides)
+        lines += [
+            (
+                f"Growth exponent: log(peak at {large}³ / peak at {small}³) over "
+                "log(ratio of D*H*W); 1 is linear in D*H*W, 2 quadratic."
+            ),
+            "",
+            "| layer | kwargs |" + header + " growth fwd | growth fwd+bwd |",
+            "|---|---|" + "---:|" * (2 * len(sides) + 2),
+        ]
+        for name, by_side in targets["peaks"].items():
+            cells = []
+            for s in sides:
+                peak = by_side.get(s)
+                cells += [_fmt(peak and peak[m] / MIB, ".1f") for m in ("forward", "train")]
+            cells += [
+                _fmt(volume_growth_exponent(targets, name, m), ".2f") for m in ("forward", "train")
+            ]
+            kwargs = _kwargs_text(targets["kwargs"].get(name, {}))
+            lines.append(f"| {name} | {kwargs} | " + " | ".join(cells) + " |")
+        lines.append("")
+    notes = [
+        f"- {n}: no 3-D form on this build ({why}); no row." for n, why in targets["notes"].items()
+    ]
+    return lines + notes + ([""] if notes else [])

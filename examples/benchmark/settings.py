@@ -55,6 +55,14 @@ def layer_kwargs(name, shape):
     return kwargs
 
 
+# --volumes: the 3-D forms at a clip (batch, frames, H, W, C) and a volume (batch, D, H, W, C),
+# and the cube sides D = H = W of the non-local vs criss-cross memory growth.
+VOLUME_SHAPES = {
+    "volumes": {"clip": (2, 8, 28, 28, 256), "volume": (1, 32, 32, 32, 64)},
+    "volume_growth": [8, 12, 16, 20],
+    "volume_channels": 64,
+}
+
 # --shapes: the paper-scale shapes, or tiny ones for smoke tests.
 SHAPES = {
     "standard": {
@@ -69,6 +77,7 @@ SHAPES = {
         "model_repeats": 9,
         "models": "none,scale,se,eca,cbam,sk",
         "layer_memory": True,
+        **VOLUME_SHAPES,
     },
     # The shapes of the issue's ours-vs-timm table: a quarter of "standard"'s channel batch.
     "timm": {
@@ -83,6 +92,7 @@ SHAPES = {
         "model_repeats": 9,
         "models": "none,scale,se,eca,cbam,sk",
         "layer_memory": True,
+        **VOLUME_SHAPES,
     },
     "small": {
         # 128 channels: the default groups of SGE (64) and shuffle attention (2 x 64) divide it.
@@ -98,6 +108,9 @@ SHAPES = {
         "models": "none,se",
         # Tiny maps say nothing about memory, and each probe process re-traces every layer.
         "layer_memory": False,
+        "volumes": {"clip": (2, 2, 6, 5, 32), "volume": (1, 4, 4, 4, 16)},
+        "volume_growth": [3, 4],
+        "volume_channels": 16,
     },
 }
 
@@ -142,3 +155,30 @@ def growth_size(name, size):
     if block and size >= block:
         return size - size % block
     return size
+
+
+# Arguments of the 3-D forms that differ from LAYER_SETTINGS'. Non-local on clips and
+# volumes pools its keys 1x2x2 (the paper's video models): without it a 32^3 volume's
+# attention matrix alone is 32768^2 floats (4 GiB).
+# scSE combines its two gates by a maximum, as its only 3-D reference (fvcore) does: the
+# cost is the same as the default sum's.
+VOLUME_SETTINGS = {
+    "non_local": {"sub_sample": True},
+    "scse": {"combine": "max"},
+}
+
+
+def volume_kwargs(name):
+    """Constructor kwargs of `name`'s 3-D form: LAYER_SETTINGS' with VOLUME_SETTINGS' on top."""
+    kwargs = dict(LAYER_SETTINGS.get(name, (None, {}))[1])
+    kwargs.update(VOLUME_SETTINGS.get(name, {}))
+    return kwargs
+
+
+def has_volume_form(name):
+    """Whether the class registered as `name` takes 5-D inputs (3 in its `spatial_ranks`)."""
+    return 3 in keras_attention.registry.get_class(name).spatial_ranks
+
+
+def no_volume_reason(name):
+    return keras_attention.registry.get_class(name).no_volume_reason

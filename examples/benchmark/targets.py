@@ -1,4 +1,4 @@
-"""The memory targets: criss-cross vs non-local, and peak memory's growth in H*W."""
+"""The memory targets: criss-cross vs non-local, and peak memory's growth in H*W and D*H*W."""
 
 import numpy as np
 
@@ -8,7 +8,9 @@ from .settings import LAYER_SETTINGS
 from .settings import SHAPES
 from .settings import TIMM_NON_LOCAL
 from .settings import growth_size
+from .settings import has_volume_form
 from .settings import layer_kwargs
+from .settings import no_volume_reason
 from .settings import selected_layers
 
 
@@ -66,3 +68,45 @@ def growth_exponent(targets, name, mode):
         return None
     area = (measured.get(large, large) / measured.get(small, small)) ** 2
     return float(np.log(b[mode] / a[mode]) / np.log(area))
+
+
+def bench_volume_targets(names, args, jit):
+    """Peak memory of non_local and ccnet's 3-D forms over cubes D = H = W of growing side.
+
+    A layer of the pair without a 3-D form yet gets a note instead of a row (criss-cross
+    along depth, height and width may land after non-local's).
+    """
+    pair = [n for n in ("non_local", "ccnet") if n in names]
+    if args.no_memory or not pair:
+        return None
+    shapes = SHAPES[args.shapes]
+    sides, channels = shapes["volume_growth"], shapes["volume_channels"]
+    peaks, settings, notes = {}, {}, {}
+    for name in pair:
+        if not has_volume_form(name):
+            notes[name] = no_volume_reason(name)
+            continue
+        print(f"memory of {name}'s 3-D form over cubes {sides} ...", flush=True)
+        # The 2-D table's arguments: non-local without sub-sampling, quadratic in D*H*W.
+        settings[name] = dict(LAYER_SETTINGS[name][1])
+        cases = [
+            {"name": name, "kwargs": settings[name], "shape": [1, s, s, s, channels]} for s in sides
+        ]
+        peaks[name] = dict(zip(sides, peak_memory(cases, args.precision, jit)))
+    return {
+        "sides": sides,
+        "channels": channels,
+        "peaks": peaks,
+        "kwargs": settings,
+        "notes": notes,
+    }
+
+
+def volume_growth_exponent(targets, name, mode):
+    """Slope of log(peak) against log(D*H*W) between the two largest cubes, or None."""
+    small, large = targets["sides"][-2:]
+    by_side = targets["peaks"].get(name, {})
+    a, b = by_side.get(small), by_side.get(large)
+    if not (a and b and a[mode] > 0 and b[mode] > 0):
+        return None
+    return float(np.log(b[mode] / a[mode]) / np.log((large / small) ** 3))
