@@ -643,8 +643,6 @@ SCRIPTS = sorted(name[:-3] for name in os.listdir(EXAMPLES) if is_script(name))
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_help_is_readable(script, capsys):
-    if script == "benchmark":
-        pytest.skip("examples/benchmark.py is being moved into a package by a parallel change")
     module = __import__(script)
     with pytest.raises(SystemExit) as exit_:
         module.parse_args(["--help"])
