@@ -129,7 +129,8 @@ def test_reduction_must_be_positive(cls):
 
 
 @pytest.mark.parametrize(
-    "reduction, units", [(4, 4), (16, 1), (128, 1)]  # 128 on 16 channels: clamped to 1
+    "reduction, units",
+    [(4, 4), (16, 1), (128, 1)],  # 128 on 16 channels: clamped to 1
 )
 def test_bottleneck_is_channels_over_reduction_at_least_one(reduction, units):
     # As SqueezeExcitation's max(1, C // reduction): documented, not refused.

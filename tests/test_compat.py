@@ -61,6 +61,18 @@ def test_every_layer_has_a_file():
     assert not missing, f"no compatibility file for {missing}: run tests/compat/make_files.py"
 
 
+def test_every_volume_form_has_a_file():
+    """A layer's 3-D form saves a clip model too (`<name>-3d`): its weights have other shapes."""
+    saved = {path.name.removesuffix(".keras.xz") for path in FILES}
+    missing = [
+        name
+        for name in keras_attention.available()
+        if 3 in keras_attention.registry.get_class(name).spatial_ranks
+        and not any(s == f"{name}-3d" or s.startswith(f"{name}-3d-") for s in saved)
+    ]
+    assert not missing, f"no 3-D compatibility file for {missing}: run tests/compat/make_files.py"
+
+
 def test_this_version_has_its_folder():
     """A release adds its own files beside the old ones, which stay."""
     assert (COMPAT / keras_attention.__version__).is_dir()

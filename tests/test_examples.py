@@ -634,8 +634,12 @@ def test_gallery_trains_its_branches_and_reports_their_accuracy(tmp_path):
 
 
 def is_script(name):
-    with open(os.path.join(EXAMPLES, name)) as f:
-        return name.endswith(".py") and "__main__" in f.read()
+    """A runnable example file (the benchmark package has its own --help tests)."""
+    path = os.path.join(EXAMPLES, name)
+    if not (name.endswith(".py") and os.path.isfile(path)):
+        return False
+    with open(path) as f:
+        return "__main__" in f.read()
 
 
 SCRIPTS = sorted(name[:-3] for name in os.listdir(EXAMPLES) if is_script(name))

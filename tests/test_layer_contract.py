@@ -56,7 +56,14 @@ CASES = [
         layers.SelectiveKernel, {"groups": 4, "min_units": 4}, 16, {"groups": 0, "dilations": (1,)}
     ),
     Case(layers.SelfAttention2D, {"reduction": 4}, 16, {"reduction": 0}),
-    Case(layers.GlobalContext, {"fusion": "mul_add"}, 16, {"fusion": "sum", "reduction": 0}),
+    # reduction 4: 4 hidden units (with 2, its LayerNorm outputs +-1 whatever fc1 gives,
+    # so fc1 gets no gradient).
+    Case(
+        layers.GlobalContext,
+        {"fusion": "mul_add", "reduction": 4},
+        16,
+        {"fusion": "sum", "reduction": 0},
+    ),
     Case(
         layers.SplitAttention,
         {"radix": 2, "cardinality": 2, "min_units": 4},

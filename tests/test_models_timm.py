@@ -149,7 +149,7 @@ def test_architecture_only_and_bad_checkpoint():
     model = from_timm("resnest14d", pretrained=False, classes=3, input_shape=(32, 32, 3))
     assert model.output.shape == (None, 3)
     assert any(isinstance(layer, keras_attention.SplitAttention) for layer in model.layers)
-    with pytest.raises(ValueError, match="checkpoint"):
+    with pytest.raises(FileNotFoundError, match="does not exist.*checkpoint="):
         from_timm("resnet18", checkpoint="/nonexistent.safetensors")
 
 

@@ -104,3 +104,14 @@ def test_layout_helpers_on_volumes(data_format):
     np.testing.assert_allclose(mean, x.mean(axis=axes), rtol=1e-6)
     gate = np.ones((2, x.shape[channel]), "float32")
     assert to_numpy(x * ka_ops.expand_channels(gate, data_format, 5)).shape == x.shape
+
+
+def test_depthwise_conv_3d_ignores_the_global_data_format():
+    """The helper is channels_last whatever `image_data_format` says (layers transpose first)."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(1, 4, 5, 6, 3)).astype("float32")
+    kernel = rng.normal(size=(3, 3, 3, 3, 1)).astype("float32")
+    expected = to_numpy(ka_ops.depthwise_conv(x, kernel))
+    keras.config.set_image_data_format("channels_first")  # conftest restores it
+    np.testing.assert_allclose(to_numpy(ka_ops.depthwise_conv(x, kernel)), expected, rtol=1e-6)
+    assert DepthwiseConv3D(3)(x).shape == x.shape

@@ -1,7 +1,8 @@
 """Writes the saved-file compatibility set: old `.keras` files that every later version must load.
 
-For every layer of the layer contract (each of `keras_attention.available()`)
-and one model of each builder family, this script saves a model with random
+For every layer of the layer contract (each of `keras_attention.available()`),
+the volume form of each layer that has one (`<name>-3d`, on a clip), and one
+model of each builder family, this script saves a model with random
 weights to `tests/compat/<version>/<name>.keras.xz` and its input and output
 to `<name>.npz`; `tests/test_compat.py` loads every file of every version
 folder in safe mode and checks the stored output. The files of a released
@@ -75,27 +76,36 @@ def _layer_entries():
     """name -> (build, inputs) for each case of the layer contract, and AttentionGate."""
     import test_attention_gate_contract as gate
     from test_layer_contract import CASES
+    from test_layer_contract import VOLUME_CASES
 
     short_names = {cls: name for name, cls in keras_attention.registry._LAYERS.items()}
     entries = {}
-    for case in CASES:
-        name = short_names[case.cls]
+    for case in CASES + VOLUME_CASES:
+        name = short_names[case.cls] + ("-3d" if case.rank == 3 else "")
         if name in entries:  # a second case of one class: name it by its arguments
             name += "".join(f"-{key}-{value}" for key, value in case.kwargs.items())
 
         def build(case=case):
-            inputs = keras.Input((None, None, case.channels))
+            inputs = keras.Input((None,) * case.rank + (case.channels,))
             return keras.Model(inputs, case.cls(**case.kwargs)(inputs))
 
-        entries[name] = (build, [_normal((2, 6, 10, case.channels), seed=0)])
+        spatial = (6, 10) if case.rank == 2 else (4, 6, 5)  # a clip: depth 4
+        entries[name] = (build, [_normal((2, *spatial, case.channels), seed=0)])
 
-    def build_gate():
-        inputs = [keras.Input((None, None, gate.CHANNELS)), keras.Input((None, None, gate.GATING))]
+    def build_gate(rank=2):
+        inputs = [
+            keras.Input((None,) * rank + (gate.CHANNELS,)),
+            keras.Input((None,) * rank + (gate.GATING,)),
+        ]
         return keras.Model(inputs, keras_attention.layers.AttentionGate(**gate.KWARGS)(inputs))
 
     entries["attention_gate"] = (
         build_gate,
         [_normal((2, 6, 10, gate.CHANNELS), 0), _normal((2, 3, 5, gate.GATING), 1)],
+    )
+    entries["attention_gate-3d"] = (
+        lambda: build_gate(rank=3),
+        [_normal((2, 4, 6, 10, gate.CHANNELS), 0), _normal((2, 2, 3, 5, gate.GATING), 1)],
     )
     return entries
 
@@ -146,7 +156,9 @@ def write(name, build, inputs, folder):
     if not np.all(np.isfinite(outputs)) or np.std(outputs) < 1e-3:
         raise RuntimeError(f"{name}: outputs are not finite or nearly constant")
     fresh = _predict(build(), inputs)  # what an unloaded file would give
-    if model.weights and np.allclose(fresh, outputs, rtol=1e-2, atol=1e-2 * np.max(np.abs(outputs))):
+    if model.weights and np.allclose(
+        fresh, outputs, rtol=1e-2, atol=1e-2 * np.max(np.abs(outputs))
+    ):
         raise RuntimeError(f"{name}: the random weights do not change the outputs")
     raw = folder / f"{name}.keras"
     model.save(raw)
