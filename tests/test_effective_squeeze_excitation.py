@@ -55,3 +55,27 @@ def test_gate_is_relu6_of_logits_plus_3_over_6():
 def test_bad_gate_raises():
     with pytest.raises(ValueError, match="`gate`"):
         EffectiveSqueezeExcitation(gate="relu")
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("gate", ["hard_sigmoid", "sigmoid"])
+def test_volume_matches_numpy(gate, data_format):
+    """5-D clips (timm-3d's EffectiveSEModule is still 2-D inside): the mean over D, H, W."""
+    layer = EffectiveSqueezeExcitation(gate=gate, data_format=data_format)
+    x = random_input((2, 3, 5, 4, 16), seed=2) * 3.0
+    if data_format == "channels_first":
+        x = np.moveaxis(x, -1, 1)
+    layer(x)
+    randomize_weights(layer)
+    kernel, bias = layer.get_weights()
+    axes = (1, 2, 3) if data_format == "channels_last" else (2, 3, 4)
+    logits = x.mean(axis=axes) @ kernel + bias
+    expected_gate = (
+        np.clip(logits / 6 + 0.5, 0, 1) if gate == "hard_sigmoid" else 1 / (1 + np.exp(-logits))
+    )
+    outputs, gate_ = layer(x, return_attention=True)
+    np.testing.assert_allclose(to_numpy(gate_), expected_gate, rtol=1e-5, atol=1e-6)
+    shape = (2, 1, 1, 1, 16) if data_format == "channels_last" else (2, 16, 1, 1, 1)
+    np.testing.assert_allclose(
+        to_numpy(outputs), x * expected_gate.reshape(shape), rtol=1e-5, atol=1e-6
+    )

@@ -140,3 +140,48 @@ def test_padding_is_validated():
             np.zeros((1, 2, 2, 3), "float32")
         )
     assert EfficientChannelAttention(padding="circular").get_config()["padding"] == "circular"
+
+
+@pytest.mark.parametrize("padding", ["same", "circular"])
+@pytest.mark.parametrize("channels_first", [False, True])
+def test_volume_matches_timm_3d(padding, channels_first):
+    """5-D clips: timm-3d's EcaModule (zeros) and CecaModule (circular), the same kernel."""
+    torch = pytest.importorskip("torch")
+    from timm_import import import_timm
+
+    timm_3d = import_timm("timm_3d")
+    module = timm_3d.layers.EcaModule if padding == "same" else timm_3d.layers.CecaModule
+    reference = module(kernel_size=5).eval()
+    data_format = "channels_first" if channels_first else "channels_last"
+    layer = EfficientChannelAttention(kernel_size=5, padding=padding, data_format=data_format)
+    # NCDHW, non-cubic: depth, height and width all differ.
+    x = np.random.default_rng(3).normal(size=(2, 24, 3, 5, 4)).astype("float32") * 2.0
+    ours_x = x if channels_first else x.transpose(0, 2, 3, 4, 1)
+    layer(ours_x)
+    randomize_weights(layer)
+    kernel = layer.get_weights()[0][:, 0, 0]
+    with torch.no_grad():
+        reference.conv.weight.copy_(torch.tensor(kernel).reshape(1, 1, -1))
+        expected = reference(torch.tensor(x)).numpy()
+    outputs, gate = layer(ours_x, return_attention=True)
+    outputs = to_numpy(outputs)
+    if not channels_first:
+        outputs = outputs.transpose(0, 4, 1, 2, 3)
+    np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-6)
+    assert tuple(gate.shape) == (2, 24)
+
+
+def test_volume_gate_pools_depth_too():
+    """Changing one frame of a clip changes the gate: the mean runs over depth as well."""
+    layer = EfficientChannelAttention(kernel_size=3)
+    x = np.random.default_rng(5).normal(size=(1, 4, 3, 3, 8)).astype("float32")
+    _, before = layer(x, return_attention=True)
+    x2 = x.copy()
+    x2[:, 3] += 1.0  # the last frame only
+    _, after = layer(x2, return_attention=True)
+    # Every channel's mean moved by 1/4: the numpy gate from the 3-D mean is what the layer gives.
+    kernel = layer.get_weights()[0][:, 0, 0]
+    pooled = np.pad(x2.mean(axis=(1, 2, 3)), ((0, 0), (1, 1)))
+    logits = sum(kernel[i] * pooled[:, i : i + 8] for i in range(3))
+    np.testing.assert_allclose(to_numpy(after), 1 / (1 + np.exp(-logits)), rtol=1e-5, atol=1e-6)
+    assert np.abs(to_numpy(after) - to_numpy(before)).max() > 1e-3

@@ -123,3 +123,110 @@ def test_global_gate_is_one_vector_per_image():
 def test_bad_arguments_raise(kwargs, name):
     with pytest.raises(ValueError, match=f"`{name}`"):
         GatherExcite(**kwargs)
+
+
+def _np(variable):
+    return np.asarray(to_numpy(variable), "float64")
+
+
+def _pool_window(o, extent, n):
+    """The input rows that output cell `o` averages: window 2e - 1, stride e, padding e - 1
+    not counted."""
+    start = o * extent - (extent - 1)
+    return slice(max(start, 0), min(start + 2 * extent - 1, n))
+
+
+def _numpy_depthwise_stride2(x, kernel):
+    """channels-last (B, D, H, W, C) * (3, 3, 3, C, 1), stride 2 in every axis, padding 1."""
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (1, 1), (0, 0)))
+    out = [-(-n // 2) for n in x.shape[1:4]]
+    y = np.zeros((x.shape[0], *out, x.shape[-1]))
+    for a in range(3):
+        for b in range(3):
+            for c in range(3):
+                window = padded[
+                    :, a : a + 2 * out[0] : 2, b : b + 2 * out[1] : 2, c : c + 2 * out[2] : 2
+                ]
+                y += window * kernel[a, b, c, :, 0]
+    return y
+
+
+def _numpy_batch_norm(x, norm):
+    gamma, beta = _np(norm.gamma), _np(norm.beta)
+    mean, variance = _np(norm.moving_mean), _np(norm.moving_variance)
+    return (x - mean) / np.sqrt(variance + 1e-5) * gamma + beta
+
+
+def gather_excite_volume_numpy(layer, x):
+    """The layer's gate on a channels-last clip, in NumPy float64, from its own weights."""
+    x = x.astype("float64")
+    if layer.extent == 0:
+        gathered = x.mean(axis=(1, 2, 3), keepdims=True)
+    elif layer.extra_params:
+        gathered = x
+        for i, (conv, norm) in enumerate(zip(layer.gather_convs, layer.gather_norms)):
+            if i:
+                gathered = np.maximum(gathered, 0)
+            gathered = _numpy_batch_norm(_numpy_depthwise_stride2(gathered, _np(conv.kernel)), norm)
+    else:
+        e = layer.extent
+        out = [-(-n // e) for n in x.shape[1:4]]
+        gathered = np.empty((x.shape[0], *out, x.shape[-1]))
+        for i in range(out[0]):
+            for j in range(out[1]):
+                for k in range(out[2]):
+                    cube = x[
+                        :,
+                        _pool_window(i, e, x.shape[1]),
+                        _pool_window(j, e, x.shape[2]),
+                        _pool_window(k, e, x.shape[3]),
+                    ]
+                    gathered[:, i, j, k] = cube.mean(axis=(1, 2, 3))
+    if layer.use_mlp:
+        hidden = np.maximum(gathered @ _np(layer.reduce.kernel) + _np(layer.reduce.bias), 0)
+        gathered = hidden @ _np(layer.expand.kernel) + _np(layer.expand.bias)
+    gate = 1 / (1 + np.exp(-gathered))
+    if layer.extent:
+        for axis in (1, 2, 3):
+            small, large = gate.shape[axis], x.shape[axis]
+            gate = np.take(gate, np.arange(large) * small // large, axis=axis)
+    return gate
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"extent": 2, "use_mlp": False},
+        {"extent": 4, "reduction": 4},
+        {"extent": 2, "extra_params": True, "reduction": 4},
+        {"extent": 4, "extra_params": True, "use_mlp": False},
+    ],
+)
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_volume_matches_numpy_reference(kwargs, data_format):
+    """Clips gather over depth too (timm-3d's GatherExcite is still 2-D inside): pooling
+    cubes, 3x3x3 stride-2 depthwise steps and nearest upsampling in all three axes."""
+    layer = GatherExcite(data_format=data_format, **kwargs)
+    # Odd, different depth, height and width: the padding and ceil sizes matter on every axis.
+    x = random_input((2, 5, 7, 6, 16), seed=3)
+    ours_x = np.moveaxis(x, -1, 1) if data_format == "channels_first" else x
+    layer(ours_x)
+    randomize_weights(layer)
+    expected_gate = gather_excite_volume_numpy(layer, x)
+    outputs, gate = layer(ours_x, return_attention=True)
+    outputs, gate = to_numpy(outputs), to_numpy(gate)
+    if data_format == "channels_first":
+        outputs, gate = np.moveaxis(outputs, 1, -1), np.moveaxis(gate, 1, -1)
+    np.testing.assert_allclose(gate, expected_gate, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outputs, x * expected_gate, rtol=1e-5, atol=1e-5)
+    if layer.extent:
+        # The gate varies along depth: the gather is local in depth, not a mean over frames.
+        assert np.abs(np.diff(expected_gate, axis=1)).max() > 1e-3
+
+
+def test_volume_gather_conv_kernels_are_3x3x3():
+    layer = GatherExcite(extent=4, extra_params=True)
+    layer.build((None, 8, 8, 8, 32))
+    assert [tuple(c.kernel.shape) for c in layer.gather_convs] == [(3, 3, 3, 32, 1)] * 2
+    assert [w.path.split("/", 1)[1] for w in layer.weights][:1] == ["gather_conv1/kernel"]

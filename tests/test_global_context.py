@@ -107,3 +107,64 @@ def test_matches_timm_global_context(fusion, fuse_add, fuse_scale):
 def test_bad_arguments_raise(kwargs, name):
     with pytest.raises(ValueError, match=name):
         GlobalContext(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "fusion, fuse_add, fuse_scale",
+    [("add", True, False), ("mul", False, True), ("mul_add", True, True)],
+)
+def test_volume_matches_timm_3d_global_context(fusion, fuse_add, fuse_scale):
+    """5-D clips: timm-3d's GlobalContext (softmax over all D*H*W positions), weights copied."""
+    timm_3d = import_timm("timm_3d")
+    channels = 16
+    reference = timm_3d.layers.GlobalContext(
+        channels, fuse_add=fuse_add, fuse_scale=fuse_scale
+    ).eval()
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for param in reference.parameters():
+            param.copy_(torch.rand(param.shape, generator=generator) - 0.5)
+    state = {k: v.detach().numpy() for k, v in reference.state_dict().items()}
+    layer = GlobalContext(fusion=fusion, epsilon=1e-6)
+    layer.build((None, 3, 5, 4, channels))
+    weights = [state["conv_attn.weight"][:, :, 0, 0, 0].T, state["conv_attn.bias"]]
+    for ours, theirs in (("mul", "mlp_scale"), ("add", "mlp_add")):
+        if ours in layer.transforms:
+            weights += [
+                state[f"{theirs}.fc1.weight"][:, :, 0, 0, 0].T,
+                state[f"{theirs}.fc1.bias"],
+                state[f"{theirs}.norm.weight"],
+                state[f"{theirs}.norm.bias"],
+                state[f"{theirs}.fc2.weight"][:, :, 0, 0, 0].T,
+                state[f"{theirs}.fc2.bias"],
+            ]
+    layer.set_weights(weights)
+    # Scores spread wide enough that the softmax is far from uniform.
+    x = np.random.default_rng(2).normal(size=(2, channels, 3, 5, 4)).astype("float32") * 3.0
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(x)).numpy()
+    outputs, attention = layer(x.transpose(0, 2, 3, 4, 1), return_attention=True)
+    outputs = to_numpy(outputs).transpose(0, 4, 1, 2, 3)
+    np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-5)
+    pooling = to_numpy(attention["pooling"])
+    assert pooling.shape == (2, 3, 5, 4)
+    np.testing.assert_allclose(pooling.sum(axis=(1, 2, 3)), 1.0, rtol=1e-5)
+
+
+def test_volume_channels_first_pooling_is_per_position():
+    """channels_first clips give the channels_last layer's output and (batch, D, H, W) weights."""
+    x = np.random.default_rng(3).normal(size=(2, 3, 4, 5, 8)).astype("float32")
+    last = GlobalContext(fusion="mul_add", data_format="channels_last")
+    first = GlobalContext(fusion="mul_add", data_format="channels_first")
+    last(x)
+    first(np.moveaxis(x, -1, 1))
+    randomize_weights(last)
+    first.set_weights(last.get_weights())
+    y_last, a_last = last(x, return_attention=True)
+    y_first, a_first = first(np.moveaxis(x, -1, 1), return_attention=True)
+    np.testing.assert_allclose(
+        np.moveaxis(to_numpy(y_first), 1, -1), to_numpy(y_last), rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        to_numpy(a_first["pooling"]), to_numpy(a_last["pooling"]), rtol=1e-5, atol=1e-7
+    )

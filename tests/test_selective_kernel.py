@@ -148,3 +148,98 @@ def test_split_input_needs_channels_the_branches_divide():
         SelectiveKernel(groups=1, split_input=True).build((None, 8, 8, 15))
     with pytest.raises(ValueError, match="`groups`.*8 per branch"):
         SelectiveKernel(groups=16, split_input=True).build((None, 8, 8, 16))
+
+
+def _np(variable):
+    return np.asarray(to_numpy(variable), "float64")
+
+
+def _numpy_grouped_conv3d(x, kernel, groups, strides, dilation, padding):
+    """channels-last (B, D, H, W, Cin) * (k, k, k, Cin / groups, F): zero padding `padding` on
+    every side, then the grouped, dilated, strided sums (PyTorch's Conv3d)."""
+    k = kernel.shape[0]
+    x = np.pad(x, ((0, 0),) + ((padding, padding),) * 3 + ((0, 0),))
+    reach = dilation * (k - 1)
+    out = [(n - reach - 1) // strides + 1 for n in x.shape[1:4]]
+    cin, filters = kernel.shape[3], kernel.shape[4]
+    y = np.zeros((x.shape[0], *out, groups, filters // groups))
+    for a in range(k):
+        for b in range(k):
+            for c in range(k):
+                window = x[
+                    :,
+                    a * dilation : a * dilation + strides * (out[0] - 1) + 1 : strides,
+                    b * dilation : b * dilation + strides * (out[1] - 1) + 1 : strides,
+                    c * dilation : c * dilation + strides * (out[2] - 1) + 1 : strides,
+                ]
+                window = window.reshape(*window.shape[:4], groups, cin)
+                tap = kernel[a, b, c].reshape(cin, groups, filters // groups)
+                y += np.einsum("bdhwgi,igo->bdhwgo", window, tap)
+    return y.reshape(*y.shape[:4], filters)
+
+
+def _numpy_batch_norm(x, norm):
+    gamma, beta = _np(norm.gamma), _np(norm.beta)
+    mean, variance = _np(norm.moving_mean), _np(norm.moving_variance)
+    return (x - mean) / np.sqrt(variance + 1e-5) * gamma + beta
+
+
+def selective_kernel_volume_numpy(layer, x):
+    """SK on a channels-last clip in NumPy float64 (eval mode), from the layer's own weights."""
+    x = x.astype("float64")
+    count = len(layer.dilations)
+    inputs = np.split(x, count, axis=-1) if layer.split_input else [x] * count
+    k, s = layer.kernel_size, layer.strides
+    branches = []
+    for conv, norm, branch_input, rate in zip(
+        layer.branch_convs, layer.branch_norms, inputs, layer.dilations
+    ):
+        # "same" at stride 1 (odd kernels: symmetric); PyTorch's padding above it.
+        padding = rate * (k - 1) // 2 if s == 1 else ((s - 1) + rate * (k - 1)) // 2
+        y = _numpy_grouped_conv3d(branch_input, _np(conv.kernel), layer.groups, s, rate, padding)
+        branches.append(np.maximum(_numpy_batch_norm(y, norm), 0))
+    pooled = sum(branches).mean(axis=(1, 2, 3))
+    z = np.maximum(_numpy_batch_norm(pooled @ _np(layer.fuse_dense.kernel), layer.fuse_bn), 0)
+    logits = (z @ _np(layer.select.kernel)).reshape(x.shape[0], count, -1)
+    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+    weights /= weights.sum(axis=1, keepdims=True)
+    outputs = sum(b * weights[:, i, None, None, None, :] for i, b in enumerate(branches))
+    return outputs, weights
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"groups": 4, "min_units": 8},
+        {"groups": 2, "units": 8, "split_input": True, "strides": 2, "filters": 8},
+        {"groups": 4, "units": 8, "dilations": (1, 2, 3), "strides": 2},
+    ],
+)
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_volume_matches_numpy_reference(kwargs, data_format):
+    """Clips: grouped 3x3x3 branches dilated in all three axes, strided in all three, the
+    fuse step pooled over D*H*W (timm-3d's SelectiveKernel is still 2-D inside)."""
+    layer = SelectiveKernel(data_format=data_format, **kwargs)
+    x = np.random.default_rng(2).normal(size=(2, 5, 6, 7, 16)).astype("float32")
+    ours_x = np.moveaxis(x, -1, 1) if data_format == "channels_first" else x
+    layer(ours_x)
+    randomize_weights(layer)
+    expected, expected_weights = selective_kernel_volume_numpy(layer, x)
+    outputs, weights = layer(ours_x, return_attention=True)
+    outputs = to_numpy(outputs)
+    if data_format == "channels_first":
+        outputs = np.moveaxis(outputs, 1, -1)
+    assert outputs.shape == expected.shape
+    assert tuple(layer.compute_output_shape(ours_x.shape)) == tuple(layer(ours_x).shape)
+    np.testing.assert_allclose(to_numpy(weights), expected_weights, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outputs, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_volume_branch_kernels_are_cubic_and_grouped():
+    layer, _ = built(channels=32)
+    volume = SelectiveKernel(groups=32)
+    volume.build((None, 4, 8, 8, 32))
+    assert [tuple(c.kernel.shape) for c in volume.branch_convs] == [(3, 3, 3, 1, 32)] * 2
+    assert [w.path.split("/", 1)[1] for w in volume.weights] == [
+        w.path.split("/", 1)[1] for w in layer.weights
+    ]

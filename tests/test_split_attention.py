@@ -111,3 +111,108 @@ def test_bad_arguments_raise(kwargs, name):
 def test_groups_must_divide_channels():
     with pytest.raises(ValueError, match="cardinality \\* radix"):
         SplitAttention(radix=2, cardinality=2).build((None, 4, 4, 6))
+
+
+def _np(variable):
+    return np.asarray(to_numpy(variable), "float64")
+
+
+def _numpy_grouped_conv3d(x, kernel, groups, strides, padding):
+    """channels-last (B, D, H, W, Cin) * (k, k, k, Cin / groups, F), zero padding `padding`
+    on every side, stride `strides` in every axis (PyTorch's grouped Conv3d, no bias)."""
+    k = kernel.shape[0]
+    x = np.pad(x, ((0, 0),) + ((padding, padding),) * 3 + ((0, 0),))
+    out = [(n - k) // strides + 1 for n in x.shape[1:4]]
+    cin, filters = kernel.shape[3], kernel.shape[4]
+    y = np.zeros((x.shape[0], *out, groups, filters // groups))
+    for a in range(k):
+        for b in range(k):
+            for c in range(k):
+                window = x[
+                    :,
+                    a : a + strides * (out[0] - 1) + 1 : strides,
+                    b : b + strides * (out[1] - 1) + 1 : strides,
+                    c : c + strides * (out[2] - 1) + 1 : strides,
+                ]
+                window = window.reshape(*window.shape[:4], groups, cin)
+                tap = kernel[a, b, c].reshape(cin, groups, filters // groups)
+                y += np.einsum("bdhwgi,igo->bdhwgo", window, tap)
+    return y.reshape(*y.shape[:4], filters)
+
+
+def _numpy_batch_norm(x, norm):
+    gamma, beta = _np(norm.gamma), _np(norm.beta)
+    mean, variance = _np(norm.moving_mean), _np(norm.moving_variance)
+    return (x - mean) / np.sqrt(variance + 1e-5) * gamma + beta
+
+
+def split_attention_volume_numpy(layer, x):
+    """ResNeSt's split attention (eval mode) on a channels-last clip, NumPy float64."""
+    radix, cardinality = layer.radix, layer.cardinality
+    y = _numpy_grouped_conv3d(
+        x.astype("float64"),
+        _np(layer.conv.kernel),
+        cardinality * radix,
+        layer.strides,
+        layer.kernel_size // 2,
+    )
+    y = np.maximum(_numpy_batch_norm(y, layer.bn0), 0)
+    splits = np.split(y, radix, axis=-1)
+    context = sum(splits).mean(axis=(1, 2, 3))  # (batch, filters)
+
+    def grouped_dense(v, conv):
+        kernel, bias = _np(conv.kernel)[0, 0, 0], _np(conv.bias)
+        parts = np.split(v, cardinality, axis=-1)
+        outs = np.split(kernel, cardinality, axis=-1)
+        return np.concatenate([p @ k for p, k in zip(parts, outs)], axis=-1) + bias
+
+    hidden = np.maximum(_numpy_batch_norm(grouped_dense(context, layer.fc1), layer.bn1), 0)
+    logits = grouped_dense(hidden, layer.fc2)
+    filters = splits[0].shape[-1]
+    if radix > 1:
+        logits = logits.reshape(len(x), cardinality, radix, filters // cardinality)
+        weights = np.exp(logits - logits.max(axis=2, keepdims=True))
+        weights /= weights.sum(axis=2, keepdims=True)
+        weights = weights.transpose(0, 2, 1, 3).reshape(len(x), radix, filters)
+    else:
+        weights = 1 / (1 + np.exp(-logits))[:, None, :]
+    outputs = sum(s * weights[:, r, None, None, None, :] for r, s in enumerate(splits))
+    return outputs, weights
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"radix": 2, "cardinality": 2, "min_units": 4},
+        {"radix": 4, "cardinality": 1, "units": 8, "strides": 2, "filters": 8},
+        {"radix": 1, "cardinality": 2, "units": 4, "kernel_size": 1},
+    ],
+)
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_volume_matches_numpy_reference(kwargs, data_format):
+    """Clips (timm-3d's SplitAttn is still 2-D inside): a grouped k x k x k convolution
+    strided in all three axes, the context over D*H*W, the radix softmax per cardinal group."""
+    layer = SplitAttention(data_format=data_format, **kwargs)
+    x = np.random.default_rng(4).normal(size=(2, 5, 4, 7, 16)).astype("float32")
+    ours_x = np.moveaxis(x, -1, 1) if data_format == "channels_first" else x
+    layer(ours_x)
+    randomize_weights(layer)
+    expected, expected_weights = split_attention_volume_numpy(layer, x)
+    outputs, weights = layer(ours_x, return_attention=True)
+    outputs = to_numpy(outputs)
+    if data_format == "channels_first":
+        outputs = np.moveaxis(outputs, 1, -1)
+    assert tuple(layer.compute_output_shape(ours_x.shape)) == tuple(layer(ours_x).shape)
+    np.testing.assert_allclose(to_numpy(weights), expected_weights, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outputs, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_volume_kernels_gain_a_depth_axis():
+    image = SplitAttention(radix=2, cardinality=2, min_units=4)
+    image.build((None, 6, 6, 16))
+    volume = SplitAttention(radix=2, cardinality=2, min_units=4)
+    volume.build((None, 4, 6, 6, 16))
+    for a, b in zip(image.weights, volume.weights):
+        assert a.path.split("/", 1)[1] == b.path.split("/", 1)[1]
+        assert tuple(b.shape) in (tuple(a.shape), (a.shape[0], *a.shape))
+    assert tuple(volume.conv.kernel.shape) == (3, 3, 3, 4, 32)

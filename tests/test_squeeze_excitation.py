@@ -130,3 +130,70 @@ def test_config_round_trip_keeps_new_arguments():
 def test_bad_new_arguments_raise(kwargs, name):
     with pytest.raises(ValueError, match=name):
         SqueezeExcitation(**kwargs)
+
+
+def _volume(channels, seed=6):
+    """An NCDHW clip with depth, height and width all different."""
+    return np.random.default_rng(seed).normal(size=(2, channels, 3, 5, 4)).astype("float32")
+
+
+def test_volume_matches_monai_channel_se_layer():
+    """MONAI's ChannelSELayer(spatial_dims=3): mean over D, H, W, Linear-ReLU-Linear-sigmoid."""
+    import torch
+    from monai.networks.blocks import ChannelSELayer
+
+    channels = 32
+    reference = ChannelSELayer(spatial_dims=3, in_channels=channels, r=4).eval()
+    with torch.no_grad():
+        for param in reference.parameters():
+            param.normal_(0.0, 0.5)
+    fc1, fc2 = reference.fc[0], reference.fc[2]
+    layer = SqueezeExcitation(reduction=4)
+    layer.build((None, 3, 5, 4, channels))
+    layer.set_weights(
+        [
+            fc1.weight.T.detach().numpy(),
+            fc1.bias.detach().numpy(),
+            fc2.weight.T.detach().numpy(),
+            fc2.bias.detach().numpy(),
+        ]
+    )
+    x = _volume(channels)
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(x)).numpy()
+    outputs = to_numpy(layer(x.transpose(0, 2, 3, 4, 1))).transpose(0, 4, 1, 2, 3)
+    np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-6)
+    # channels_first clips take the NCDHW tensor as it is.
+    first = SqueezeExcitation(reduction=4, data_format="channels_first")
+    first.build((None, channels, 3, 5, 4))
+    first.set_weights(layer.get_weights())
+    np.testing.assert_allclose(to_numpy(first(x)), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("gate", ["sigmoid", "hard_sigmoid"])
+def test_volume_matches_timm_3d_se_module(gate):
+    """timm-3d's SEModule (1x1x1 Conv3d fc1/fc2), weights copied."""
+    import torch
+    from timm_import import import_timm
+
+    timm_3d = import_timm("timm_3d")
+    channels = 48  # make_divisible(48 / 16, 8) = 8 hidden units
+    reference = timm_3d.layers.squeeze_excite.SEModule(channels, gate_layer=gate).eval()
+    with torch.no_grad():
+        for module in (reference.fc1, reference.fc2):
+            module.bias.normal_()
+    layer = SqueezeExcitation(units=reference.fc1.out_channels, gate=gate)
+    layer.build((None, 3, 5, 4, channels))
+    layer.set_weights(
+        [
+            reference.fc1.weight[:, :, 0, 0, 0].T.detach().numpy(),
+            reference.fc1.bias.detach().numpy(),
+            reference.fc2.weight[:, :, 0, 0, 0].T.detach().numpy(),
+            reference.fc2.bias.detach().numpy(),
+        ]
+    )
+    x = _volume(channels, seed=7) * 2.0
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(x)).numpy()
+    outputs = to_numpy(layer(x.transpose(0, 2, 3, 4, 1))).transpose(0, 4, 1, 2, 3)
+    np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-6)

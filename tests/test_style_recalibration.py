@@ -106,3 +106,53 @@ def test_constant_channel_has_finite_gradients():
 def test_bad_data_format_raises():
     with pytest.raises(ValueError, match="`data_format`"):
         StyleRecalibration(data_format="NCHW")
+
+
+def srm_volume_numpy(x, cfc, gamma, beta, mean, variance, epsilon=1e-5, style_epsilon=1e-5):
+    """The authors' SRM (eval mode) on a channels-last clip, in NumPy float64: the
+    style statistics over all D*H*W positions, the std from the unbiased variance."""
+    flat = x.astype("float64").reshape(x.shape[0], -1, x.shape[-1])
+    style_mean = flat.mean(axis=1)
+    std = np.sqrt(flat.var(axis=1, ddof=1) + style_epsilon)
+    z = style_mean * cfc[:, 0] + std * cfc[:, 1]
+    z = (z - mean) / np.sqrt(variance + epsilon) * gamma + beta
+    gate = 1 / (1 + np.exp(-z))
+    return x * gate[:, None, None, None, :], gate
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_volume_matches_numpy_reference(data_format):
+    layer = StyleRecalibration(data_format=data_format)
+    # Scale 0.5 keeps the std's weight in the gate (the std is not ~1 everywhere).
+    x = random_input((2, 3, 5, 4, 16), seed=3) * 0.5 + 0.2
+    ours_x = np.moveaxis(x, -1, 1) if data_format == "channels_first" else x
+    layer(ours_x)
+    randomize_weights(layer)
+    expected, expected_gate = srm_volume_numpy(x, *layer.get_weights())
+    outputs, gate = layer(ours_x, return_attention=True)
+    outputs = to_numpy(outputs)
+    if data_format == "channels_first":
+        outputs = np.moveaxis(outputs, 1, -1)
+    np.testing.assert_allclose(to_numpy(gate), expected_gate, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_volume_std_divides_by_all_positions_minus_one():
+    """The std of a clip is over D*H*W positions: a clip of one image repeated has a
+    smaller unbiased std than the image (D(HW - 1) / (DHW - 1) times the variance)."""
+    image = random_input((1, 3, 4, 2), seed=4)
+    clip = np.repeat(image[:, None], 5, axis=1)
+    layer = StyleRecalibration(epsilon=0.0)
+    layer(clip)
+    # cfc reads only the std; BN is the identity (mean 0, variance 1 - eps).
+    cfc = np.zeros((2, 2), "float32")
+    cfc[:, 1] = 1.0
+    gamma, beta = np.ones(2, "float32"), np.zeros(2, "float32")
+    layer.set_weights([cfc, gamma, beta, np.zeros(2, "float32"), np.full(2, 1 - 1e-5, "float32")])
+    _, gate = layer(clip, return_attention=True)
+    std = to_numpy(-np.log(1 / to_numpy(gate) - 1))[0]
+    count = 3 * 4
+    image_std = image.reshape(-1, 2).std(axis=0, ddof=1)
+    np.testing.assert_allclose(
+        std, image_std * np.sqrt(5 * (count - 1) / (5 * count - 1)), rtol=1e-4
+    )

@@ -29,6 +29,10 @@ NOT_INVARIANT = {
     "frames has D times the image's squared deviations over D*H*W - 1, not D*(H*W - 1)",
     "SpatialGroupEnhance": "it divides the similarity by its unbiased standard deviation over "
     "positions (D*H*W - 1 in a clip against D*(H*W - 1) for D copies of the image)",
+    "StyleRecalibration": (
+        "its std is the unbiased one over positions: a clip divides D*H*W squared deviations "
+        "by D*H*W - 1, the image D times fewer by H*W - 1"
+    ),
 }
 
 

@@ -21,6 +21,9 @@ class EffectiveSqueezeExcitation(ImageAttentionLayer):
     each channel. timm's `EffectiveSEModule`. With C=256 it has 65,792
     parameters (256 * 256 + 256).
 
+    Volumes and clips: the same layer takes 5-D inputs; the mean then runs over
+    depth, height and width (the 1x1x1 convolution C -> C of a 3-D VoVNetV2).
+
     Mixed precision: its spatial means accumulate in float32
     (`keras_attention.ops.mean`); the 1x1 projection and the gate run in the
     compute dtype.
@@ -33,13 +36,14 @@ class EffectiveSqueezeExcitation(ImageAttentionLayer):
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: a 4-D feature map.
+        inputs: a 4-D feature map or a 5-D volume or clip.
         training: unused; accepted for a uniform signature.
         return_attention: if True, also return the channel gate, shape
-            `(batch, C)`.
+            `(batch, C)` (for volumes too).
 
     Input shape:
-        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`; volumes and
+        clips `(batch, D, H, W, C)` or `(batch, C, D, H, W)`.
 
     Output shape:
         Same as the input.
@@ -51,6 +55,8 @@ class EffectiveSqueezeExcitation(ImageAttentionLayer):
     >>> y.shape
     (None, None, None, 64)
     """
+
+    spatial_ranks = (2, 3)
 
     def __init__(self, gate="hard_sigmoid", data_format=None, **kwargs):
         super().__init__(data_format=data_format, **kwargs)
@@ -66,7 +72,7 @@ class EffectiveSqueezeExcitation(ImageAttentionLayer):
     def call(self, inputs, training=None, return_attention=False):
         logits = self.fc(ka_ops.spatial_mean(inputs, self.data_format))
         gate = ops.hard_sigmoid(logits) if self.gate == "hard_sigmoid" else ops.sigmoid(logits)
-        outputs = inputs * ka_ops.expand_channels(gate, self.data_format)
+        outputs = inputs * ka_ops.expand_channels(gate, self.data_format, len(inputs.shape))
         return self._outputs(outputs, gate, return_attention)
 
     def get_config(self):

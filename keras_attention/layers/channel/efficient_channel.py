@@ -32,6 +32,10 @@ class EfficientChannelAttention(ImageAttentionLayer):
     image data format: it is channels_last whatever `data_format` is, so
     `channels_first` works on CPUs without NCHW kernels too.
 
+    Volumes and clips: the same layer takes 5-D inputs; the mean then runs over
+    depth, height and width, and the 1-D convolution across channels is
+    unchanged (timm-3d's `EcaModule` and `CecaModule`).
+
     Mixed precision: its spatial means accumulate in float32
     (`keras_attention.ops.mean`); the 1-D convolution and the sigmoid gate run
     in the compute dtype.
@@ -47,13 +51,14 @@ class EfficientChannelAttention(ImageAttentionLayer):
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: a 4-D feature map.
+        inputs: a 4-D feature map or a 5-D volume or clip.
         training: unused; accepted for a uniform signature.
         return_attention: if True, also return the channel gate, shape
-            `(batch, C)`.
+            `(batch, C)` (for volumes too).
 
     Input shape:
-        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`; volumes and
+        clips `(batch, D, H, W, C)` or `(batch, C, D, H, W)`.
 
     Output shape:
         Same as the input.
@@ -65,6 +70,8 @@ class EfficientChannelAttention(ImageAttentionLayer):
     >>> layer.kernel_size_for(256)
     5
     """
+
+    spatial_ranks = (2, 3)
 
     def __init__(self, kernel_size=None, gamma=2, b=1, padding="same", data_format=None, **kwargs):
         super().__init__(data_format=data_format, **kwargs)
@@ -121,7 +128,7 @@ class EfficientChannelAttention(ImageAttentionLayer):
                 )
         # Channels become the 1-D conv's "steps": (batch, C) -> (batch, C, 1).
         gate = ops.sigmoid(self.conv(squeezed[:, :, None])[:, :, 0])
-        outputs = inputs * ka_ops.expand_channels(gate, self.data_format)
+        outputs = inputs * ka_ops.expand_channels(gate, self.data_format, len(inputs.shape))
         return self._outputs(outputs, gate, return_attention)
 
     def get_config(self):

@@ -95,7 +95,8 @@ class FrequencyChannelAttention(ImageAttentionLayer):
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: a 4-D feature map.
+        inputs: a 4-D feature map (a 5-D volume raises a ValueError: the
+            DCT frequencies are 2-D).
         training: unused; accepted for a uniform signature.
         return_attention: if True, also return the channel gate, shape
             `(batch, C)`.
@@ -114,6 +115,11 @@ class FrequencyChannelAttention(ImageAttentionLayer):
     >>> y.shape
     (None, None, None, 256)
     """
+
+    no_volume_reason = (
+        "its DCT frequencies are 2-D (the paper's selected (u, v) pairs of a "
+        "dct_height x dct_width basis)"
+    )
 
     def __init__(
         self,

@@ -5,6 +5,7 @@ from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import batch_norm
 from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.base import depthwise_conv
 from keras_attention.layers.base import is_int
 from keras_attention.layers.channel_mlp import channel_mlp
 
@@ -14,6 +15,30 @@ def _nearest_indices(in_size, out_size):
     scale = ops.cast(in_size, "float32") / ops.cast(out_size, "float32")
     index = ops.floor(ops.cast(ops.arange(out_size), "float32") * scale)
     return ops.minimum(ops.cast(index, "int32"), in_size - 1)
+
+
+def _depthwise_conv3d_stride2(x, kernel):
+    """The "valid" depthwise 3-D convolution of stride 2 in every axis of a padded clip.
+
+    `x` is channels_last `(batch, D + 2, H + 2, W + 2, C)` (padded by 1), `kernel`
+    `(3, 3, 3, C, 1)`. Output frame j sums kernel tap t over input frame 2j + t:
+    for each tap, every second frame from t, convolved as 2-D depthwise maps of
+    stride 2 (builtin kernels on every backend and in TFLite), then summed.
+    """
+    kernel = ops.cast(kernel, x.dtype)
+    taps = kernel.shape[0]
+    batch, depth = ops.shape(x)[0], ops.shape(x)[1] - (taps - 1)
+    outputs = None
+    for tap in range(taps):
+        # The same window for every tap (so symbolic shapes agree), every second frame.
+        taken = x[:, tap : tap + depth][:, ::2]
+        frames = ops.shape(taken)[1]
+        taken = ops.reshape(taken, (-1, *ops.shape(taken)[2:]))
+        y = ops.depthwise_conv(
+            taken, kernel[tap], strides=2, padding="valid", data_format="channels_last"
+        )
+        outputs = y if outputs is None else outputs + y
+    return ops.reshape(outputs, (batch, frames, *ops.shape(outputs)[1:]))
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -43,6 +68,18 @@ class GatherExcite(ImageAttentionLayer):
     (a depthwise convolution as large as the feature map) needs a fixed input
     size and is not offered.
 
+    Volumes and clips: the same layer takes 5-D inputs, and the gather then
+    runs over depth as over height and width: the global extent averages the
+    whole clip, the local extents pool `2 * extent - 1` cubes with stride
+    `extent` in all three axes (a clip of D frames gathers `ceil(D / extent)`
+    of them), their depthwise convolutions are 3x3x3 of stride 2 in all three
+    axes (padding 1), and the gate is upsampled by nearest neighbour in depth
+    too. Keras has no strided depthwise 3-D convolution (and the package's
+    `DepthwiseConv3D`, which holds the `(3, 3, 3, C, 1)` kernels, takes depth
+    stride 1): each strided 3x3x3 step sums, over its three depth taps, 2-D
+    depthwise convolutions of stride 2 of every second frame (builtin kernels
+    on every backend and in TFLite; only the frames kept are computed).
+
     Mixed precision: the global gather (`extent=0`) accumulates in float32
     (`keras_attention.ops.mean`); the local gathers (pooling windows, strided
     convolutions), the MLP and the gate run in the compute dtype, with
@@ -62,15 +99,18 @@ class GatherExcite(ImageAttentionLayer):
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: a 4-D feature map.
+        inputs: a 4-D feature map or a 5-D volume or clip.
         training: bool, BatchNormalization's mode.
         return_attention: if True, also return the gate upsampled to the
             input's size, `(batch, H, W, C)` (channels_last) or
             `(batch, C, H, W)`; `(batch, 1, 1, C)` (or `(batch, C, 1, 1)`)
-            for the global extent.
+            for the global extent. Volumes: `(batch, D, H, W, C)` or
+            `(batch, C, D, H, W)`, and `(batch, 1, 1, 1, C)` (or
+            `(batch, C, 1, 1, 1)`) for the global extent.
 
     Input shape:
-        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`; volumes and
+        clips `(batch, D, H, W, C)` or `(batch, C, D, H, W)`.
 
     Output shape:
         Same as the input.
@@ -82,6 +122,8 @@ class GatherExcite(ImageAttentionLayer):
     >>> y.shape
     (None, None, None, 64)
     """
+
+    spatial_ranks = (2, 3)
 
     def __init__(
         self,
@@ -117,24 +159,28 @@ class GatherExcite(ImageAttentionLayer):
 
     def build(self, input_shape):
         channels = self._input_channels(input_shape)
+        map_shape = (None,) * (self.spatial_rank + 1) + (channels,)
         self.gather_convs, self.gather_norms = [], []
         if self.extra_params:
             for i in range(self.extent.bit_length() - 1):  # log2(extent) stride-2 steps
-                conv = keras.layers.DepthwiseConv2D(
-                    3,
-                    strides=2,
-                    padding="valid",
-                    use_bias=False,
-                    data_format="channels_last",
-                    dtype=self.dtype_policy,
-                    name=f"gather_conv{i + 1}",
-                )
-                conv.build((None, None, None, channels))
+                name = f"gather_conv{i + 1}"
+                if self.spatial_rank == 2:
+                    conv = keras.layers.DepthwiseConv2D(
+                        3,
+                        strides=2,
+                        padding="valid",
+                        use_bias=False,
+                        data_format="channels_last",
+                        dtype=self.dtype_policy,
+                        name=name,
+                    )
+                    conv.build(map_shape)
+                else:
+                    # Holds the (3, 3, 3, C, 1) kernel; `_gather` strides depth too.
+                    conv = depthwise_conv(3, name, 3, channels, self.dtype_policy, use_bias=False)
                 self.gather_convs.append(conv)
                 self.gather_norms.append(
-                    batch_norm(
-                        f"gather_norm{i + 1}", (None, None, None, channels), self.dtype_policy
-                    )
+                    batch_norm(f"gather_norm{i + 1}", map_shape, self.dtype_policy)
                 )
         if self.use_mlp:
             self.reduce, self.expand = channel_mlp(
@@ -145,20 +191,28 @@ class GatherExcite(ImageAttentionLayer):
             )
         self.built = True
 
+    def _strided_conv(self, conv, x):
+        """A gather step's 3x3 (3x3x3) depthwise convolution of stride 2, padding 1."""
+        # PyTorch's symmetric padding 1 (Keras's "same" pads stride 2 asymmetrically).
+        x = ops.pad(x, ((0, 0),) + ((1, 1),) * (len(x.shape) - 2) + ((0, 0),))
+        if len(x.shape) == 4:
+            return conv(x)
+        return _depthwise_conv3d_stride2(x, conv.kernel)
+
     def _gather(self, x, training):
-        """channels_last (batch, H, W, C) -> the gathered (batch, h, w, C)."""
+        """channels_last (batch, [D,] H, W, C) -> the gathered (batch, [d,] h, w, C)."""
+        positions = tuple(range(1, len(x.shape) - 1))
         if self.extent == 0:
-            return ka_ops.mean(x, (1, 2), keepdims=True)
+            return ka_ops.mean(x, positions, keepdims=True)
         if self.extra_params:
             for i, (conv, norm) in enumerate(zip(self.gather_convs, self.gather_norms)):
                 if i:
                     x = ops.relu(x)
-                # PyTorch's symmetric padding 1 (Keras's "same" pads stride 2 asymmetrically).
-                x = norm(conv(ops.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))), training=training)
+                x = norm(self._strided_conv(conv, x), training=training)
             return x
         # Average pooling whose zero padding is not counted: pool the sum and the count.
         size, pad = 2 * self.extent - 1, self.extent - 1
-        padding = ((0, 0), (pad, pad), (pad, pad), (0, 0))
+        padding = ((0, 0),) + ((pad, pad),) * len(positions) + ((0, 0),)
         pooled = ops.average_pool(
             ops.pad(x, padding), size, self.extent, padding="valid", data_format="channels_last"
         )
@@ -176,8 +230,8 @@ class GatherExcite(ImageAttentionLayer):
         gate = ops.sigmoid(gathered)
         if self.extent:
             shape, small = ops.shape(x), ops.shape(gate)
-            gate = ops.take(gate, _nearest_indices(small[1], shape[1]), axis=1)
-            gate = ops.take(gate, _nearest_indices(small[2], shape[2]), axis=2)
+            for axis in range(1, len(x.shape) - 1):
+                gate = ops.take(gate, _nearest_indices(small[axis], shape[axis]), axis=axis)
         gate = ka_ops.from_channels_last(gate, self.data_format)
         return self._outputs(inputs * gate, gate, return_attention)
 

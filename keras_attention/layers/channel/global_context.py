@@ -32,6 +32,10 @@ class GlobalContext(ImageAttentionLayer):
     With `pooling="avg"` the context is the plain spatial mean (the paper's
     ablation).
 
+    Volumes and clips: the same layer takes 5-D inputs; the softmax and the
+    attention pooling then run over all D*H*W positions of each clip (timm-3d's
+    `GlobalContext`), and the transform and fusion are unchanged.
+
     Mixed precision: the softmax over positions and the attention pooling (the
     weighted sum over positions) run in float32, and the pooled context is cast
     back; the transform and the fusion run in the compute dtype, with
@@ -51,15 +55,17 @@ class GlobalContext(ImageAttentionLayer):
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: a 4-D feature map.
+        inputs: a 4-D feature map or a 5-D volume or clip.
         training: unused; accepted for a uniform signature.
         return_attention: if True, also return a dict with "pooling", the
-            softmax weights over positions, shape `(batch, H, W)` (absent with
-            `pooling="avg"`), "add", the added vector `(batch, C)`, and
+            softmax weights over positions, shape `(batch, H, W)`, or
+            `(batch, D, H, W)` for volumes, whatever `data_format` is (absent
+            with `pooling="avg"`), "add", the added vector `(batch, C)`, and
             "mul", the channel gate `(batch, C)`, for the fusions used.
 
     Input shape:
-        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`; volumes and
+        clips `(batch, D, H, W, C)` or `(batch, C, D, H, W)`.
 
     Output shape:
         Same as the input.
@@ -71,6 +77,8 @@ class GlobalContext(ImageAttentionLayer):
     >>> y.shape
     (None, None, None, 64)
     """
+
+    spatial_ranks = (2, 3)
 
     def __init__(
         self,
@@ -132,14 +140,17 @@ class GlobalContext(ImageAttentionLayer):
 
     def call(self, inputs, training=None, return_attention=False):
         attention = {}
+        rank = len(inputs.shape)
         if self.pooling == "attention":
             x = ka_ops.to_channels_last(inputs, self.data_format)
-            scores = ops.cast(self.conv_attn(x)[..., 0], "float32")  # (batch, H, W)
-            # A softmax over both spatial axes without flattening them.
-            scores = ops.exp(scores - ops.max(scores, axis=(1, 2), keepdims=True))
-            weights = scores / ops.sum(scores, axis=(1, 2), keepdims=True)
-            # The attention pooling sums H*W products: float32, then back.
-            context = ops.sum(ops.cast(x, "float32") * weights[..., None], axis=(1, 2))
+            # (batch, H, W) or (batch, D, H, W): one score a position.
+            scores = ops.cast(self.conv_attn(x)[..., 0], "float32")
+            # A softmax over all spatial axes without flattening them.
+            positions = tuple(range(1, len(scores.shape)))
+            scores = ops.exp(scores - ops.max(scores, axis=positions, keepdims=True))
+            weights = scores / ops.sum(scores, axis=positions, keepdims=True)
+            # The attention pooling sums H*W (D*H*W) products: float32, then back.
+            context = ops.sum(ops.cast(x, "float32") * weights[..., None], axis=positions)
             context = ops.cast(context, x.dtype)
             attention["pooling"] = ops.cast(weights, x.dtype)
         else:
@@ -147,11 +158,11 @@ class GlobalContext(ImageAttentionLayer):
         outputs = inputs
         if "mul" in self.fusion:
             gate = ops.sigmoid(self._transform("mul", context))
-            outputs = outputs * ka_ops.expand_channels(gate, self.data_format)
+            outputs = outputs * ka_ops.expand_channels(gate, self.data_format, rank)
             attention["mul"] = gate
         if "add" in self.fusion:
             added = self._transform("add", context)
-            outputs = outputs + ka_ops.expand_channels(added, self.data_format)
+            outputs = outputs + ka_ops.expand_channels(added, self.data_format, rank)
             attention["add"] = added
         return self._outputs(outputs, attention, return_attention)
 

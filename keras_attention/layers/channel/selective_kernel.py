@@ -5,6 +5,7 @@ from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import batch_norm
 from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.base import conv as conv_by_rank
 from keras_attention.layers.base import is_int
 
 
@@ -36,6 +37,12 @@ class SelectiveKernel(ImageAttentionLayer):
     layer equals `timm.layers.SelectiveKernel` (float32, eval mode) given
     timm's `stride`, `groups`, `split_input` and `rd_channels=units`.
 
+    Volumes and clips: the same layer takes 5-D inputs. The branches are then
+    grouped `kernel_size`^3 convolutions (3x3x3, the second dilated by 2 in
+    all three axes) run by `keras_attention.ops.grouped_conv`, `strides`
+    applies to depth, height and width alike, the fuse step pools over all
+    D*H*W positions, and the select step is unchanged.
+
     Mixed precision: the pooled means accumulate in float32
     (`keras_attention.ops.mean`) and the softmax across branches runs in
     float32; the convolutions and the weighted sum run in the compute dtype.
@@ -63,19 +70,22 @@ class SelectiveKernel(ImageAttentionLayer):
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: a 4-D feature map.
+        inputs: a 4-D feature map or a 5-D volume or clip.
         training: bool, BatchNormalization's mode.
         return_attention: if True, also return the branch weights, shape
-            `(batch, branches, filters)`; they sum to 1 over the branch axis.
+            `(batch, branches, filters)` (for volumes too); they sum to 1 over
+            the branch axis.
 
     Input shape:
-        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`; volumes and
+        clips `(batch, D, H, W, C)` or `(batch, C, D, H, W)`.
 
     Output shape:
         `(batch, H', W', filters)` (channels_last) or `(batch, filters, H', W')`,
         with `H' = (H + 2 * ((strides - 1) // 2) - 1) // strides + 1` (PyTorch's
         size for the padding above: H at stride 1, `ceil(H / 2)` at stride 2),
-        and W' alike.
+        and W' alike; volumes `(batch, D', H', W', filters)` (or
+        `(batch, filters, D', H', W')`), D' as H'.
 
     Example:
 
@@ -84,6 +94,8 @@ class SelectiveKernel(ImageAttentionLayer):
     >>> y.shape
     (None, None, None, 64)
     """
+
+    spatial_ranks = (2, 3)
 
     def __init__(
         self,
@@ -173,21 +185,23 @@ class SelectiveKernel(ImageAttentionLayer):
         # The branches run channels_last (the input is transposed in `call`), so
         # the weights are the same whatever `data_format` is. The Conv2D layers
         # hold the kernels; `_branch_conv` applies them (strides, padding).
+        # Conv2D or Conv3D by the input's rank.
         self.branch_convs, self.branch_norms = [], []
+        map_shape = (None,) * (self.spatial_rank + 1) + (filters,)
         for i, rate in enumerate(self.dilations):
-            conv = keras.layers.Conv2D(
+            conv = conv_by_rank(
+                self.spatial_rank,
+                f"branch{i}_conv",
                 filters,
                 self.kernel_size,
+                branch_channels,
+                self.dtype_policy,
                 padding="same",
                 dilation_rate=rate,
                 groups=self.groups,
                 use_bias=False,
-                data_format="channels_last",
-                dtype=self.dtype_policy,
-                name=f"branch{i}_conv",
             )
-            conv.build((None, None, None, branch_channels))
-            norm = batch_norm(f"branch{i}_bn", (None, None, None, filters), self.dtype_policy)
+            norm = batch_norm(f"branch{i}_bn", map_shape, self.dtype_policy)
             self.branch_convs.append(conv)
             self.branch_norms.append(norm)
         units = self.units or max(filters // self.reduction, self.min_units)
@@ -209,7 +223,9 @@ class SelectiveKernel(ImageAttentionLayer):
         padding = self._padding(rate)
         if padding is None:
             return ka_ops.grouped_conv(x, conv.kernel, self.groups, dilation_rate=rate)
-        x = ops.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+        spatial = len(x.shape) - 2
+        x = ops.pad(x, ((0, 0),) + ((padding, padding),) * spatial + ((0, 0),))
+        every_stride = (slice(None),) + (slice(None, None, self.strides),) * spatial
         if rate == 1:
             return ka_ops.grouped_conv(
                 x, conv.kernel, self.groups, strides=self.strides, padding="valid"
@@ -217,12 +233,12 @@ class SelectiveKernel(ImageAttentionLayer):
         # TensorFlow has no strided dilated convolution. Where the stride divides
         # the dilation, the taps all fall on every stride-th pixel: sub-sample first.
         if rate % self.strides == 0:
-            x = x[:, :: self.strides, :: self.strides]
+            x = x[every_stride]
             return ka_ops.grouped_conv(
                 x, conv.kernel, self.groups, padding="valid", dilation_rate=rate // self.strides
             )
         y = ka_ops.grouped_conv(x, conv.kernel, self.groups, padding="valid", dilation_rate=rate)
-        return y[:, :: self.strides, :: self.strides]
+        return y[every_stride]
 
     def call(self, inputs, training=None, return_attention=False):
         x = ka_ops.to_channels_last(inputs, self.data_format)
@@ -242,14 +258,17 @@ class SelectiveKernel(ImageAttentionLayer):
         z = ops.relu(self.fuse_bn(self.fuse_dense(pooled), training=training))
         logits = ops.reshape(self.select(z), (-1, branch_count, self.select.units // branch_count))
         weights = ka_ops.softmax_float32(logits, axis=1)  # across branches
-        outputs = sum(branch * weights[:, i, None, None, :] for i, branch in enumerate(branches))
+        # (batch, filters) per branch -> (batch, 1, 1, [1,] filters).
+        positions = (None,) * (len(x.shape) - 2)
+        outputs = sum(
+            branch * weights[(slice(None), i, *positions, slice(None))]
+            for i, branch in enumerate(branches)
+        )
         outputs = ka_ops.from_channels_last(outputs, self.data_format)
         return self._outputs(outputs, weights, return_attention)
 
     def compute_output_shape(self, input_shape):
-        batch, height, width, channels = ka_ops.shape_to_channels_last(
-            input_shape, self.data_format
-        )
+        batch, *spatial, channels = ka_ops.shape_to_channels_last(input_shape, self.data_format)
 
         def strided(size):
             # PyTorch's output size of the symmetric padding above (odd kernels).
@@ -257,7 +276,7 @@ class SelectiveKernel(ImageAttentionLayer):
                 return None
             return (size + 2 * ((self.strides - 1) // 2) - 1) // self.strides + 1
 
-        shape = (batch, strided(height), strided(width), self._filters(channels))
+        shape = (batch, *(strided(size) for size in spatial), self._filters(channels))
         return ka_ops.shape_from_channels_last(shape, self.data_format)
 
     def get_config(self):

@@ -5,6 +5,7 @@ from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import batch_norm
 from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.base import conv
 
 
 def split_attention_units(channels, radix, reduction=4, min_units=32, divisor=8):
@@ -32,6 +33,12 @@ class SplitAttention(ImageAttentionLayer):
     cardinal group, weights the splits, whose weighted sum is the output;
     with `radix=1` the gate is a sigmoid instead (an SE-like gate).
 
+    Volumes and clips: the same layer takes 5-D inputs. The convolution is
+    then a grouped `kernel_size`^3 `Conv3D` (symmetric padding, `strides` in
+    depth, height and width alike), the context is the mean over all D*H*W
+    positions, and the attention MLP's grouped 1x1 convolutions are 1x1x1
+    (the same matrices); the softmax across the radix splits is unchanged.
+
     Args:
         filters: None or int, the output channels (the input's when None).
             Defaults to None.
@@ -49,19 +56,21 @@ class SplitAttention(ImageAttentionLayer):
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: a 4-D feature map.
+        inputs: a 4-D feature map or a 5-D volume or clip.
         training: whether the BatchNormalization layers use batch statistics.
         return_attention: if True, also return the split weights, shape
-            `(batch, radix, filters)` (summing to 1 over the radix axis when
-            `radix > 1`).
+            `(batch, radix, filters)` (for volumes too; summing to 1 over the
+            radix axis when `radix > 1`).
 
     Input shape:
-        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`; C divisible
-        by `cardinality * radix`.
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`; volumes and
+        clips `(batch, D, H, W, C)` or `(batch, C, D, H, W)`. C divisible by
+        `cardinality * radix`.
 
     Output shape:
         `(batch, H / strides, W / strides, filters)` (rounded up), or the
-        channels_first equivalent.
+        channels_first equivalent; volumes `(batch, D / strides, H / strides,
+        W / strides, filters)` alike.
 
     Example:
 
@@ -70,6 +79,8 @@ class SplitAttention(ImageAttentionLayer):
     >>> y.shape
     (None, None, None, 64)
     """
+
+    spatial_ranks = (2, 3)
 
     def __init__(
         self,
@@ -133,40 +144,37 @@ class SplitAttention(ImageAttentionLayer):
                 f"cardinality={self.cardinality}, units={units}"
             )
         self._filters, self._units = filters, units
-        self.conv = keras.layers.Conv2D(
+        rank = self.spatial_rank
+        # Conv2D or Conv3D by the input's rank; `call` applies their kernels.
+        self.conv = conv(
+            rank,
+            "conv",
             filters * self.radix,
             self.kernel_size,
+            channels,
+            self.dtype_policy,
             strides=self.strides,
             groups=groups,
             use_bias=False,
-            data_format="channels_last",
-            dtype=self.dtype_policy,
-            name="conv",
         )
         pad = self.kernel_size // 2
-        self.conv.build((None, None, None, channels))
-        self.bn0 = batch_norm("bn0", (None, None, None, filters * self.radix), self.dtype_policy)
-        # The attention MLP: grouped 1x1 convolutions on the (batch, 1, 1, C) context.
-        self.fc1 = keras.layers.Conv2D(
-            units,
-            1,
-            groups=self.cardinality,
-            data_format="channels_last",
-            dtype=self.dtype_policy,
-            name="fc1",
+        self.bn0 = batch_norm(
+            "bn0", (None,) * (rank + 1) + (filters * self.radix,), self.dtype_policy
         )
-        self.fc1.build((None, 1, 1, filters))
-        self.bn1 = batch_norm("bn1", (None, 1, 1, units), self.dtype_policy)
-        self.fc2 = keras.layers.Conv2D(
+        # The attention MLP: grouped 1x1 (1x1x1) convolutions on the
+        # (batch, 1, 1, [1,] C) context.
+        self.fc1 = conv(rank, "fc1", units, 1, filters, self.dtype_policy, groups=self.cardinality)
+        self.bn1 = batch_norm("bn1", (None,) + (1,) * rank + (units,), self.dtype_policy)
+        self.fc2 = conv(
+            rank,
+            "fc2",
             filters * self.radix,
             1,
+            units,
+            self.dtype_policy,
             groups=self.cardinality,
-            data_format="channels_last",
-            dtype=self.dtype_policy,
-            name="fc2",
         )
-        self.fc2.build((None, 1, 1, units))
-        self._pad = ((0, 0), (pad, pad), (pad, pad), (0, 0))
+        self._pad = ((0, 0),) + ((pad, pad),) * rank + ((0, 0),)
         self.built = True
 
     def _grouped_1x1(self, conv, x):
@@ -185,12 +193,15 @@ class SplitAttention(ImageAttentionLayer):
         x = ops.relu(self.bn0(x, training=training))
         splits = ops.split(x, self.radix, axis=-1) if self.radix > 1 else [x]
         context = ka_ops.spatial_mean(sum(splits[1:], splits[0]), "channels_last")
+        # (batch, C) <-> (batch, 1, 1, [1,] C): one position for the 1x1 convolutions.
+        point = (slice(None),) + (None,) * (len(x.shape) - 2) + (slice(None),)
+        first = (slice(None),) + (0,) * (len(x.shape) - 2) + (slice(None),)
         # The grouped 1x1 convolutions run through ka_ops.grouped_conv, not the Conv2D
         # layers' call: on a CPU, Keras sends a TensorFlow grouped convolution
         # through a nested XLA function, which tf2onnx (ONNX export) cannot convert.
-        hidden = self._grouped_1x1(self.fc1, context[:, None, None, :])
+        hidden = self._grouped_1x1(self.fc1, context[point])
         hidden = ops.relu(self.bn1(hidden, training=training))
-        logits = self._grouped_1x1(self.fc2, hidden)[:, 0, 0, :]  # (batch, filters * radix)
+        logits = self._grouped_1x1(self.fc2, hidden)[first]  # (batch, filters * radix)
         per_group = self._filters // self.cardinality
         if self.radix > 1:
             # fc2's channels run (cardinal group, radix, channel); the splits' run
@@ -202,9 +213,9 @@ class SplitAttention(ImageAttentionLayer):
             )
         else:
             weights = ops.sigmoid(logits)[:, None, :]
-        outputs = splits[0] * weights[:, None, None, 0, :]
+        outputs = splits[0] * weights[:, 0][point]
         for r in range(1, self.radix):
-            outputs = outputs + splits[r] * weights[:, None, None, r, :]
+            outputs = outputs + splits[r] * weights[:, r][point]
         outputs = ka_ops.from_channels_last(outputs, self.data_format)
         return self._outputs(outputs, weights, return_attention)
 
@@ -215,7 +226,7 @@ class SplitAttention(ImageAttentionLayer):
         def down(size):
             return None if size is None else (size - 1) // self.strides + 1
 
-        out = (shape[0], down(shape[1]), down(shape[2]), self.filters or channels)
+        out = (shape[0], *(down(size) for size in shape[1:-1]), self.filters or channels)
         return ka_ops.shape_from_channels_last(out, self.data_format)
 
     def get_config(self):
