@@ -265,6 +265,83 @@ def bilinear_sample(images, grid):
     return outputs
 
 
+def affine_grid_3d(theta, depth, height, width):
+    """The sampling grid of a batch of 3-D affine transforms, align_corners=False.
+
+    `theta` (batch, 3, 4) maps each output voxel's normalised coordinates
+    `(x, y, z, 1)` (x along the width, y the height, z the depth) to the input
+    point to sample; voxel `j` of `n` along an axis sits at `(2j + 1 - n) / n`,
+    as in `affine_grid`. Returns float32 (batch, depth, height, width, 3) with
+    x first, as PyTorch's `affine_grid` on 5-D sizes; the sizes may be tensors.
+    """
+    theta = ops.cast(theta, "float32")
+
+    def centres(n):
+        index = ops.cast(ops.arange(n), "float32")
+        n = ops.cast(n, "float32")
+        return (2.0 * index + 1.0 - n) / n
+
+    zs, ys, xs = ops.meshgrid(centres(depth), centres(height), centres(width), indexing="ij")
+    points = ops.stack([xs, ys, zs, ops.ones_like(xs)], axis=-1)  # (D, H, W, 4)
+    # One flat matmul: the (D, H, W, 4) x (batch, 3, 4) einsum would form 6-D
+    # intermediates on some backends (TFLite slices at most 5-D).
+    flat = ops.reshape(points, (-1, 4))
+    grid = ops.einsum("pk,bik->bpi", flat, theta)
+    return ops.reshape(grid, (-1, depth, height, width, 3))
+
+
+def trilinear_sample(volumes, grid):
+    """Samples channels_last `volumes` at the normalised points of `grid`, trilinearly.
+
+    `volumes` (batch, D, H, W, C); `grid` (batch, d, h, w, 3) as made by
+    `affine_grid_3d` (x first, align_corners=False). Points outside the volume
+    read zeros, so a voxel near the border blends with zero (PyTorch's
+    `grid_sample` with padding_mode="zeros"). Differentiable with respect to
+    both the volumes and the grid. Gather indices are int32, as in
+    `bilinear_sample`. Returns (batch, d, h, w, C) in the volumes' dtype.
+    """
+    batch, depth, height, width, channels = ops.shape(volumes)
+    grid = ops.cast(grid, "float32")
+
+    def pixel(coordinate, size):  # the inverse of the voxel-centre rule
+        size = ops.cast(size, "float32")
+        return (coordinate * size + size - 1.0) * 0.5
+
+    x, y, z = pixel(grid[..., 0], width), pixel(grid[..., 1], height), pixel(grid[..., 2], depth)
+    x0, y0, z0 = ops.floor(x), ops.floor(y), ops.floor(z)
+    x0_index, y0_index, z0_index = (ops.cast(t, "int32") for t in (x0, y0, z0))
+    flat = ops.reshape(volumes, (-1, channels))
+    voxels = depth * height * width
+    first = ops.reshape(ops.arange(batch, dtype="int32") * voxels, (-1, 1, 1, 1))
+
+    def corners(index, low, t, size):  # (index, weight, inside) of both neighbours
+        return (
+            (index, low + 1.0 - t, (index >= 0) & (index <= size - 1)),
+            (index + 1, t - low, (index + 1 >= 0) & (index + 1 <= size - 1)),
+        )
+
+    outputs = 0
+    for corner_z, weight_z, inside_z in corners(z0_index, z0, z, depth):
+        for corner_y, weight_y, inside_y in corners(y0_index, y0, y, height):
+            for corner_x, weight_x, inside_x in corners(x0_index, x0, x, width):
+                inside = inside_x & inside_y & inside_z
+                weight = weight_x * weight_y * weight_z * ops.cast(inside, "float32")
+                # Clipped indices keep the gather in range; their weight is 0.
+                index = (
+                    first
+                    + (
+                        ops.clip(corner_z, 0, depth - 1) * height
+                        + ops.clip(corner_y, 0, height - 1)
+                    )
+                    * width
+                    + ops.clip(corner_x, 0, width - 1)
+                )
+                outputs = outputs + ops.take(flat, index, axis=0) * ops.cast(
+                    weight[..., None], volumes.dtype
+                )
+    return outputs
+
+
 def _resize_axis_linear(x, size, axis):
     """Linear interpolation of `x` along `axis` to `size` samples (half-pixel centres).
 

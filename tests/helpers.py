@@ -139,6 +139,23 @@ def inflate_weight(weight, shape):
     return np.repeat(weight[None], depth, axis=0) / depth
 
 
+def inflate_affine(weight, shape):
+    """A 2-D affine theta's Dense weight (..., 6) mapped onto a 3-D one's (..., 12).
+
+    The 2x3 transform of (x, y, 1) becomes the 3x4 transform of (x, y, z, 1)
+    that warps every frame alike and keeps z: rows [a, b, 0, tx], [c, d, 0, ty]
+    and, in the bias only, [0, 0, 1, 0] (SpatialTransformer's theta).
+    """
+    weight = np.asarray(weight)
+    inflated = np.zeros(shape, weight.dtype)
+    for row in range(2):
+        inflated[..., 4 * row : 4 * row + 2] = weight[..., 3 * row : 3 * row + 2]
+        inflated[..., 4 * row + 3] = weight[..., 3 * row + 2]
+    if weight.ndim == 1:  # the bias: z' = z
+        inflated[10] = 1.0
+    return inflated
+
+
 def inflate_weights(image_layer, volume_layer):
     """Sets `volume_layer`'s weights to `image_layer`'s inflated ones, matched by order and path.
 
@@ -153,4 +170,8 @@ def inflate_weights(image_layer, volume_layer):
             image.path,
             volume.path,
         )
-        volume.assign(inflate_weight(image.numpy(), volume.shape).astype(volume.dtype))
+        if image.path.split("/")[-2] == "theta" and (image.shape[-1], volume.shape[-1]) == (6, 12):
+            value = inflate_affine(image.numpy(), volume.shape)
+        else:
+            value = inflate_weight(image.numpy(), volume.shape)
+        volume.assign(value.astype(volume.dtype))

@@ -1,4 +1,7 @@
-"""DoubleAttention (A²-Nets): the paper's equations in NumPy, softmax axes, the dropped biases."""
+"""DoubleAttention (A²-Nets): the paper's equations in NumPy, softmax axes, the dropped biases.
+
+Volumes and clips: the same equations over all D * H * W positions.
+"""
 
 import functools
 
@@ -26,16 +29,19 @@ def softmax(e, axis):
 def reference(layer, x, feature_bias=0.0, gather_bias=0.0):
     """Eqs. (1)-(4) of the paper in float64, with optional A and B biases."""
     w = weights_of(layer)
-    batch, height, width, channels = x.shape
-    flat = x.astype("float64").reshape(batch, height * width, channels)
-    a = flat @ w["features/kernel"][0, 0] + feature_bias  # (b, HW, m)
-    b = flat @ w["gather/kernel"][0, 0] + gather_bias  # (b, HW, n)
-    v = flat @ w["distribute/kernel"][0, 0] + w["distribute/bias"]
+    flat = x.astype("float64").reshape(x.shape[0], -1, x.shape[-1])  # (b, [D] H W, C)
+
+    def kernel(name):  # (1, 1, [1,] in, out) -> (in, out)
+        return w[f"{name}/kernel"].reshape(w[f"{name}/kernel"].shape[-2:])
+
+    a = flat @ kernel("features") + feature_bias  # (b, HW, m)
+    b = flat @ kernel("gather") + gather_bias  # (b, HW, n)
+    v = flat @ kernel("distribute") + w["distribute/bias"]
     gather = softmax(b, axis=1)  # each map over positions
     distribute = softmax(v, axis=2)  # each position over descriptors
     descriptors = np.einsum("bpm,bpn->bmn", a, gather)  # G = A softmax(B)^T
     z = np.einsum("bmn,bpn->bpm", descriptors, distribute)  # z_i = G v_i
-    outputs = flat + z @ w["project/kernel"][0, 0] + w["project/bias"]
+    outputs = flat + z @ kernel("project") + w["project/bias"]
     return outputs.reshape(x.shape), gather, distribute
 
 
@@ -95,3 +101,18 @@ def test_mixed_float16_large_logits_stay_finite():
 def test_bad_arguments_raise(name, value):
     with pytest.raises(ValueError, match=f"`{name}`"):
         DoubleAttention(**{name: value})
+
+
+def test_clip_matches_the_papers_equations():
+    # The gather pools over all frames: each map sums to 1 over D * H * W positions.
+    x = images((2, 3, 5, 7, 16), scale=2.0, seed=5)
+    layer = randomized(x.shape, feature_channels=6, descriptors=5)
+    assert tuple(layer.features.kernel.shape) == (1, 1, 1, 16, 6)
+    expected, gather, distribute = reference(layer, x)
+    outputs, attention = layer(x, return_attention=True)
+    np.testing.assert_allclose(to_numpy(outputs), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(layer(x)), expected, rtol=1e-4, atol=1e-5)
+    assert tuple(attention["gather"].shape) == tuple(attention["distribute"].shape) == (2, 105, 5)
+    np.testing.assert_allclose(to_numpy(attention["gather"]), gather, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(to_numpy(attention["distribute"]), distribute, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(to_numpy(attention["gather"]).sum(axis=1), 1.0, rtol=1e-5)

@@ -1,4 +1,7 @@
-"""ExternalAttention: the released code's forward pass in NumPy, double normalisation axes."""
+"""ExternalAttention: the released code's forward pass in NumPy, double normalisation axes.
+
+Volumes and clips: the same forward pass over all D * H * W positions.
+"""
 
 import functools
 
@@ -17,15 +20,18 @@ randomized = functools.partial(randomized_layer, ExternalAttention)
 def reference(layer, x):
     """EANet's `External_attention.forward` (eval mode) in float64: (outputs, attention)."""
     w = {v.path.split("/", 1)[1]: to_numpy(v).astype("float64") for v in layer.weights}
-    batch, height, width, channels = x.shape
-    flat = x.astype("float64").reshape(batch, height * width, channels)
-    features = flat @ w["input_conv/kernel"][0, 0] + w["input_conv/bias"]  # conv1
+    flat = x.astype("float64").reshape(x.shape[0], -1, x.shape[-1])  # (b, [D] H W, C)
+
+    def kernel(name):  # (1, 1, [1,] in, out) -> (in, out)
+        return w[f"{name}/kernel"].reshape(w[f"{name}/kernel"].shape[-2:])
+
+    features = flat @ kernel("input_conv") + w["input_conv/bias"]  # conv1
     energy = features @ w["memory_key"]  # linear_0: (b, HW, S)
     attention = np.exp(energy - energy.max(axis=1, keepdims=True))
     attention /= attention.sum(axis=1, keepdims=True)  # softmax over positions
     attention /= 1e-9 + attention.sum(axis=2, keepdims=True)  # L1 over the units
     read = attention @ w["memory_value"]  # linear_1
-    y = read @ w["output_conv/kernel"][0, 0]  # conv2, no bias
+    y = read @ kernel("output_conv")  # conv2, no bias
     y = (y - w["norm/moving_mean"]) / np.sqrt(w["norm/moving_variance"] + 1e-5)
     y = y * w["norm/gamma"] + w["norm/beta"]
     outputs = np.maximum(y + flat, 0.0)  # residual, then ReLU
@@ -89,3 +95,16 @@ def test_mixed_float16_large_energies_stay_finite():
 def test_bad_units_raise(units):
     with pytest.raises(ValueError, match="`units`"):
         ExternalAttention(units=units)
+
+
+def test_clip_matches_the_released_code():
+    # The softmax runs over all D * H * W positions, the L1 step over the units.
+    x = images((2, 3, 5, 7, 16), scale=2.0, seed=6)
+    layer = randomized(x.shape, units=6)
+    assert tuple(layer.input_conv.kernel.shape) == (1, 1, 1, 16, 16)
+    expected, expected_attention = reference(layer, x)
+    outputs, attention = layer(x, return_attention=True)
+    np.testing.assert_allclose(to_numpy(outputs), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(layer(x)), expected, rtol=1e-4, atol=1e-5)
+    assert tuple(attention.shape) == (2, 105, 6)
+    np.testing.assert_allclose(to_numpy(attention), expected_attention, rtol=1e-4, atol=1e-7)

@@ -52,6 +52,20 @@ TOLERANCES = {
     "mixed_float16": {1.0: 2.5e-2, 10.0: 5e-2},
     "mixed_bfloat16": {1.0: 0.25, 10.0: 0.3},
 }
+# Subjects whose rounding floor alone (see `rounding_floor`) exceeds TOLERANCES,
+# with their own. SpatialTransformer-3d: the contract's random weights give a
+# theta (Dense(12) over 32 tanh features) that moves the sampling points over a
+# noise clip with a gain that rounding only its weights and inputs already shows:
+# floors float16 3.3e-2 / 7.3e-2 and bfloat16 0.36 / 0.72 at x1 / x10 (all three
+# backends). Measured deviations, worst of TensorFlow / JAX / PyTorch: float16
+# 0.16 (JAX, PyTorch) / 0.49 (TensorFlow), bfloat16 0.60 / 0.47, within 4.8x and
+# 6.7x of the floor; FLOOR_RATIO still guards it.
+SUBJECT_TOLERANCES = {
+    "SpatialTransformer-3d": {
+        "mixed_float16": {1.0: 0.2, 10.0: 0.6},
+        "mixed_bfloat16": {1.0: 0.75, 10.0: 0.6},
+    },
+}
 # Each deviation must also stay within FLOOR_RATIO times the layer's rounding
 # floor (see `rounding_floor`): a tolerance that the worst-conditioned layer
 # sets would let a well-conditioned one lose most of its digits unnoticed.
@@ -176,7 +190,8 @@ def test_mixed_precision_matches_float32(subject, policy):
     for scale in (1.0, 10.0):
         peak, deviation, finite, floor = results[scale]
         assert finite, f"non-finite outputs at scale {scale}"
-        assert deviation <= TOLERANCES[policy][scale], (scale, deviation)
+        tolerance = SUBJECT_TOLERANCES.get(subject.name, TOLERANCES)[policy][scale]
+        assert deviation <= tolerance, (scale, deviation)
         assert deviation <= FLOOR_RATIO * floor + 1e-6, (scale, deviation, floor)
     peak, _, finite, _ = results[100.0]
     if subject.name.removesuffix("-3d") in UNBOUNDED:

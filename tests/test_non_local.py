@@ -1,4 +1,9 @@
-"""NonLocalBlock: identity at init, NumPy references of every mode, odd sizes, paths agree."""
+"""NonLocalBlock: identity at init, NumPy references of every mode, odd sizes, paths agree.
+
+Volumes and clips: the same references in 3-D (1x2x2 pooling, before or after
+the phi and g convolutions, scaled logits), and mmcv's `NonLocal3d` and
+pytorchvideo's `create_nonlocal` with the weights copied.
+"""
 
 import functools
 
@@ -21,16 +26,20 @@ def weights_of(layer):
 
 
 def conv(x, w, name):
-    return x @ w[f"{name}/kernel"][0, 0] + w.get(f"{name}/bias", 0.0)
+    kernel = w[f"{name}/kernel"]
+    return x @ kernel.reshape(kernel.shape[-2:]) + w.get(f"{name}/bias", 0.0)
 
 
 def max_pool_same(t):
-    """2x2/2 max-pool, 'same' padding: odd sizes keep their last row/column."""
-    batch, height, width, channels = t.shape
-    padded = np.full((batch, height + height % 2, width + width % 2, channels), -np.inf)
-    padded[:, :height, :width] = t
-    h, w = padded.shape[1] // 2, padded.shape[2] // 2
-    return padded.reshape(batch, h, 2, w, 2, channels).max(axis=(2, 4))
+    """2x2/2 max-pool of height and width, 'same' padding: odd sizes keep their last row/column.
+
+    A clip's (batch, D, H, W, C) is pooled in H and W only (1x2x2).
+    """
+    *lead, height, width, channels = t.shape
+    padded = np.full((*lead, height + height % 2, width + width % 2, channels), -np.inf)
+    padded[..., :height, :width, :] = t
+    h, w = padded.shape[-3] // 2, padded.shape[-2] // 2
+    return padded.reshape(*lead, h, 2, w, 2, channels).max(axis=(-4, -2))
 
 
 def softmax(e):
@@ -42,17 +51,22 @@ def reference(layer, x):
     """The block in inference mode from its own weights, in float64: (outputs, f / C(x))."""
     w = weights_of(layer)
     x = x.astype("float64")
-    batch, height, width, _ = x.shape
+    batch = x.shape[0]
     pool = max_pool_same if layer.sub_sample else (lambda t: t)
 
     def flat(t):
         return t.reshape(batch, -1, t.shape[-1])
 
-    g = flat(pool(conv(x, w, "g")))
+    def embed(name):  # phi or g: of x pooled first (the video code), or pooled after
+        if layer.pool_before:
+            return flat(conv(pool(x), w, name))
+        return flat(pool(conv(x, w, name)))
+
+    g = embed("g")
     if layer.mode == "gaussian":
         theta, phi = flat(x), flat(pool(x))
     else:
-        theta, phi = flat(conv(x, w, "theta")), flat(pool(conv(x, w, "phi")))
+        theta, phi = flat(conv(x, w, "theta")), embed("phi")
     count = phi.shape[1]
     if layer.mode == "concatenation":
         pairs = np.concatenate(
@@ -68,8 +82,9 @@ def reference(layer, x):
     elif layer.mode == "dot_product":
         f = theta @ phi.transpose(0, 2, 1) / count
     else:
-        f = softmax(theta @ phi.transpose(0, 2, 1))
-    y = conv((f @ g).reshape(batch, height, width, -1), w, "w")
+        scale = theta.shape[-1] ** -0.5 if layer.scale else 1.0
+        f = softmax(theta @ phi.transpose(0, 2, 1) * scale)
+    y = conv((f @ g).reshape(*x.shape[:-1], -1), w, "w")
     if layer.use_bn:
         scale = w["bn/gamma"] / np.sqrt(w["bn/moving_variance"] + layer.bn.epsilon)
         y = (y - w["bn/moving_mean"]) * scale + w["bn/beta"]
@@ -161,8 +176,215 @@ def test_unknown_mode_lists_the_valid_ones():
 
 @pytest.mark.parametrize(
     "name, value",
-    [("inter_channels", 0), ("inter_channels", 2.0), ("sub_sample", "yes"), ("use_bn", None)],
+    [
+        ("inter_channels", 0),
+        ("inter_channels", 2.0),
+        ("sub_sample", "yes"),
+        ("use_bn", None),
+        ("pool_before", 1),
+        ("scale", "yes"),
+    ],
 )
 def test_bad_arguments_raise(name, value):
     with pytest.raises(ValueError, match=f"`{name}`"):
         NonLocalBlock(**{name: value})
+
+
+@pytest.mark.parametrize("mode", ["gaussian", "dot_product", "concatenation"])
+def test_scale_is_refused_outside_embedded_gaussian(mode):
+    with pytest.raises(ValueError, match="`scale`.*embedded_gaussian"):
+        NonLocalBlock(mode=mode, scale=True)
+
+
+def test_config_keeps_the_video_options():
+    layer = NonLocalBlock(pool_before=True, scale=True)
+    config = layer.get_config()
+    assert config["pool_before"] is True and config["scale"] is True
+    clone = NonLocalBlock.from_config(config)
+    assert clone.pool_before is True and clone.scale is True
+    default = NonLocalBlock().get_config()
+    assert default["pool_before"] is False and default["scale"] is False
+
+
+@pytest.mark.parametrize("pool_before", [True, False])
+@pytest.mark.parametrize("mode", MODES)
+def test_identity_at_initialisation_on_clips(mode, pool_before):
+    layer = NonLocalBlock(mode=mode, pool_before=pool_before)
+    x = images((2, 3, 5, 4, 8))
+    np.testing.assert_array_equal(to_numpy(layer(x)), x)
+
+
+@pytest.mark.parametrize("pool_before", [True, False])
+@pytest.mark.parametrize("sub_sample", [True, False])
+@pytest.mark.parametrize("mode", MODES)
+def test_clip_matches_numpy_reference_on_odd_sizes(mode, sub_sample, pool_before):
+    x = images((2, 3, 5, 7, 8), seed=6)
+    layer = randomized(x.shape, mode=mode, sub_sample=sub_sample, pool_before=pool_before)
+    assert tuple(layer.g.kernel.shape) == (1, 1, 1, 8, 4)
+    expected, expected_f = reference(layer, x)
+    outputs, attention = layer(x, return_attention=True)
+    # Space only: all 3 frames, ceil(5 / 2) x ceil(7 / 2) positions in each.
+    keys = 3 * 3 * 4 if sub_sample else 3 * 5 * 7
+    assert tuple(attention.shape) == (2, 3 * 5 * 7, keys)
+    np.testing.assert_allclose(to_numpy(attention), expected_f, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(outputs), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(layer(x)), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7, 8), (2, 3, 5, 7, 8)])
+def test_scaled_logits_match_reference_on_both_paths(shape):
+    x = images(shape, scale=2.0, seed=7)
+    layer = randomized(x.shape, scale=True, pool_before=True)
+    unscaled = randomized(x.shape, pool_before=True)
+    expected, expected_f = reference(layer, x)
+    assert np.abs(expected - reference(unscaled, x)[0]).max() > 1e-2  # the scale matters
+    outputs, attention = layer(x, return_attention=True)
+    np.testing.assert_allclose(to_numpy(attention), expected_f, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(outputs), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(layer(x)), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(2, 6, 8, 8), (2, 2, 6, 8, 8)])
+def test_pooling_before_the_convolutions_is_a_different_block(shape):
+    # The same weights: a max does not commute with a 1x1 convolution.
+    x = images(shape, seed=8)
+    after = randomized(x.shape)
+    before = randomized(x.shape, pool_before=True)
+    for a, b in zip(after.weights, before.weights):
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
+    assert np.abs(to_numpy(after(x)) - to_numpy(before(x))).max() > 1e-2
+
+
+# The installed references: mmcv's NonLocal3d (AlexHex7's form) and pytorchvideo's
+# create_nonlocal (the paper's video code), with their weights copied into ours.
+
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+def _randomize_torch(module, seed=0):
+    torch = _torch()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in list(module.named_parameters()) + list(module.named_buffers()):
+            if not tensor.dtype.is_floating_point:
+                continue
+            value = torch.rand(tensor.shape, generator=generator) - 0.5
+            if name.endswith("running_var"):
+                value = value + 1.0
+            tensor.copy_(value)
+
+
+def _kernel(conv):
+    """torch Conv3d (out, in, 1, 1, 1) -> Keras (1, 1, 1, in, out), float64."""
+    return conv.weight.detach().double().numpy()[:, :, 0, 0, 0].T[None, None, None]
+
+
+def _load(layer, convs, norm):
+    """Our weights from the reference's: theta, phi, g, w convs and its BatchNorm3d.
+
+    A bias the reference has and we drop is folded in, which is exact: phi's
+    under a softmax over keys changes nothing; g's, when the weights of each
+    query sum to 1, adds W g_bias to every position, which (like W's own bias)
+    moves BatchNorm's moving mean.
+    """
+    shift = np.zeros(layer.w.kernel.shape[-1])
+    w_kernel = _kernel(convs["w"])
+    for name, conv in convs.items():
+        ours = getattr(layer, name, None)
+        if ours is None:
+            continue
+        ours.kernel.assign(_kernel(conv).astype("float32"))
+        bias = None if conv.bias is None else conv.bias.detach().double().numpy()
+        if ours.use_bias:
+            ours.bias.assign(bias.astype("float32"))
+        elif bias is not None and name == "g":
+            shift += bias @ w_kernel[0, 0, 0]
+        elif bias is not None and name == "w":
+            shift += bias
+    layer.bn.gamma.assign(norm.weight.detach().numpy())
+    layer.bn.beta.assign(norm.bias.detach().numpy())
+    layer.bn.moving_mean.assign(
+        (norm.running_mean.detach().double().numpy() - shift).astype("float32")
+    )
+    layer.bn.moving_variance.assign(norm.running_var.detach().numpy())
+    assert layer.bn.epsilon == norm.eps
+
+
+def _ncdhw(x):
+    return _torch().tensor(x).permute(0, 4, 1, 2, 3)
+
+
+def _ndhwc(t):
+    return t.permute(0, 2, 3, 4, 1).detach().numpy()
+
+
+# mmcv's use_scale scales the "embedded_gaussian" logits only (our `scale`).
+# Its "concatenation" in 3-D applies a Conv3d to a 4-D tensor, so it has no 3-D form.
+MMCV_CASES = [
+    ("embedded_gaussian", True),
+    ("embedded_gaussian", False),
+    ("gaussian", False),
+    ("dot_product", False),
+]
+
+
+@pytest.mark.parametrize("sub_sample", [True, False])
+@pytest.mark.parametrize("mode, use_scale", MMCV_CASES)
+def test_equals_mmcv_nonlocal3d(mode, use_scale, sub_sample):
+    # mmcv pools phi's and g's outputs 1x2x2 (AlexHex7's form).
+    pytest.importorskip("mmcv")
+    from mmcv.cnn import NonLocal3d
+
+    x = images((2, 3, 4, 6, 8), scale=2.0, seed=9)
+    reference = NonLocal3d(
+        8, sub_sample=sub_sample, use_scale=use_scale, mode=mode, norm_cfg={"type": "BN3d"}
+    ).eval()
+    _randomize_torch(reference)
+    layer = NonLocalBlock(mode=mode, sub_sample=sub_sample, scale=use_scale)
+    layer(x)
+    convs = {"g": reference.g[0].conv if sub_sample else reference.g.conv, "w": None}
+    if mode != "gaussian":
+        phi = reference.phi[0] if sub_sample else reference.phi
+        convs.update(theta=reference.theta.conv, phi=phi.conv)
+    convs["w"] = reference.conv_out.conv
+    _load(layer, convs, reference.conv_out.norm)
+    with _torch().no_grad():
+        expected = _ndhwc(reference(_ncdhw(x)))
+    for outputs in (layer(x), layer(x, return_attention=True)[0]):
+        np.testing.assert_allclose(to_numpy(outputs), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("pool_size", [(1, 2, 2), None])
+@pytest.mark.parametrize("instantiation", ["softmax", "dot_product"])
+def test_equals_pytorchvideo_create_nonlocal(instantiation, pool_size):
+    # The paper's video code: x pooled 1x2x2 before phi and g, softmax logits
+    # scaled by inter_channels ** -0.5, W with a bias, then BatchNorm3d.
+    pytest.importorskip("pytorchvideo")
+    from pytorchvideo.layers.nonlocal_net import create_nonlocal
+
+    x = images((2, 3, 4, 6, 8), scale=2.0, seed=10)
+    reference = create_nonlocal(
+        dim_in=8, dim_inner=4, pool_size=pool_size, instantiation=instantiation
+    ).eval()
+    _randomize_torch(reference)
+    softmax_ = instantiation == "softmax"
+    layer = NonLocalBlock(
+        mode="embedded_gaussian" if softmax_ else "dot_product",
+        sub_sample=pool_size is not None,
+        pool_before=True,
+        scale=softmax_,
+    )
+    layer(x)
+    convs = {
+        "theta": reference.conv_theta,
+        "phi": reference.conv_phi,
+        "g": reference.conv_g,
+        "w": reference.conv_out,
+    }
+    _load(layer, convs, reference.norm)
+    with _torch().no_grad():
+        expected = _ndhwc(reference(_ncdhw(x)))
+    for outputs in (layer(x), layer(x, return_attention=True)[0]):
+        np.testing.assert_allclose(to_numpy(outputs), expected, rtol=1e-4, atol=1e-5)

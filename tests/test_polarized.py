@@ -1,4 +1,7 @@
-"""Polarized self-attention: both layouts against a NumPy reference of the authors' PSA_p / PSA_s."""
+"""Polarized self-attention: both layouts against a NumPy reference of the authors' PSA_p / PSA_s.
+
+Volumes and clips: the same reference with its softmaxes and pooling over D * H * W positions.
+"""
 
 import numpy as np
 import pytest
@@ -24,9 +27,13 @@ def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def positions(x):  # the spatial axes of (batch, [D,] H, W, C)
+    return tuple(range(1, x.ndim - 1))
+
+
 def softmax_over_positions(x):
-    e = np.exp(x - x.max(axis=(1, 2), keepdims=True))
-    return e / e.sum(axis=(1, 2), keepdims=True)
+    e = np.exp(x - x.max(axis=positions(x), keepdims=True))
+    return e / e.sum(axis=positions(x), keepdims=True)
 
 
 def numpy_reference(x, layer):
@@ -38,7 +45,7 @@ def numpy_reference(x, layer):
 
     def channel_gate(x):
         weights = softmax_over_positions(x @ w(layer.channel_query))  # (B, H, W, 1)
-        context = (x @ w(layer.channel_value) * weights).sum(axis=(1, 2))
+        context = (x @ w(layer.channel_value) * weights).sum(axis=positions(x))
         if layer.layout == "parallel":
             return sigmoid(context @ w(layer.channel_up))
         z = context @ w(layer.channel_reduce) + to_numpy(layer.channel_reduce.bias)
@@ -49,14 +56,14 @@ def numpy_reference(x, layer):
         return sigmoid(z @ w(layer.channel_expand) + to_numpy(layer.channel_expand.bias))
 
     def spatial_gate(x):
-        query = (x @ w(layer.spatial_query)).mean(axis=(1, 2), keepdims=True)  # no softmax
+        query = (x @ w(layer.spatial_query)).mean(axis=positions(x), keepdims=True)  # no softmax
         value = x @ w(layer.spatial_value)
         if layer.layout == "parallel":
             return sigmoid(softmax_over_positions((query * value).sum(-1, keepdims=True)))
         return sigmoid((query * softmax_over_positions(value)).sum(-1, keepdims=True))
 
     channel = channel_gate(x)
-    channel_out = x * channel[:, None, None, :]
+    channel_out = x * channel.reshape(channel.shape[:1] + (1,) * (x.ndim - 2) + channel.shape[1:])
     if layer.layout == "parallel":
         spatial = spatial_gate(x)
         return channel_out + x * spatial, channel, spatial
@@ -110,3 +117,25 @@ def test_sequential_round_trips_and_formats(tmp_path):
     contract.test_keras_file_round_trip_in_safe_mode(SEQUENTIAL, tmp_path)
     contract.test_channels_first_matches_channels_last(SEQUENTIAL)
     contract.test_gradients_reach_every_trainable_weight(SEQUENTIAL)
+
+
+@pytest.mark.parametrize("layout", ["parallel", "sequential"])
+def test_clip_matches_numpy_reference(layout):
+    x = random_input((2, 3, 5, 4, 16), seed=4)
+    layer = randomized(PolarizedSelfAttention(layout=layout), x)
+    expected, channel, spatial = numpy_reference(x, layer)
+    outputs, attention = layer(x, return_attention=True)
+    assert tuple(attention["spatial"].shape) == (2, 3, 5, 4, 1)
+    np.testing.assert_allclose(to_numpy(outputs), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(attention["channel"]), channel, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(attention["spatial"]), spatial, rtol=1e-4, atol=1e-6)
+
+
+def test_clip_spatial_softmax_spans_every_frame():
+    # PSA_p's spatial gate is sigmoid(softmax over positions): on a clip the
+    # softmax runs over D * H * W, so the gate's logits sum to 1 over all frames.
+    x = random_input((1, 3, 4, 5, 8), seed=5)
+    layer = randomized(PolarizedSelfAttention(), x)
+    _, attention = layer(x, return_attention=True)
+    logits = np.log(to_numpy(attention["spatial"])) - np.log1p(-to_numpy(attention["spatial"]))
+    np.testing.assert_allclose(logits.sum(), 1.0, rtol=1e-3)

@@ -1,4 +1,7 @@
-"""SelfAttention2D (SAGAN): identity at init, a NumPy reference, fused vs explicit paths."""
+"""SelfAttention2D (SAGAN): identity at init, a NumPy reference, fused vs explicit paths.
+
+Volumes and clips: the same reference over all D * H * W positions.
+"""
 
 import functools
 
@@ -18,11 +21,15 @@ randomized = functools.partial(randomized_layer, SelfAttention2D)
 def reference(layer, x):
     """SAGAN from the layer's own weights, in float64: (outputs, attention)."""
     w = {v.path.split("/", 1)[1]: to_numpy(v).astype("float64") for v in layer.weights}
-    batch, height, width, channels = x.shape
-    flat = x.astype("float64").reshape(batch, height * width, channels)
-    query = flat @ w["query/kernel"][0, 0] + w["query/bias"]
-    key = flat @ w["key/kernel"][0, 0]
-    value = flat @ w["value/kernel"][0, 0] + w["value/bias"]
+    batch, channels = x.shape[0], x.shape[-1]
+    flat = x.astype("float64").reshape(batch, -1, channels)
+
+    def kernel(name):  # (1, 1, [1,] in, out) -> (in, out)
+        return w[f"{name}/kernel"].reshape(w[f"{name}/kernel"].shape[-2:])
+
+    query = flat @ kernel("query") + w["query/bias"]
+    key = flat @ kernel("key")
+    value = flat @ kernel("value") + w["value/bias"]
     energy = query @ key.transpose(0, 2, 1)
     attention = np.exp(energy - energy.max(-1, keepdims=True))
     attention /= attention.sum(-1, keepdims=True)
@@ -103,3 +110,42 @@ def test_no_redundant_weights():
 def test_bad_reduction_raises(reduction):
     with pytest.raises(ValueError, match="`reduction`"):
         SelfAttention2D(reduction=reduction)
+
+
+def test_identity_at_initialisation_on_clips():
+    layer = SelfAttention2D(reduction=2)
+    x = images((2, 3, 5, 4, 8))
+    np.testing.assert_array_equal(to_numpy(layer(x)), x)
+    assert tuple(layer.query.kernel.shape) == (1, 1, 1, 8, 4)
+
+
+@pytest.mark.parametrize("return_attention", [False, True], ids=["fused", "explicit"])
+def test_clip_matches_numpy_reference(return_attention):
+    # Every position of every frame attends to all D * H * W positions.
+    x = images((2, 3, 5, 7, 16), seed=6)
+    layer = randomized(x.shape, reduction=4)
+    expected, expected_attention = reference(layer, x)
+    # (batch, query frame, query, key frame): the weight on the other frames.
+    frames = expected_attention.reshape(2, 3, 35, 3, 35).sum(-1)
+    across = frames.sum(-1) - np.einsum("bqpq->bqp", frames)
+    assert across.mean() > 0.1
+    outputs = layer(x, return_attention=return_attention)
+    if return_attention:
+        outputs, attention = outputs
+        assert tuple(attention.shape) == (2, 105, 105)
+        np.testing.assert_allclose(to_numpy(attention), expected_attention, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(outputs), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_clip_channels_first_attention_is_row_major():
+    x = images((1, 2, 3, 4, 8), seed=7)
+    last = randomized(x.shape, reduction=2, data_format="channels_last")
+    first = SelfAttention2D(reduction=2, data_format="channels_first")
+    first(np.transpose(x, (0, 4, 1, 2, 3)))
+    first.set_weights(last.get_weights())
+    expected, expected_attention = reference(last, x)
+    outputs, attention = first(np.transpose(x, (0, 4, 1, 2, 3)), return_attention=True)
+    np.testing.assert_allclose(to_numpy(attention), expected_attention, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        to_numpy(outputs), np.transpose(expected, (0, 4, 1, 2, 3)), rtol=1e-4, atol=1e-5
+    )

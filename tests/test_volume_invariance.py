@@ -33,6 +33,10 @@ NOT_INVARIANT = {
         "its std is the unbiased one over positions: a clip divides D*H*W squared deviations "
         "by D*H*W - 1, the image D times fewer by H*W - 1"
     ),
+    "PolarizedSelfAttention": (
+        "its spatial gate is a sigmoid of a softmax over all positions: on a clip the "
+        "weights sum to 1 over D times as many positions, each frame's 1/D of the image's"
+    ),
 }
 
 

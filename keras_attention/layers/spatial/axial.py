@@ -89,6 +89,11 @@ class AxialAttention(ImageAttentionLayer):
     (None, 56, 56, 128)
     """
 
+    no_volume_reason = (
+        "its two axial blocks attend along the height and then the width, each with its "
+        "own relative embedding table"
+    )
+
     def __init__(self, span, num_heads=8, data_format=None, **kwargs):
         super().__init__(data_format=data_format, **kwargs)
         self._spans = _check_span(span)

@@ -77,6 +77,11 @@ class BottleneckSelfAttention(ImageAttentionLayer):
     (None, 14, 14, 256)
     """
 
+    no_volume_reason = (
+        "its relative position logits come from learned embeddings of the row and column "
+        "offsets of a fixed 2-D feature size (timm's BottleneckAttn)"
+    )
+
     def __init__(
         self,
         feature_size,

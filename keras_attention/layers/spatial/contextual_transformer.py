@@ -72,6 +72,11 @@ class ContextualTransformer(ImageAttentionLayer):
     (None, None, None, 256)
     """
 
+    no_volume_reason = (
+        "its local weights mix each k x k window of a 2-D map, as the authors' CUDA "
+        "aggregation kernel does"
+    )
+
     def __init__(self, kernel_size=3, data_format=None, **kwargs):
         super().__init__(data_format=data_format, **kwargs)
         check_positive_int("kernel_size", kernel_size)

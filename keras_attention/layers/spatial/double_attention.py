@@ -33,6 +33,9 @@ class DoubleAttention(ImageAttentionLayer):
     because the distribution weights sum to 1, so the output convolution's
     bias covers it); m and n default to C/4.
 
+    Volumes and clips (the paper's video models): 1x1x1 convolutions, and
+    the gather's softmax and pooling run over all D * H * W positions.
+
     Args:
         feature_channels: int or None, m, the channels of the gathered
             features; None means `max(1, C // 4)`.
@@ -43,15 +46,17 @@ class DoubleAttention(ImageAttentionLayer):
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: a 4-D feature map.
+        inputs: a 4-D feature map or a 5-D volume or clip.
         training: unused; accepted for a uniform signature.
         return_attention: if True, also return a dict: `"gather"`, the
             attention maps `(batch, H * W, n)` (each column sums to 1 over
             positions), and `"distribute"`, the attention vectors
-            `(batch, H * W, n)` (each row sums to 1 over descriptors).
+            `(batch, H * W, n)` (each row sums to 1 over descriptors); on 5-D
+            inputs both are `(batch, D * H * W, n)`.
 
     Input shape:
-        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`; volumes and
+        clips `(batch, D, H, W, C)` or `(batch, C, D, H, W)`.
 
     Output shape:
         Same as the input.
@@ -63,6 +68,8 @@ class DoubleAttention(ImageAttentionLayer):
     >>> y.shape
     (None, None, None, 256)
     """
+
+    spatial_ranks = (2, 3)
 
     def __init__(self, feature_channels=None, descriptors=None, data_format=None, **kwargs):
         super().__init__(data_format=data_format, **kwargs)
@@ -82,14 +89,19 @@ class DoubleAttention(ImageAttentionLayer):
         self.built = True
 
     def _conv(self, filters, name, use_bias, channels):
-        return pointwise_conv(name, filters, channels, self.dtype_policy, use_bias=use_bias)
+        return pointwise_conv(
+            name, filters, channels, self.dtype_policy, rank=self.spatial_rank, use_bias=use_bias
+        )
 
     def call(self, inputs, training=None, return_attention=False):
         x = ka_ops.to_channels_last(inputs, self.data_format)
-        _, height, width, _ = ops.shape(x)
+        sizes = tuple(ops.shape(x)[1:-1])  # (H, W) or (D, H, W)
+        count = 1
+        for size in sizes:
+            count = count * size
 
-        def positions(t):  # (batch, H, W, d) -> (batch, H * W, d)
-            return ops.reshape(t, (-1, height * width, t.shape[-1]))
+        def positions(t):  # (batch, [D,] H, W, d) -> (batch, [D *] H * W, d)
+            return ops.reshape(t, (-1, count, t.shape[-1]))
 
         features = positions(self.features(x))
         gather32 = ops.softmax(ops.cast(positions(self.gather(x)), "float32"), axis=1)
@@ -100,7 +112,7 @@ class DoubleAttention(ImageAttentionLayer):
         descriptors = ops.einsum("bpm,bpn->bmn", ops.cast(features, "float32"), gather32)
         descriptors = ops.cast(descriptors, x.dtype)
         distributed = ops.einsum("bpn,bmn->bpm", distribute, descriptors)
-        distributed = ops.reshape(distributed, (-1, height, width, distributed.shape[-1]))
+        distributed = ops.reshape(distributed, (-1, *sizes, distributed.shape[-1]))
         outputs = ka_ops.from_channels_last(x + self.project(distributed), self.data_format)
         attention = {"gather": gather, "distribute": distribute} if return_attention else None
         return self._outputs(outputs, attention, return_attention)

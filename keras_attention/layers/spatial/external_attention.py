@@ -43,6 +43,9 @@ class ExternalAttention(ImageAttentionLayer):
     memories the paper describes. With the same weights the outputs match the
     code's forward pass (eval mode).
 
+    Volumes and clips: 1x1x1 convolutions, and the softmax runs over all
+    D * H * W positions (the memories do not depend on the rank).
+
     Args:
         units: int, S, the memory size. Defaults to 64 (the paper's and
             code's).
@@ -51,14 +54,16 @@ class ExternalAttention(ImageAttentionLayer):
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: a 4-D feature map.
+        inputs: a 4-D feature map or a 5-D volume or clip.
         training: bool, BatchNormalization's mode.
         return_attention: if True, also return the doubly normalised
             attention `(batch, H * W, units)`; each row sums to 1 over the
-            units (up to the 1e-9 guard).
+            units (up to the 1e-9 guard); `(batch, D * H * W, units)` on 5-D
+            inputs.
 
     Input shape:
-        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`; volumes and
+        clips `(batch, D, H, W, C)` or `(batch, C, D, H, W)`.
 
     Output shape:
         Same as the input.
@@ -70,6 +75,8 @@ class ExternalAttention(ImageAttentionLayer):
     >>> y.shape
     (None, None, None, 256)
     """
+
+    spatial_ranks = (2, 3)
 
     def __init__(self, units=64, data_format=None, **kwargs):
         super().__init__(data_format=data_format, **kwargs)
@@ -89,7 +96,9 @@ class ExternalAttention(ImageAttentionLayer):
             name="memory_value",
         )
         self.output_conv = self._conv(channels, "output_conv", False, channels)
-        self.norm = batch_norm("norm", (None, None, None, channels), self.dtype_policy)
+        self.norm = batch_norm(
+            "norm", (None,) * (self.spatial_rank + 1) + (channels,), self.dtype_policy
+        )
         self.built = True
 
     def _conv(self, filters, name, use_bias, channels):
@@ -98,14 +107,18 @@ class ExternalAttention(ImageAttentionLayer):
             filters,
             channels,
             self.dtype_policy,
+            rank=self.spatial_rank,
             use_bias=use_bias,
             kernel_initializer=_fan_out_normal(),
         )
 
     def call(self, inputs, training=None, return_attention=False):
         x = ka_ops.to_channels_last(inputs, self.data_format)
-        _, height, width, _ = ops.shape(x)
-        features = ops.reshape(self.input_conv(x), (-1, height * width, x.shape[-1]))
+        sizes = tuple(ops.shape(x)[1:-1])  # (H, W) or (D, H, W)
+        count = 1
+        for size in sizes:
+            count = count * size
+        features = ops.reshape(self.input_conv(x), (-1, count, x.shape[-1]))
         energy = ops.matmul(
             ops.cast(features, "float32"), ops.cast(self.memory_key, "float32")
         )  # (batch, HW, S)
@@ -113,7 +126,7 @@ class ExternalAttention(ImageAttentionLayer):
         attention = attention / (L1_EPSILON + ops.sum(attention, axis=-1, keepdims=True))
         attention = ops.cast(attention, self.compute_dtype)
         read = ops.matmul(attention, ops.cast(self.memory_value, self.compute_dtype))
-        read = ops.reshape(read, (-1, height, width, x.shape[-1]))
+        read = ops.reshape(read, (-1, *sizes, x.shape[-1]))
         outputs = ops.relu(x + self.norm(self.output_conv(read), training=training))
         outputs = ka_ops.from_channels_last(outputs, self.data_format)
         return self._outputs(outputs, attention if return_attention else None, return_attention)

@@ -88,6 +88,11 @@ class HaloAttention(ImageAttentionLayer):
     (None, None, None, 64)
     """
 
+    no_volume_reason = (
+        "its query blocks, haloed windows and relative position embeddings are 2-D (rows "
+        "and columns, timm's HaloAttn)"
+    )
+
     def __init__(
         self,
         block_size=8,

@@ -103,6 +103,11 @@ class LambdaLayer(ImageAttentionLayer):
     (None, None, None, 64)
     """
 
+    no_volume_reason = (
+        "its position lambdas are 2-D: an r x r convolution, or relative embeddings of "
+        "(2H - 1) x (2W - 1) offsets"
+    )
+
     def __init__(
         self,
         num_heads=4,

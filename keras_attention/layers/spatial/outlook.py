@@ -68,6 +68,10 @@ class OutlookAttention(ImageAttentionLayer):
     (None, None, None, 192)
     """
 
+    no_volume_reason = (
+        "its k x k windows and their (k*k) x (k*k) mixing weights are VOLO's 2-D token windows"
+    )
+
     def __init__(
         self,
         num_heads=1,

@@ -8,11 +8,16 @@ from keras_attention.layers.base import check_choice
 LAYOUTS = ("parallel", "sequential")
 
 
+def _positions(x):
+    """The spatial axes of channels_last (batch, [D,] H, W, C): (1, 2) or (1, 2, 3)."""
+    return tuple(range(1, len(x.shape) - 1))
+
+
 def _softmax_over_positions(x):
-    """Softmax over the two spatial axes of (batch, H, W, ...), in float32."""
+    """Softmax over the spatial axes of (batch, [D,] H, W, C), in float32."""
     x = ops.cast(x, "float32")
-    x = ops.exp(x - ops.max(x, axis=(1, 2), keepdims=True))
-    return x / ops.sum(x, axis=(1, 2), keepdims=True)
+    x = ops.exp(x - ops.max(x, axis=_positions(x), keepdims=True))
+    return x / ops.sum(x, axis=_positions(x), keepdims=True)
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -45,6 +50,11 @@ class PolarizedSelfAttention(ImageAttentionLayer):
     the code. The weights are gates on one collapsed axis, not
     `softmax(QK^T)V`; memory grows linearly with H*W.
 
+    Volumes and clips: the softmaxes and the pooling run over all D * H * W
+    positions (the projections are per position, so nothing else changes);
+    the spatial gate is then a sigmoid of weights that sum to 1 over D times
+    as many positions, so a clip of D equal frames is not gated as its image.
+
     Mixed precision: both softmaxes, the pooling over positions of the channel
     branch and the spatial branch's energies run in float32 (its query mean
     accumulates in float32 too); the convolutions and the sigmoid gates run in
@@ -57,16 +67,18 @@ class PolarizedSelfAttention(ImageAttentionLayer):
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: a 4-D feature map with at least 2 channels (8 for
-            `"sequential"`).
+        inputs: a 4-D feature map or a 5-D volume or clip, with at least 2
+            channels (8 for `"sequential"`).
         training: unused; accepted for a uniform signature.
         return_attention: if True, also return
             `{"channel": (batch, C), "spatial": (batch, H, W, 1)}`, the two
             sigmoid gates (the spatial one as `(batch, 1, H, W)` for
-            `channels_first`).
+            `channels_first`); on 5-D inputs the spatial gate is
+            `(batch, D, H, W, 1)` (`(batch, 1, D, H, W)`).
 
     Input shape:
-        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`; volumes and
+        clips `(batch, D, H, W, C)` or `(batch, C, D, H, W)`.
 
     Output shape:
         Same as the input.
@@ -78,6 +90,8 @@ class PolarizedSelfAttention(ImageAttentionLayer):
     >>> y.shape
     (None, None, None, 256)
     """
+
+    spatial_ranks = (2, 3)
 
     def __init__(self, layout="parallel", data_format=None, **kwargs):
         super().__init__(data_format=data_format, **kwargs)
@@ -117,11 +131,11 @@ class PolarizedSelfAttention(ImageAttentionLayer):
         self.built = True
 
     def _channel_gate(self, x):
-        """(batch, H, W, C) -> (batch, C): values pooled by softmax weights over positions."""
+        """(batch, [D,] H, W, C) -> (batch, C): values pooled by softmax weights over positions."""
         weights = _softmax_over_positions(self.channel_query(x))  # float32
         # The pooling over positions sums H*W products: float32, then back.
         values = ops.cast(self.channel_value(x), "float32")
-        context = ops.cast(ops.sum(values * weights, axis=(1, 2)), x.dtype)  # (batch, C/2)
+        context = ops.cast(ops.sum(values * weights, axis=_positions(x)), x.dtype)  # (batch, C/2)
         if self.layout == "parallel":
             context = self.channel_up(context)
         else:
@@ -130,8 +144,8 @@ class PolarizedSelfAttention(ImageAttentionLayer):
         return ops.sigmoid(context)
 
     def _spatial_gate(self, x):
-        """(batch, H, W, C) -> (batch, H, W, 1)."""
-        query = ka_ops.mean(self.spatial_query(x), axis=(1, 2), keepdims=True)
+        """(batch, [D,] H, W, C) -> (batch, [D,] H, W, 1)."""
+        query = ka_ops.mean(self.spatial_query(x), axis=_positions(x), keepdims=True)
         value = self.spatial_value(x)
         if self.layout == "parallel":
             # PSA_p: the dot products are the energies softmaxed over positions.
@@ -146,7 +160,7 @@ class PolarizedSelfAttention(ImageAttentionLayer):
     def call(self, inputs, training=None, return_attention=False):
         x = ka_ops.to_channels_last(inputs, self.data_format)
         channel = self._channel_gate(x)
-        channel_out = x * channel[:, None, None, :]
+        channel_out = x * ops.reshape(channel, (-1,) + (1,) * self.spatial_rank + (x.shape[-1],))
         if self.layout == "parallel":
             spatial = self._spatial_gate(x)
             outputs = channel_out + x * spatial
