@@ -32,6 +32,10 @@ NOT_INVARIANT = {
         "its channel branch is ChannelAttention, whose energies sum over every position "
         "(D times the frame's on a boring clip)"
     ),
+    "CrissCrossAttention": (
+        "its cross runs along depth too: on a boring clip the depth line holds D - 1 copies "
+        "of the centre, which the image's softmax over H + W - 1 positions does not see"
+    ),
 }
 
 
