@@ -184,9 +184,10 @@ class DualAttention(ImageAttentionLayer):
     (`PositionAttention` or `ChannelAttention`), and maps the result to
     `filters` channels with another 3x3 convolution + BN + ReLU. The two
     branch outputs are summed. This is the authors' head without its dropout
-    and 1x1 classifiers. On volumes and clips the convolutions are 3x3x3 and
-    the modules attend over the D*H*W voxels (see `PositionAttention` and
-    `ChannelAttention`).
+    and 1x1 classifiers.
+
+    On volumes and clips the convolutions are 3x3x3 and the modules attend
+    over the D*H*W voxels (see `PositionAttention` and `ChannelAttention`).
 
     Mixed precision: as in `PositionAttention` and `ChannelAttention` (their
     softmaxes and energies in float32); the convolutions run in the compute
