@@ -21,15 +21,18 @@ def random_input(shape=(2, 5, 7, 16), scale=1.0, seed=0):
 
 
 def position_reference(x, layer):
-    """PAM in float64 from the layer's weights: softmax over positions of q k^T (unscaled)."""
+    """PAM in float64 from the layer's weights: softmax over positions of q k^T (unscaled).
+
+    Any rank: (B, H, W, C) images or (B, D, H, W, C) volumes, positions row-major.
+    """
     wq, bq, wk, bk, wv, bv = (
         to_numpy(w).astype("float64")
         for conv in (layer.query, layer.key, layer.value)
         for w in (conv.kernel, conv.bias)
     )
     gamma = float(to_numpy(layer.gamma))
-    batch, height, width, channels = x.shape
-    flat = x.reshape(batch, height * width, channels).astype("float64")
+    batch, channels = x.shape[0], x.shape[-1]
+    flat = x.reshape(batch, -1, channels).astype("float64")
     q = flat @ wq.reshape(channels, -1) + bq
     k = flat @ wk.reshape(channels, -1) + bk
     v = flat @ wv.reshape(channels, -1) + bv
@@ -38,13 +41,13 @@ def position_reference(x, layer):
 
 
 def channel_reference(x, gamma):
-    """CAM in float64 with A = the (C, H*W) feature matrix of each image.
+    """CAM in float64 with A = the (C, H*W) (or (C, D*H*W)) feature matrix of each map.
 
     The authors' code normalises max(A A^T) - A A^T row by row; a softmax does
     not change under a per-row shift, so that is softmax(-A A^T).
     """
-    batch, height, width, channels = x.shape
-    a = x.reshape(batch, height * width, channels).transpose(0, 2, 1).astype("float64")
+    batch, channels = x.shape[0], x.shape[-1]
+    a = x.reshape(batch, -1, channels).transpose(0, 2, 1).astype("float64")
     attention = softmax(-(a @ a.transpose(0, 2, 1)))
     out = (attention @ a).transpose(0, 2, 1).reshape(x.shape)
     return gamma * out + x, attention
@@ -171,3 +174,86 @@ def test_dual_attention_needs_four_channels():
 def test_bad_arguments_name_the_argument(cls, kwargs, name):
     with pytest.raises(ValueError, match=f"`{name}`"):
         cls(**kwargs)
+
+
+# Volumes and clips (issue 27): attention over the D*H*W voxels.
+
+
+def conv3d_same(x, kernel):
+    """(B, D, H, W, Cin) * (k, k, k, Cin, Cout), zero 'same' padding, no bias, float64."""
+    k = kernel.shape[0]
+    pad = k // 2
+    padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (pad, pad), (0, 0)))
+    depth, height, width = x.shape[1:4]
+    out = 0.0
+    for d in range(k):
+        for i in range(k):
+            for j in range(k):
+                window = padded[:, d : d + depth, i : i + height, j : j + width, :]
+                out = out + window @ kernel[d, i, j].astype("float64")
+    return out
+
+
+def batch_norm_inference(x, norm):
+    gamma, beta, mean, variance = (to_numpy(w).astype("float64") for w in norm.weights)
+    return (x - mean) / np.sqrt(variance + norm.epsilon) * gamma + beta
+
+
+def test_volume_position_attention_matches_numpy():
+    x = random_input((2, 3, 4, 5, 16), seed=1)
+    layer = randomized(PositionAttention(reduction=4), x)
+    assert tuple(layer.query.kernel.shape) == (1, 1, 1, 16, 4)
+    expected, expected_attention = position_reference(x, layer)
+    outputs, attention = layer(x, return_attention=True)
+    assert tuple(attention.shape) == (2, 60, 60)  # every voxel to every voxel
+    np.testing.assert_allclose(to_numpy(attention), expected_attention, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(outputs), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(layer(x)), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_volume_position_attention_channels_first_matches_numpy():
+    x = random_input((2, 3, 4, 5, 16), seed=2)
+    first = np.moveaxis(x, -1, 1)
+    layer = randomized(PositionAttention(reduction=4, data_format="channels_first"), first)
+    expected, _ = position_reference(x, layer)
+    outputs = np.moveaxis(to_numpy(layer(first)), 1, -1)
+    np.testing.assert_allclose(outputs, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_volume_channel_attention_sums_energies_over_every_voxel():
+    x = random_input((2, 3, 4, 5, 16), seed=3)
+    layer = ChannelAttention()
+    layer(x)
+    layer.gamma.assign(0.7)
+    expected, expected_attention = channel_reference(x, 0.7)
+    outputs, attention = layer(x, return_attention=True)
+    assert tuple(attention.shape) == (2, 16, 16)
+    np.testing.assert_allclose(to_numpy(attention), expected_attention, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(outputs), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_volume_dual_attention_matches_numpy():
+    """The whole head in float64: 3x3x3 conv + BN + ReLU, PAM / CAM over voxels, summed."""
+    x = random_input((2, 3, 4, 5, 16), seed=4)
+    layer = randomized(DualAttention(filters=12, reduction=2), x)
+    assert tuple(layer.position_in_conv.kernel.shape) == (3, 3, 3, 16, 4)
+    assert tuple(layer.channel_out_conv.kernel.shape) == (3, 3, 3, 4, 12)
+
+    def conv_bn_relu(prefix, t):
+        conv = to_numpy(getattr(layer, f"{prefix}_conv").kernel)
+        return np.maximum(
+            batch_norm_inference(conv3d_same(t, conv), getattr(layer, f"{prefix}_bn")), 0
+        )
+
+    position, position_map = position_reference(
+        conv_bn_relu("position_in", x), layer.position_attention
+    )
+    gamma = float(to_numpy(layer.channel_attention.gamma))
+    channel, channel_map = channel_reference(conv_bn_relu("channel_in", x), gamma)
+    expected = conv_bn_relu("position_out", position) + conv_bn_relu("channel_out", channel)
+    outputs, attention = layer(x, return_attention=True)
+    assert tuple(outputs.shape) == (2, 3, 4, 5, 12)
+    np.testing.assert_allclose(to_numpy(attention["position"]), position_map, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(attention["channel"]), channel_map, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(outputs), expected, rtol=1e-4, atol=1e-4)
+    assert tuple(layer.compute_output_shape((2, 3, 4, 5, 16))) == (2, 3, 4, 5, 12)

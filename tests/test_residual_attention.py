@@ -94,3 +94,100 @@ def test_bad_arguments_name_the_argument(kwargs, name):
 def test_projection_needs_a_pre_unit():
     with pytest.raises(ValueError, match="`p`"):
         ResidualAttention(filters=16, p=0)(random_input())
+
+
+# Volumes and clips (issue 27): 3x3x3 pooling of every axis, trilinear up, 1x1x1 / 3x3x3 convs.
+
+
+def torch_residual_attention(layer, x):
+    """The module in PyTorch from the layer's weights (inference BN), NCDHW in and out.
+
+    Max-pooling pads the way Keras's "same" does (the extra row after, with
+    -inf), and the way up is `interpolate(mode="trilinear", align_corners=False)`.
+    """
+    torch = pytest.importorskip("torch")
+    functional = torch.nn.functional
+
+    def weight(w):
+        return torch.tensor(to_numpy(w))
+
+    def conv(layer_, t):
+        kernel = weight(layer_.kernel).permute(4, 3, 0, 1, 2)
+        bias = weight(layer_.bias) if layer_.use_bias else None
+        return functional.conv3d(t, kernel, bias, padding=kernel.shape[-1] // 2)
+
+    def norm(layer_, t):
+        return functional.batch_norm(
+            t,
+            weight(layer_.moving_mean),
+            weight(layer_.moving_variance),
+            weight(layer_.gamma),
+            weight(layer_.beta),
+            eps=layer_.epsilon,
+        )
+
+    def unit(u, t):
+        activated = functional.relu(norm(u.norm1, t))
+        shortcut = t if u.projection is None else conv(u.projection, activated)
+        h = conv(u.conv1, activated)
+        h = conv(u.conv2, functional.relu(norm(u.norm2, h)))
+        return conv(u.conv3, functional.relu(norm(u.norm3, h))) + shortcut
+
+    def run_units(units, t):
+        for u in units:
+            t = unit(u, t)
+        return t
+
+    def max_pool(t):
+        pads = []
+        for size in reversed(t.shape[2:]):
+            total = max((-(-size // 2) - 1) * 2 + 3 - size, 0)
+            pads += [total // 2, total - total // 2]
+        return functional.max_pool3d(functional.pad(t, pads, value=-np.inf), 3, stride=2)
+
+    def up(t, like):
+        return functional.interpolate(
+            t, size=tuple(like.shape[2:]), mode="trilinear", align_corners=False
+        )
+
+    r = layer.r
+    with torch.no_grad():
+        t = run_units(layer.pre_units, torch.tensor(np.moveaxis(x, -1, 1)))
+        trunk = run_units(layer.trunk_units, t)
+        skips, h = [], t
+        for level in range(layer.depth):
+            h = run_units(layer.down_units[level * r : (level + 1) * r], max_pool(h))
+            skips.append(h)
+        for level in reversed(range(layer.depth)):
+            if level < layer.depth - 1:
+                h = up(h, skips[level]) + skips[level]
+            h = run_units(layer.up_units[level * r : (level + 1) * r], h)
+        h = up(h, t)
+        h = conv(layer.mask_conv1, functional.relu(norm(layer.mask_norm1, h)))
+        h = conv(layer.mask_conv2, functional.relu(norm(layer.mask_norm2, h)))
+        mask = torch.sigmoid(h)
+        outputs = run_units(layer.post_units, (1 + mask) * trunk)
+    return np.moveaxis(outputs.numpy(), 1, -1), np.moveaxis(mask.numpy(), 1, -1)
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 6, 5, 8), (1, 7, 5, 9, 8)])
+def test_volume_matches_torch_pooling_and_trilinear_resize(shape):
+    x = random_input(shape, seed=1)
+    layer = randomized(ResidualAttention(filters=12, depth=2, p=1, t=1, r=1), x)
+    assert tuple(layer.mask_conv1.kernel.shape) == (1, 1, 1, 12, 12)
+    assert tuple(layer.trunk_units[0].conv2.kernel.shape) == (3, 3, 3, 3, 3)
+    expected, expected_mask = torch_residual_attention(layer, x)
+    outputs, mask = layer(x, return_attention=True)
+    assert tuple(outputs.shape) == tuple(mask.shape) == (*shape[:-1], 12)
+    assert to_numpy(mask).std() > 1e-3  # not a constant gate
+    np.testing.assert_allclose(to_numpy(mask), expected_mask, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(outputs), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_volume_odd_and_tiny_sizes_with_unknown_spatial_dims():
+    inputs = keras.Input((None, None, None, 8))
+    model = keras.Model(inputs, ResidualAttention(depth=3, t=1)(inputs, return_attention=True))
+    for size in [(1, 3, 2), (5, 2, 7)]:
+        outputs, mask = model(random_input((1, *size, 8)))
+        assert tuple(outputs.shape) == tuple(mask.shape) == (1, *size, 8)
+        assert np.isfinite(to_numpy(outputs)).all()

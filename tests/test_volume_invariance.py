@@ -37,6 +37,18 @@ NOT_INVARIANT = {
         "its spatial gate is a sigmoid of a softmax over all positions: on a clip the "
         "weights sum to 1 over D times as many positions, each frame's 1/D of the image's"
     ),
+    "ChannelAttention": (
+        "its C x C energies sum over every position, so D identical frames give D times "
+        "the frame's energies and a sharper softmax over channels"
+    ),
+    "DualAttention": (
+        "its channel branch is ChannelAttention, whose energies sum over every position "
+        "(D times the frame's on a boring clip)"
+    ),
+    "CrissCrossAttention": (
+        "its cross runs along depth too: on a boring clip the depth line holds D - 1 copies "
+        "of the centre, which the image's softmax over H + W - 1 positions does not see"
+    ),
 }
 
 

@@ -29,8 +29,10 @@ class ChannelGate(ImageAttentionLayer):
     One MLP `Dense(C / reduction, relu) -> Dense(C)` (both with biases) maps each
     descriptor to channel logits; the two are summed and a sigmoid turns them
     into a gate that rescales each channel. With C=256 and reduction=16 the MLP
-    has 8,464 parameters. On volumes and clips the descriptors pool over the
-    depth, height and width axes; the MLP is the same.
+    has 8,464 parameters.
+
+    On volumes and clips the descriptors pool over the depth, height and
+    width axes; the MLP is the same.
 
     Mixed precision: its spatial means accumulate in float32
     (`keras_attention.ops.mean`); the max pools, the shared MLP and the sigmoid
@@ -108,9 +110,10 @@ class SpatialGate(ImageAttentionLayer):
     order, as in the authors' code), a `kernel_size` x `kernel_size`
     convolution without bias and a BatchNormalization give one logit per
     pixel, and a sigmoid turns it into a gate shared by all channels. With the
-    default 7x7 kernel the convolution has 98 parameters. On volumes and clips
-    the convolution is `kernel_size` cubed (7x7x7: 686 parameters), one logit
-    per voxel.
+    default 7x7 kernel the convolution has 98 parameters.
+
+    On volumes and clips the convolution is `kernel_size` cubed (7x7x7: 686
+    parameters), one logit per voxel.
 
     Mixed precision: the mean over channels accumulates in float32
     (`keras_attention.ops.mean`); the max, the convolution and the sigmoid gate
@@ -202,9 +205,10 @@ class CBAM(ImageAttentionLayer):
     The input is rescaled by a `ChannelGate` (shared MLP over the average- and
     max-pooled descriptors) and the result by a `SpatialGate` (a convolution
     over the max- and mean-pooled channels, with BatchNormalization). The two
-    are sublayers named `channel_gate` and `spatial_gate`. On volumes and clips
-    the channel gate pools over depth, height and width and the spatial gate's
-    convolution is `kernel_size` cubed.
+    are sublayers named `channel_gate` and `spatial_gate`.
+
+    On volumes and clips the channel gate pools over depth, height and width
+    and the spatial gate's convolution is `kernel_size` cubed.
 
     Mixed precision: as in `ChannelGate` and `SpatialGate`: means accumulate in
     float32, the rest runs in the compute dtype.

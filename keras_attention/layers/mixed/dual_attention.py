@@ -5,6 +5,7 @@ from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import batch_norm
 from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.base import conv
 from keras_attention.layers.query_key_value import query_key_value
 
 
@@ -24,6 +25,10 @@ class PositionAttention(ImageAttentionLayer):
     (through `keras_attention.ops.attend`: fused on PyTorch, and on JAX
     GPUs); only `return_attention=True` materialises the (H*W, H*W) matrix.
 
+    On volumes and clips the projections are 1x1x1 and each voxel attends to
+    all D*H*W voxels (the spatial axes are flattened to one first), with one
+    softmax over them.
+
     Args:
         reduction: int, the query/key channel ratio; they have
             `max(1, C // reduction)` channels. Defaults to 8.
@@ -32,14 +37,16 @@ class PositionAttention(ImageAttentionLayer):
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: a 4-D feature map.
+        inputs: a 4-D feature map or a 5-D volume or clip.
         training: unused; accepted for a uniform signature.
         return_attention: if True, also return the attention weights, shape
             `(batch, H*W, H*W)`: row i holds the weights pixel i (row-major)
-            gives to every pixel, summing to 1.
+            gives to every pixel, summing to 1; `(batch, D*H*W, D*H*W)` for
+            volumes (voxels in (depth, height, width) row-major order).
 
     Input shape:
-        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`; volumes and
+        clips `(batch, D, H, W, C)` or `(batch, C, D, H, W)`.
 
     Output shape:
         Same as the input.
@@ -52,6 +59,8 @@ class PositionAttention(ImageAttentionLayer):
     (None, None, None, 64)
     """
 
+    spatial_ranks = (2, 3)
+
     def __init__(self, reduction=8, data_format=None, **kwargs):
         super().__init__(data_format=data_format, **kwargs)
         check_positive_int("reduction", reduction)
@@ -60,19 +69,24 @@ class PositionAttention(ImageAttentionLayer):
     def build(self, input_shape):
         channels = self._input_channels(input_shape)
         inner = max(1, channels // self.reduction)
-        self.query, self.key, self.value = query_key_value(channels, inner, self.dtype_policy)
+        self.query, self.key, self.value = query_key_value(
+            channels, inner, self.dtype_policy, rank=self.spatial_rank
+        )
         self.gamma = self.add_weight(shape=(), initializer="zeros", name="gamma")
         self.built = True
 
     def call(self, inputs, training=None, return_attention=False):
         x = ka_ops.to_channels_last(inputs, self.data_format)
-        height, width = ops.shape(x)[1:3]  # static where known, else run-time
+        spatial = ops.shape(x)[1:-1]  # (H, W) or (D, H, W): static where known
+        positions = spatial[0]
+        for size in spatial[1:]:
+            positions = positions * size
         channels = x.shape[-1]
 
         # The batch as -1 and static channel counts: a reshape TFLite can lower
         # with the batch left free (a run-time batch size there is not).
-        def flat(t):  # (batch, H, W, d) -> (batch, H*W, d)
-            return ops.reshape(t, (-1, height * width, t.shape[-1]))
+        def flat(t):  # (batch, [D,] H, W, d) -> (batch, [D*]H*W, d)
+            return ops.reshape(t, (-1, positions, t.shape[-1]))
 
         query, key, value = flat(self.query(x)), flat(self.key(x)), flat(self.value(x))
         if return_attention:
@@ -80,7 +94,7 @@ class PositionAttention(ImageAttentionLayer):
         else:
             attention = None
             aggregate = ka_ops.attend(query, key, value)
-        aggregate = ops.reshape(aggregate, (-1, height, width, channels))
+        aggregate = ops.reshape(aggregate, (-1, *spatial, channels))
         outputs = ops.cast(self.gamma, x.dtype) * aggregate + x
         outputs = ka_ops.from_channels_last(outputs, self.data_format)
         return self._outputs(outputs, attention, return_attention)
@@ -105,20 +119,26 @@ class ChannelAttention(ImageAttentionLayer):
     it and the softmax are computed in float32. A learnable scalar `gamma`,
     initialised to 0, scales the aggregate: `gamma * o + x`.
 
+    On volumes and clips A is (C, D*H*W): the energies sum over every voxel.
+    So a clip of D identical frames has D times its frame's energies, and its
+    softmax is sharper than the frame's: this layer is not invariant to
+    inflating an image into a boring clip.
+
     Args:
         data_format: `"channels_last"`, `"channels_first"` or `None` (Keras's
             global `image_data_format`).
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: a 4-D feature map.
+        inputs: a 4-D feature map or a 5-D volume or clip.
         training: unused; accepted for a uniform signature.
         return_attention: if True, also return the attention weights, shape
-            `(batch, C, C)`: row c holds the weights channel c gives to every
-            channel, summing to 1.
+            `(batch, C, C)` (for images and volumes alike): row c holds the
+            weights channel c gives to every channel, summing to 1.
 
     Input shape:
-        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`; volumes and
+        clips `(batch, D, H, W, C)` or `(batch, C, D, H, W)`.
 
     Output shape:
         Same as the input.
@@ -131,6 +151,8 @@ class ChannelAttention(ImageAttentionLayer):
     (None, None, None, 64)
     """
 
+    spatial_ranks = (2, 3)
+
     def build(self, input_shape):
         self._input_channels(input_shape)
         self.gamma = self.add_weight(shape=(), initializer="zeros", name="gamma")
@@ -139,7 +161,7 @@ class ChannelAttention(ImageAttentionLayer):
     def call(self, inputs, training=None, return_attention=False):
         x = ka_ops.to_channels_last(inputs, self.data_format)
         shape = ops.shape(x)
-        features = ops.reshape(x, (shape[0], -1, shape[3]))  # (batch, H*W, C)
+        features = ops.reshape(x, (shape[0], -1, shape[-1]))  # (batch, [D*]H*W, C)
         features32 = ops.cast(features, "float32")
         energy = ops.einsum("bnc,bnd->bcd", features32, features32)
         energy = ops.max(energy, axis=-1, keepdims=True) - energy
@@ -164,6 +186,9 @@ class DualAttention(ImageAttentionLayer):
     branch outputs are summed. This is the authors' head without its dropout
     and 1x1 classifiers.
 
+    On volumes and clips the convolutions are 3x3x3 and the modules attend
+    over the D*H*W voxels (see `PositionAttention` and `ChannelAttention`).
+
     Mixed precision: as in `PositionAttention` and `ChannelAttention` (their
     softmaxes and energies in float32); the convolutions run in the compute
     dtype, with BatchNormalization's statistics in float32 (Keras's).
@@ -177,16 +202,20 @@ class DualAttention(ImageAttentionLayer):
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: a 4-D feature map with at least 4 channels.
+        inputs: a 4-D feature map or a 5-D volume or clip, with at least 4
+            channels.
         training: bool, BatchNormalization's mode.
         return_attention: if True, also return a dict: `"position"`, shape
-            `(batch, H*W, H*W)`, and `"channel"`, shape `(batch, C // 4, C // 4)`.
+            `(batch, H*W, H*W)` (`(batch, D*H*W, D*H*W)` for volumes), and
+            `"channel"`, shape `(batch, C // 4, C // 4)`.
 
     Input shape:
-        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`; volumes and
+        clips `(batch, D, H, W, C)` or `(batch, C, D, H, W)`.
 
     Output shape:
-        `(batch, H, W, filters)` (channels_last) or `(batch, filters, H, W)`.
+        `(batch, H, W, filters)` (channels_last) or `(batch, filters, H, W)`;
+        `(batch, D, H, W, filters)` or `(batch, filters, D, H, W)` for volumes.
 
     Example:
 
@@ -195,6 +224,8 @@ class DualAttention(ImageAttentionLayer):
     >>> y.shape
     (None, None, None, 256)
     """
+
+    spatial_ranks = (2, 3)
 
     def __init__(self, filters=None, reduction=8, data_format=None, **kwargs):
         super().__init__(data_format=data_format, **kwargs)
@@ -207,18 +238,20 @@ class DualAttention(ImageAttentionLayer):
         return self.filters or channels
 
     def _conv_bn(self, filters, in_channels, name):
-        """A 3x3 convolution (no bias) and its BatchNormalization, built."""
-        conv = keras.layers.Conv2D(
+        """A 3x3 (3x3x3) convolution (no bias) and its BatchNormalization, built."""
+        rank = self.spatial_rank
+        convolution = conv(
+            rank,
+            f"{name}_conv",
             filters,
             3,
+            in_channels,
+            self.dtype_policy,
             padding="same",
             use_bias=False,
-            data_format="channels_last",
-            dtype=self.dtype_policy,
-            name=f"{name}_conv",
         )
-        conv.build((None, None, None, in_channels))
-        return conv, batch_norm(f"{name}_bn", (None, None, None, filters), self.dtype_policy)
+        shape = (None,) * (rank + 1) + (filters,)
+        return convolution, batch_norm(f"{name}_bn", shape, self.dtype_policy)
 
     def build(self, input_shape):
         channels = self._input_channels(input_shape)
@@ -228,6 +261,7 @@ class DualAttention(ImageAttentionLayer):
                 f"at least 4. Received `inputs` with shape {tuple(input_shape)}"
             )
         inner, filters = channels // 4, self._filters(channels)
+        inner_shape = (None,) * (self.spatial_rank + 1) + (inner,)
         # Everything runs channels_last (the input is transposed in `call`), so
         # the weights are the same whatever `data_format` is.
         self.position_in_conv, self.position_in_bn = self._conv_bn(inner, channels, "position_in")
@@ -237,13 +271,13 @@ class DualAttention(ImageAttentionLayer):
             dtype=self.dtype_policy,
             name="position_attention",
         )
-        self.position_attention.build((None, None, None, inner))
+        self.position_attention.build(inner_shape)
         self.position_out_conv, self.position_out_bn = self._conv_bn(filters, inner, "position_out")
         self.channel_in_conv, self.channel_in_bn = self._conv_bn(inner, channels, "channel_in")
         self.channel_attention = ChannelAttention(
             data_format="channels_last", dtype=self.dtype_policy, name="channel_attention"
         )
-        self.channel_attention.build((None, None, None, inner))
+        self.channel_attention.build(inner_shape)
         self.channel_out_conv, self.channel_out_bn = self._conv_bn(filters, inner, "channel_out")
         self.built = True
 
@@ -274,7 +308,7 @@ class DualAttention(ImageAttentionLayer):
     def compute_output_shape(self, input_shape):
         shape = ka_ops.shape_to_channels_last(input_shape, self.data_format)
         filters = self._filters(shape[-1])
-        return ka_ops.shape_from_channels_last((*shape[:3], filters), self.data_format)
+        return ka_ops.shape_from_channels_last((*shape[:-1], filters), self.data_format)
 
     def get_config(self):
         config = super().get_config()

@@ -6,6 +6,7 @@ from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import batch_norm
 from keras_attention.layers.base import check_non_negative_int
 from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.base import conv as conv_of_rank
 
 
 class PreActivationBottleneck(keras.layers.Layer):
@@ -15,6 +16,7 @@ class PreActivationBottleneck(keras.layers.Layer):
     BN-ReLU-1x1 conv (filters), plus the input. When the input channels differ
     from `filters`, the shortcut is a 1x1 convolution of the pre-activated
     input. Convolutions have no bias (each is followed by a BN or a sum).
+    The rank comes from the input: 1x1x1 and 3x3x3 convolutions on 5-D input.
     Internal to `ResidualAttention`, which rebuilds it from its own config.
     """
 
@@ -24,23 +26,23 @@ class PreActivationBottleneck(keras.layers.Layer):
 
     def build(self, input_shape):
         channels = input_shape[-1]
+        rank = len(input_shape) - 2
         inner = max(1, self.filters // 4)
 
         def conv(filters, size, name, in_channels):
-            layer = keras.layers.Conv2D(
+            return conv_of_rank(
+                rank,
+                name,
                 filters,
                 size,
+                in_channels,
+                self.dtype_policy,
                 padding="same",
                 use_bias=False,
-                data_format="channels_last",
-                dtype=self.dtype_policy,
-                name=name,
             )
-            layer.build((None, None, None, in_channels))
-            return layer
 
         def norm(name, in_channels):
-            return batch_norm(name, (None, None, None, in_channels), self.dtype_policy)
+            return batch_norm(name, (None,) * (rank + 1) + (in_channels,), self.dtype_policy)
 
         self.norm1, self.conv1 = norm("norm1", channels), conv(inner, 1, "conv1", channels)
         self.norm2, self.conv2 = norm("norm2", inner), conv(inner, 3, "conv2", inner)
@@ -79,13 +81,20 @@ class ResidualAttention(ImageAttentionLayer):
     units. The released Caffe models also put a residual unit on each skip
     connection; this module does not.
 
+    On volumes and clips every axis is pooled (3x3x3 stride-2 max-pooling),
+    the way back up is trilinear (PyTorch's `interpolate(mode="trilinear",
+    align_corners=False)`), and the units' and the mask's convolutions are
+    1x1x1 and 3x3x3.
+
     Mixed precision: no softmax and no sum over positions: everything runs in
     the compute dtype, with BatchNormalization's statistics in float32
     (Keras's).
 
     Mixed precision: no softmax and no sum over positions: everything (pools,
     resizes, the sigmoid mask) runs in the compute dtype, with
-    BatchNormalization's statistics in float32 (Keras's).
+    BatchNormalization's statistics in float32 (Keras's); a float16 volume is
+    max-pooled in float32 (TensorFlow's CPU has no float16 `MaxPool3D`; the
+    maxima are the same).
 
     Args:
         filters: int or None, the channels of every unit and of the output;
@@ -102,16 +111,20 @@ class ResidualAttention(ImageAttentionLayer):
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: a 4-D feature map.
+        inputs: a 4-D feature map or a 5-D volume or clip.
         training: bool, BatchNormalization's mode.
         return_attention: if True, also return the soft mask M, shape
-            `(batch, H, W, filters)` (channels_last) or `(batch, filters, H, W)`.
+            `(batch, H, W, filters)` (channels_last) or `(batch, filters, H, W)`;
+            `(batch, D, H, W, filters)` or `(batch, filters, D, H, W)` for
+            volumes.
 
     Input shape:
-        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`; volumes and
+        clips `(batch, D, H, W, C)` or `(batch, C, D, H, W)`.
 
     Output shape:
-        `(batch, H, W, filters)` (channels_last) or `(batch, filters, H, W)`.
+        `(batch, H, W, filters)` (channels_last) or `(batch, filters, H, W)`;
+        `(batch, D, H, W, filters)` or `(batch, filters, D, H, W)` for volumes.
 
     Example:
 
@@ -120,6 +133,8 @@ class ResidualAttention(ImageAttentionLayer):
     >>> y.shape
     (None, None, None, 128)
     """
+
+    spatial_ranks = (2, 3)
 
     def __init__(self, filters=None, depth=2, p=1, t=2, r=1, data_format=None, **kwargs):
         super().__init__(data_format=data_format, **kwargs)
@@ -142,7 +157,8 @@ class ResidualAttention(ImageAttentionLayer):
         units = []
         for i in range(count):
             unit = PreActivationBottleneck(filters, dtype=self.dtype_policy, name=f"{name}_{i}")
-            unit.build((None, None, None, in_channels if i == 0 else filters))
+            shape = (None,) * (self.spatial_rank + 1)
+            unit.build((*shape, in_channels if i == 0 else filters))
             units.append(unit)
         return units
 
@@ -162,22 +178,15 @@ class ResidualAttention(ImageAttentionLayer):
         self.trunk_units = self._units(self.t, "trunk", filters)
         self.down_units = self._units(self.depth * self.r, "mask_down", filters)
         self.up_units = self._units(self.depth * self.r, "mask_up", filters)
-        self.mask_norm1 = batch_norm("mask_norm1", (None, None, None, filters), self.dtype_policy)
-        self.mask_conv1 = keras.layers.Conv2D(
-            filters,
-            1,
-            use_bias=False,
-            data_format="channels_last",
-            dtype=self.dtype_policy,
-            name="mask_conv1",
+        rank = self.spatial_rank
+        shape = (None,) * (rank + 1) + (filters,)
+        self.mask_norm1 = batch_norm("mask_norm1", shape, self.dtype_policy)
+        self.mask_conv1 = conv_of_rank(
+            rank, "mask_conv1", filters, 1, filters, self.dtype_policy, use_bias=False
         )
-        self.mask_norm2 = batch_norm("mask_norm2", (None, None, None, filters), self.dtype_policy)
+        self.mask_norm2 = batch_norm("mask_norm2", shape, self.dtype_policy)
         # The last convolution feeds the sigmoid directly, so it keeps a bias.
-        self.mask_conv2 = keras.layers.Conv2D(
-            filters, 1, data_format="channels_last", dtype=self.dtype_policy, name="mask_conv2"
-        )
-        for layer in (self.mask_conv1, self.mask_conv2):
-            layer.build((None, None, None, filters))
+        self.mask_conv2 = conv_of_rank(rank, "mask_conv2", filters, 1, filters, self.dtype_policy)
         self.post_units = self._units(self.p, "post", filters)
         self.built = True
 
@@ -190,14 +199,26 @@ class ResidualAttention(ImageAttentionLayer):
         return units[level * self.r : (level + 1) * self.r]
 
     def _resize_like(self, x, reference):
-        target = ops.shape(reference)
-        return ka_ops.resize_linear(x, (target[1], target[2]))
+        # Bilinear on images, trilinear on volumes: every spatial axis.
+        return ka_ops.resize_linear(x, ops.shape(reference)[1:-1])
+
+    def _max_pool(self, x):
+        """3x3 (3x3x3) stride-2 max-pooling, "same" padding, channels_last."""
+        dtype = keras.backend.standardize_dtype(x.dtype)
+        if len(x.shape) == 5 and dtype == "float16":
+            # TensorFlow's CPU has no float16 MaxPool3D kernel. A maximum is
+            # exact in float32 and casts back exactly: the same values.
+            pooled = ops.max_pool(
+                ops.cast(x, "float32"), 3, strides=2, padding="same", data_format="channels_last"
+            )
+            return ops.cast(pooled, dtype)
+        return ops.max_pool(x, 3, strides=2, padding="same", data_format="channels_last")
 
     def soft_mask(self, x, training=None):
         """The mask M in [0, 1] of a channels_last tensor with `filters` channels."""
         skips, h = [], x
         for level in range(self.depth):
-            h = ops.max_pool(h, 3, strides=2, padding="same", data_format="channels_last")
+            h = self._max_pool(h)
             h = self._run(self._level(self.down_units, level), h, training)
             skips.append(h)
         for level in reversed(range(self.depth)):
@@ -222,7 +243,7 @@ class ResidualAttention(ImageAttentionLayer):
     def compute_output_shape(self, input_shape):
         shape = ka_ops.shape_to_channels_last(input_shape, self.data_format)
         filters = self._filters(shape[-1])
-        return ka_ops.shape_from_channels_last((*shape[:3], filters), self.data_format)
+        return ka_ops.shape_from_channels_last((*shape[:-1], filters), self.data_format)
 
     def get_config(self):
         config = super().get_config()

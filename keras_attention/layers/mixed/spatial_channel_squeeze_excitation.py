@@ -29,6 +29,11 @@ class SpatialChannelSqueezeExcitation(ImageAttentionLayer):
     default. With C=256: 66,177 parameters at reduction=2 (65,920 + 257),
     8,721 at reduction=16.
 
+    On volumes and clips cSE pools over depth, height and width and sSE is a
+    1x1x1 convolution, one weight per voxel: with `combine="max"` this is
+    fvcore's `ChannelSpatialSqueezeExcitation(is_3d=True)` (ReLU, biases on,
+    `reduction_ratio=reduction`), to float32 rounding.
+
     Mixed precision: its spatial means accumulate in float32
     (`keras_attention.ops.mean`); the MLP, the 1x1 convolution and the sigmoid
     gates run in the compute dtype.
@@ -42,14 +47,16 @@ class SpatialChannelSqueezeExcitation(ImageAttentionLayer):
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: a 4-D feature map.
+        inputs: a 4-D feature map or a 5-D volume or clip.
         training: unused; accepted for a uniform signature.
         return_attention: if True, also return a dict of the two gates:
             `"channel"`, shape `(batch, C)`, and `"spatial"`, shape
-            `(batch, H, W, 1)` (channels_last) or `(batch, 1, H, W)`.
+            `(batch, H, W, 1)` (channels_last) or `(batch, 1, H, W)`;
+            `(batch, D, H, W, 1)` or `(batch, 1, D, H, W)` for volumes.
 
     Input shape:
-        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`; volumes and
+        clips `(batch, D, H, W, C)` or `(batch, C, D, H, W)`.
 
     Output shape:
         Same as the input.
@@ -61,6 +68,8 @@ class SpatialChannelSqueezeExcitation(ImageAttentionLayer):
     >>> y.shape
     (None, None, None, 64)
     """
+
+    spatial_ranks = (2, 3)
 
     def __init__(self, reduction=2, combine="add", data_format=None, **kwargs):
         super().__init__(data_format=data_format, **kwargs)
@@ -74,8 +83,9 @@ class SpatialChannelSqueezeExcitation(ImageAttentionLayer):
         self.hidden, self.logits = channel_mlp(
             channels, max(1, channels // self.reduction), ("hidden", "logits"), self.dtype_policy
         )
-        # A 1x1 conv to one map is a dot product over channels: a Dense on the
-        # channel axis needs no data format and has the conv's (C, 1) kernel.
+        # A 1x1 (1x1x1) conv to one map is a dot product over channels: a Dense
+        # on the channel axis needs no data format or rank and has the conv's
+        # (C, 1) kernel.
         self.spatial = keras.layers.Dense(1, dtype=self.dtype_policy, name="spatial")
         self.spatial.build((None, channels))
         self.built = True
@@ -86,7 +96,7 @@ class SpatialChannelSqueezeExcitation(ImageAttentionLayer):
         )
         x = ka_ops.to_channels_last(inputs, self.data_format)
         spatial = ka_ops.from_channels_last(ops.sigmoid(self.spatial(x)), self.data_format)
-        by_channel = inputs * ka_ops.expand_channels(channel, self.data_format)
+        by_channel = inputs * ka_ops.expand_channels(channel, self.data_format, len(inputs.shape))
         by_position = inputs * spatial
         if self.combine == "add":
             outputs = by_channel + by_position
