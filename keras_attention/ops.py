@@ -323,7 +323,12 @@ def depthwise_conv(x, kernel, strides=1, padding="same", dilation_rate=1):
     """
     if len(kernel.shape) == 4:
         return ops.depthwise_conv(
-            x, kernel, strides=strides, padding=padding, dilation_rate=dilation_rate
+            x,
+            kernel,
+            strides=strides,
+            padding=padding,
+            data_format="channels_last",
+            dilation_rate=dilation_rate,
         )
     strides = (strides,) * 3 if isinstance(strides, int) else tuple(strides)
     dilation = (dilation_rate,) * 3 if isinstance(dilation_rate, int) else tuple(dilation_rate)
@@ -343,7 +348,12 @@ def depthwise_conv(x, kernel, strides=1, padding="same", dilation_rate=1):
         frames = x[:, start : start + depth]
         frames = ops.reshape(frames, (-1, *ops.shape(frames)[2:]))
         y = ops.depthwise_conv(
-            frames, kernel[tap], strides=strides[1:], padding=padding, dilation_rate=dilation[1:]
+            frames,
+            kernel[tap],
+            strides=strides[1:],
+            padding=padding,
+            data_format="channels_last",
+            dilation_rate=dilation[1:],
         )
         outputs = y if outputs is None else outputs + y
     return ops.reshape(outputs, (batch, depth, *ops.shape(outputs)[1:]))
