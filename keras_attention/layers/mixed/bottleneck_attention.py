@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_attention import ops as ka_ops
+from keras_attention.layers import base
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import batch_norm
 from keras_attention.layers.base import check_choice
@@ -34,6 +35,12 @@ class BottleneckAttention(ImageAttentionLayer):
     training). With C=256 and r=16 it has 17,489 parameters (17,361
     trainable).
 
+    Volumes and clips: the channel branch pools all D*H*W positions; the
+    spatial branch's convolutions are 1x1x1 and dilated 3x3x3 (`Conv3D`,
+    dilation `dilation_rate` along depth too), giving one logit per voxel.
+    With C=256 and r=16: 26,705 parameters. 2-D weights inflate onto it by
+    path (kernels centred in depth).
+
     Mixed precision: its spatial means accumulate in float32
     (`keras_attention.ops.mean`); the MLP, the dilated convolutions and the
     sigmoid run in the compute dtype, with BatchNormalization's statistics in
@@ -51,13 +58,14 @@ class BottleneckAttention(ImageAttentionLayer):
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: a 4-D feature map.
+        inputs: a 4-D feature map or a 5-D volume or clip.
         training: bool, BatchNormalization's mode.
         return_attention: if True, also return the attention map `M`, the
-            input's shape.
+            input's shape (`(batch, D, H, W, C)` for a channels_last clip).
 
     Input shape:
-        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`; volumes and
+        clips `(batch, D, H, W, C)` or `(batch, C, D, H, W)`.
 
     Output shape:
         Same as the input.
@@ -70,6 +78,8 @@ class BottleneckAttention(ImageAttentionLayer):
     (None, None, None, 64)
     """
 
+    spatial_ranks = (2, 3)
+
     def __init__(self, reduction=16, dilation_rate=4, combine="sum", data_format=None, **kwargs):
         super().__init__(data_format=data_format, **kwargs)
         check_positive_int("reduction", reduction)
@@ -80,17 +90,16 @@ class BottleneckAttention(ImageAttentionLayer):
         self.combine = combine
 
     def _conv(self, name, filters, kernel_size, in_channels, dilation_rate=1):
-        conv = keras.layers.Conv2D(
+        return base.conv(
+            self.spatial_rank,
+            name,
             filters,
             kernel_size,
+            in_channels,
+            self.dtype_policy,
             padding="same",
             dilation_rate=dilation_rate,
-            data_format="channels_last",
-            dtype=self.dtype_policy,
-            name=name,
         )
-        conv.build((None, None, None, in_channels))
-        return conv
 
     def build(self, input_shape):
         channels = self._input_channels(input_shape)
@@ -104,7 +113,7 @@ class BottleneckAttention(ImageAttentionLayer):
             channels, dtype=self.dtype_policy, name="channel_logits"
         )
         self.channel_logits.build((None, units))
-        map_shape = (None, None, None, units)
+        map_shape = (None,) * (self.spatial_rank + 1) + (units,)
         self.spatial_reduce = self._conv("spatial_reduce", units, 1, channels)
         self.spatial_reduce_norm = batch_norm("spatial_reduce_norm", map_shape, self.dtype_policy)
         self.spatial_conv1 = self._conv("spatial_conv1", units, 3, units, self.dilation_rate)
@@ -115,15 +124,17 @@ class BottleneckAttention(ImageAttentionLayer):
         self.built = True
 
     def call(self, inputs, training=None, return_attention=False):
+        rank = len(inputs.shape) - 2
         pooled = ka_ops.spatial_mean(inputs, self.data_format)
         hidden = ops.relu(self.channel_norm(self.channel_hidden(pooled), training=training))
-        channel = self.channel_logits(hidden)[:, None, None, :]  # (batch, 1, 1, C)
+        # (batch, 1, 1, C) or (batch, 1, 1, 1, C)
+        channel = ka_ops.expand_channels(self.channel_logits(hidden), "channels_last", rank + 2)
 
         x = ka_ops.to_channels_last(inputs, self.data_format)
         x = ops.relu(self.spatial_reduce_norm(self.spatial_reduce(x), training=training))
         x = ops.relu(self.spatial_norm1(self.spatial_conv1(x), training=training))
         x = ops.relu(self.spatial_norm2(self.spatial_conv2(x), training=training))
-        spatial = self.spatial_logits(x)  # (batch, H, W, 1)
+        spatial = self.spatial_logits(x)  # (batch, H, W, 1) or (batch, D, H, W, 1)
 
         logits = channel + spatial if self.combine == "sum" else channel * spatial
         attention = ka_ops.from_channels_last(ops.sigmoid(logits), self.data_format)

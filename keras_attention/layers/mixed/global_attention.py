@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_attention import ops as ka_ops
+from keras_attention.layers import base
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import batch_norm
 from keras_attention.layers.base import check_positive_int
@@ -27,6 +28,11 @@ class GlobalAttention(ImageAttentionLayer):
     (`GAM_Attention`, rate=4). With C=256 and reduction=4: 1,640,320
     parameters (1,639,552 trainable).
 
+    Volumes and clips: the MLP runs on every voxel's channel vector, and the
+    spatial branch's convolutions are 7x7x7 (`Conv3D`); the gates keep the
+    input's shape. With C=256 and reduction=4: 11,274,112 parameters. 2-D
+    weights inflate onto it by path (kernels centred in depth).
+
     Mixed precision: no softmax and no sum over positions: everything runs in
     the compute dtype, with BatchNormalization's statistics in float32
     (Keras's).
@@ -39,13 +45,15 @@ class GlobalAttention(ImageAttentionLayer):
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: a 4-D feature map.
+        inputs: a 4-D feature map or a 5-D volume or clip.
         training: bool, BatchNormalization's mode.
         return_attention: if True, also return a dict of the two gates,
-            `"channel"` and `"spatial"`, each the same shape as the input.
+            `"channel"` and `"spatial"`, each the same shape as the input
+            (`(batch, D, H, W, C)` for a channels_last clip).
 
     Input shape:
-        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`; volumes and
+        clips `(batch, D, H, W, C)` or `(batch, C, D, H, W)`.
 
     Output shape:
         Same as the input.
@@ -57,6 +65,8 @@ class GlobalAttention(ImageAttentionLayer):
     >>> y.shape
     (None, None, None, 64)
     """
+
+    spatial_ranks = (2, 3)
 
     def __init__(self, reduction=4, data_format=None, **kwargs):
         super().__init__(data_format=data_format, **kwargs)
@@ -70,15 +80,16 @@ class GlobalAttention(ImageAttentionLayer):
             channels, hidden, ("channel_hidden", "channel_logits"), self.dtype_policy
         )
         # The convolutions run channels_last (inputs transposed in `call`).
-        common = {"padding": "same", "data_format": "channels_last", "dtype": self.dtype_policy}
-        self.spatial_reduce = keras.layers.Conv2D(hidden, 7, name="spatial_reduce", **common)
-        self.spatial_reduce.build((None, None, None, channels))
-        self.reduce_norm = batch_norm("reduce_norm", (None, None, None, hidden), self.dtype_policy)
-        self.spatial_expand = keras.layers.Conv2D(channels, 7, name="spatial_expand", **common)
-        self.spatial_expand.build((None, None, None, hidden))
-        self.expand_norm = batch_norm(
-            "expand_norm", (None, None, None, channels), self.dtype_policy
+        rank, dtype = self.spatial_rank, self.dtype_policy
+        positions = (None,) * (rank + 1)
+        self.spatial_reduce = base.conv(
+            rank, "spatial_reduce", hidden, 7, channels, dtype, padding="same"
         )
+        self.reduce_norm = batch_norm("reduce_norm", (*positions, hidden), dtype)
+        self.spatial_expand = base.conv(
+            rank, "spatial_expand", channels, 7, hidden, dtype, padding="same"
+        )
+        self.expand_norm = batch_norm("expand_norm", (*positions, channels), dtype)
         self.built = True
 
     def call(self, inputs, training=None, return_attention=False):

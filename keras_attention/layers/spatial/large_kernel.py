@@ -1,6 +1,7 @@
 import keras
 
 from keras_attention import ops as ka_ops
+from keras_attention.layers import base
 from keras_attention.layers.base import ImageAttentionLayer
 
 
@@ -19,6 +20,13 @@ class LargeKernelAttention(ImageAttentionLayer):
     projections, a GELU and a shortcut, which are not part of this layer.
     With C=256: 85,248 parameters (6,656 + 12,800 + 65,792).
 
+    Volumes and clips: the same decomposition in 3-D, a 5x5x5 depthwise
+    convolution, a 7x7x7 depthwise convolution with dilation 3 (a 23x23x23
+    receptive field) and a 1x1x1 convolution, all with biases (the depthwise
+    ones through `DepthwiseConv3D`). With C=256: 186,112 parameters
+    (32,256 + 88,064 + 65,792). The 2-D weights inflate onto it by path
+    (each kernel gains a leading depth axis).
+
     Mixed precision: everything runs in the compute dtype (no softmax, no
     sum over positions). The output is unbounded in the input scale: the
     input times a map linear in it, so it grows with the square of the scale,
@@ -33,13 +41,14 @@ class LargeKernelAttention(ImageAttentionLayer):
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: a 4-D feature map.
+        inputs: a 4-D feature map or a 5-D volume or clip.
         training: unused; accepted for a uniform signature.
         return_attention: if True, also return the attention map, the same
-            shape as the input.
+            shape as the input (`(batch, D, H, W, C)` for a channels_last clip).
 
     Input shape:
-        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`; volumes and
+        clips `(batch, D, H, W, C)` or `(batch, C, D, H, W)`.
 
     Output shape:
         Same as the input.
@@ -52,16 +61,15 @@ class LargeKernelAttention(ImageAttentionLayer):
     (None, None, None, 64)
     """
 
+    spatial_ranks = (2, 3)
+
     def build(self, input_shape):
         channels = self._input_channels(input_shape)
+        rank, dtype = self.spatial_rank, self.dtype_policy
         # The convolutions run channels_last (inputs transposed in `call`).
-        common = {"padding": "same", "data_format": "channels_last", "dtype": self.dtype_policy}
-        self.local = keras.layers.DepthwiseConv2D(5, name="local", **common)
-        self.local.build((None, None, None, channels))
-        self.dilated = keras.layers.DepthwiseConv2D(7, dilation_rate=3, name="dilated", **common)
-        self.dilated.build((None, None, None, channels))
-        self.pointwise = keras.layers.Conv2D(channels, 1, name="pointwise", **common)
-        self.pointwise.build((None, None, None, channels))
+        self.local = base.depthwise_conv(rank, "local", 5, channels, dtype)
+        self.dilated = base.depthwise_conv(rank, "dilated", 7, channels, dtype, dilation_rate=3)
+        self.pointwise = base.pointwise_conv("pointwise", channels, channels, dtype, rank=rank)
         self.built = True
 
     def call(self, inputs, training=None, return_attention=False):
