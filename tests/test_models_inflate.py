@@ -96,6 +96,21 @@ def test_timm_resnet18_centre_with_padded_depth(timm_resnet18):
     assert_boring_video_property(timm_resnet18, video)
 
 
+@pytest.mark.parametrize("name", ["regnety_002", "seresnext26d_32x4d"])
+def test_timm_families_with_grouped_convolutions_and_se(name):
+    # GroupedConv2D -> a grouped Conv3D; timm's SE -> the package's SqueezeExcitation in 3-D.
+    model = from_timm(name, pretrained=False, classes=5, input_shape=(32, 32, 3))
+    randomize_statistics(model, seed=4)
+    video = inflate(
+        model,
+        time_kernel=lambda layer: 3 if max(layer.kernel_size) > 1 else 1,
+        mode="centre",
+    )
+    grouped = [layer for layer in video.layers if getattr(layer, "groups", 1) > 1]
+    assert grouped and all(isinstance(layer, keras.layers.Conv3D) for layer in grouped)
+    assert_boring_video_property(model, video)
+
+
 @pytest.mark.parametrize("mode", ["repeat", "centre"])
 def test_kernels_are_inflated_as_asked(se_resnet50, mode):
     video = inflate(se_resnet50, time_kernel=3, mode=mode)

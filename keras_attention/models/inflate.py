@@ -5,8 +5,11 @@ import numpy as np
 
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.depthwise_conv3d import DepthwiseConv3D
+from keras_attention.models.grouped_conv import GroupedConv2D
 
 MODES = ("repeat", "centre")
+# 2-D convolutions whose volume form is a Keras Conv3D of the same config (groups included).
+_CONVOLUTIONS = (keras.layers.Conv2D, GroupedConv2D)
 
 # Layers whose config and weights serve images and volumes alike (an `axis` is remapped).
 _UNCHANGED = (
@@ -119,7 +122,7 @@ class _Inflater:
         cls = type(layer)
         if isinstance(layer, keras.Model):
             self._refuse(layer, "nested models are not inflated; pass a flat functional model")
-        if cls is keras.layers.Conv2D:
+        if cls in _CONVOLUTIONS:
             t = _per_layer("time_kernel", self.time_kernel, layer)
             s = _per_layer("time_stride", self.time_stride, layer)
             config.update(
@@ -172,7 +175,7 @@ class _Inflater:
             return cls.from_config(_remap_axis(config, self.data_format)), ("copy", None)
         self._refuse(
             layer,
-            "it has no known 3-D form (known: Conv2D, DepthwiseConv2D, pooling, global "
+            "it has no known 3-D form (known: Conv2D, GroupedConv2D, DepthwiseConv2D, pooling, global "
             "pooling, ZeroPadding2D, this package's 3-D-capable attention layers, and "
             "layers that act per position or per channel such as Dense, "
             "BatchNormalization, activations, Add, Multiply, Concatenate, Dropout)",
@@ -191,10 +194,10 @@ class _Inflater:
         depths = {
             _per_layer("time_kernel", self.time_kernel, c)
             for c in consumers
-            if type(c) in (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
+            if type(c) in (*_CONVOLUTIONS, keras.layers.DepthwiseConv2D)
         }
         if len(depths) != 1 or len(consumers) != sum(
-            type(c) in (keras.layers.Conv2D, keras.layers.DepthwiseConv2D) for c in consumers
+            type(c) in (*_CONVOLUTIONS, keras.layers.DepthwiseConv2D) for c in consumers
         ):
             return (0, 0)
         (t,) = depths
@@ -228,7 +231,8 @@ def inflate(model, time_kernel=1, time_stride=1, mode="repeat", name=None):
     (channels after the batch for channels_first), the same depth axis
     inserted in every tensor:
 
-    - `Conv2D` -> `Conv3D`: a k x k kernel becomes t x k x k, t =
+    - `Conv2D` (and the package's `GroupedConv2D`) -> `Conv3D` (grouped
+      convolutions keep their `groups`): a k x k kernel becomes t x k x k, t =
       `time_kernel`; `mode="repeat"` repeats it over the t depth taps and
       divides by t (I3D), `mode="centre"` puts it in the middle tap and zeros
       elsewhere. Depth stride `time_stride`, depth dilation 1, the same
