@@ -1,10 +1,14 @@
 """Functional model builders: attention ResNets, Residual Attention Networks,
-a spatial-transformer classifier and DANet/CCNet segmentation models.
+a spatial-transformer classifier, DANet/CCNet segmentation models and
+Attention U-Net (2-D or 3-D), and `inflate`: the I3D twin of a 2-D model.
 
 Every model is made of registered layers only, so it saves to `.keras` and
 reloads in safe mode after `import keras_attention`.
 """
 
+from keras_attention.models.attention_unet import AttentionUNet
+from keras_attention.models.attention_unet import UNet
+from keras_attention.models.inflate import inflate
 from keras_attention.models.residual_attention_net import ResidualAttentionNet56
 from keras_attention.models.residual_attention_net import ResidualAttentionNet92
 from keras_attention.models.resize import ResizeLike

@@ -1,7 +1,6 @@
-"""Bilinear resizing to the spatial size of a reference tensor, for the segmentation heads."""
+"""Bilinear (trilinear) resizing to the spatial size of a reference tensor, for decoders and heads."""
 
 import keras
-from keras import ops
 
 from keras_attention import ops as ka_ops
 
@@ -9,6 +8,10 @@ from keras_attention import ops as ka_ops
 @keras.saving.register_keras_serializable(package="keras_attention")
 class ResizeLike(keras.layers.Layer):
     """Resizes a feature map bilinearly to the height and width of a reference tensor.
+
+    Volumes: 5-D `x` and reference are resized trilinearly to the reference's
+    depth, height and width (PyTorch's `interpolate(mode="trilinear",
+    align_corners=False)`).
 
     Segmentation heads use it to bring their logits back to the input image's
     resolution for any image size, including sizes that the backbone's stride
@@ -24,11 +27,11 @@ class ResizeLike(keras.layers.Layer):
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: a list `[x, reference]` of 4-D tensors; only the reference's
-            height and width are used.
+        inputs: a list `[x, reference]` of 4-D (or 5-D) tensors; only the
+            reference's spatial sizes are used.
 
     Output shape:
-        `x`'s shape with the reference's height and width.
+        `x`'s shape with the reference's height and width (and depth).
 
     Example:
 
@@ -44,13 +47,12 @@ class ResizeLike(keras.layers.Layer):
 
     def call(self, inputs):
         x, reference = inputs
-        rows, columns = ka_ops.spatial_axes(self.data_format)
-        height, width = ops.shape(reference)[rows], ops.shape(reference)[columns]
-        return ka_ops.resize_linear(x, (height, width), self.data_format)
+        size = ka_ops.spatial_shape(reference, self.data_format)
+        return ka_ops.resize_linear(x, size, self.data_format)
 
     def compute_output_shape(self, input_shapes):
         shape, reference = (list(s) for s in input_shapes)
-        for axis in ka_ops.spatial_axes(self.data_format):
+        for axis in ka_ops.spatial_axes(self.data_format, len(shape)):
             shape[axis] = reference[axis]
         return tuple(shape)
 
