@@ -28,6 +28,8 @@ NOT_INVARIANT = {
     "frames has D times the image's squared deviations over D*H*W - 1, not D*(H*W - 1)",
     "SpatialGroupEnhance": "it divides the similarity by its unbiased standard deviation over "
     "positions (D*H*W - 1 in a clip against D*(H*W - 1) for D copies of the image)",
+    "CoordinateAttention": "its 3-D form has a third gate, along depth (conv_d, no 2-D "
+    "counterpart), which still scales every frame of a boring clip",
 }
 
 
