@@ -161,10 +161,12 @@ def inflate_weights(image_layer, volume_layer):
 
     A layer's 2-D and 3-D forms create the same sublayers with the same names in
     the same order (DESIGN.md), so their weights pair one to one; the paths are
-    compared below the layer's own name.
+    compared below the layer's own name. A 3-D form may add weights of its own
+    after the shared ones (CoordinateAttention's depth gate): they keep their
+    values.
     """
     images, volumes = image_layer.weights, volume_layer.weights
-    assert len(images) == len(volumes), (len(images), len(volumes))
+    assert len(images) <= len(volumes), (len(images), len(volumes))
     for image, volume in zip(images, volumes):
         assert image.path.split("/", 1)[-1] == volume.path.split("/", 1)[-1], (
             image.path,

@@ -48,6 +48,69 @@ def test_matches_timm():
     )
 
 
+def coordinate_volume_reference(x, layer):
+    """Coordinate attention over three pooled axes in NumPy, from the layer's weights (inference).
+
+    `x` is (b, d, h, w, c): D strips (mean over H, W), H strips (over D, W) and
+    W strips (over D, H), one shared 1x1 conv + BN + h-swish, then one 1x1 conv
+    and sigmoid per axis.
+    """
+    weights = {w.path.split("/", 1)[1]: to_numpy(w).astype(np.float64) for w in layer.weights}
+
+    def dense(t, name):
+        return t @ weights[f"{name}/kernel"] + weights[f"{name}/bias"]
+
+    def sigmoid(t):
+        return 1 / (1 + np.exp(-t))
+
+    x = x.astype(np.float64)
+    strips = [x.mean(axis=(2, 3)), x.mean(axis=(1, 3)), x.mean(axis=(1, 2))]
+    gates = []
+    for strip, name in zip(strips, ("conv_d", "conv_h", "conv_w")):
+        t = dense(strip, "conv")
+        t = (t - weights["norm/moving_mean"]) / np.sqrt(weights["norm/moving_variance"] + 1e-5)
+        t = t * weights["norm/gamma"] + weights["norm/beta"]
+        t = t * np.clip(t + 3, 0, 6) / 6  # h-swish
+        gates.append(sigmoid(dense(t, name)))
+    gate_d, gate_h, gate_w = gates
+    gate_d = gate_d[:, :, None, None]
+    gate_h = gate_h[:, None, :, None]
+    gate_w = gate_w[:, None, None, :]
+    return x * gate_d * gate_h * gate_w, {"depth": gate_d, "height": gate_h, "width": gate_w}
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_volume_matches_numpy_reference_with_three_gates(data_format):
+    layer = CoordinateAttention(reduction=4, data_format=data_format)
+    x = random_input((2, 3, 5, 4, 16), seed=2)
+    fed = np.moveaxis(x, -1, 1) if data_format == "channels_first" else x
+    layer(fed)
+    randomize_weights(layer)
+    assert [w.path.split("/", 1)[1] for w in layer.weights][-2:] == ["conv_d/kernel", "conv_d/bias"]
+    outputs, attention = layer(fed, return_attention=True)
+    expected, expected_gates = coordinate_volume_reference(x, layer)
+    outputs = to_numpy(outputs)
+    if data_format == "channels_first":
+        outputs = np.moveaxis(outputs, 1, -1)
+    np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-5)
+    for name, gate in expected_gates.items():
+        actual = to_numpy(attention[name])
+        if data_format == "channels_first":
+            actual = np.moveaxis(actual, 1, -1)
+        np.testing.assert_allclose(actual, gate, rtol=1e-5, atol=1e-6)
+    assert to_numpy(attention["depth"]).shape == (
+        (2, 3, 1, 1, 16) if data_format == "channels_last" else (2, 16, 3, 1, 1)
+    )
+
+
+def test_volume_adds_only_the_depth_gate():
+    layer = CoordinateAttention()
+    layer.build((None, 4, 14, 14, 256))
+    image_layer = CoordinateAttention()
+    image_layer.build((None, 14, 14, 256))
+    assert layer.count_params() == image_layer.count_params() + (8 * 256 + 256)
+
+
 def test_gates_follow_rows_and_columns():
     layer = CoordinateAttention(reduction=4)
     x = random_input()

@@ -49,6 +49,8 @@ NOT_INVARIANT = {
         "its cross runs along depth too: on a boring clip the depth line holds D - 1 copies "
         "of the centre, which the image's softmax over H + W - 1 positions does not see"
     ),
+    "CoordinateAttention": "its 3-D form has a third gate, along depth (conv_d, no 2-D "
+    "counterpart), which still scales every frame of a boring clip",
 }
 
 

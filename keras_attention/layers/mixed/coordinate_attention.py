@@ -24,6 +24,17 @@ class CoordinateAttention(ImageAttentionLayer):
     with `bias=True`). With C=256 and the defaults it has 6,696 parameters
     (6,680 trainable).
 
+    Volumes and clips: three pooled axes. The map is averaged into D strips
+    (one vector a frame, over H and W), H strips (over D and W) and W strips
+    (over D and H); the D + H + W vectors go through the shared 1x1
+    convolution, BatchNormalization and h-swish together, are split, and three
+    1x1 convolutions with sigmoids (`conv_d`, `conv_h`, `conv_w`) give the
+    gates `a_d`, `a_h`, `a_w`; the output is `x * a_d * a_h * a_w`. The depth
+    gate adds `conv_d` (C * units + C weights) after the weights the 2-D form
+    has, so 2-D weights load into the shared part by path, but a boring clip
+    is still scaled by its depth gate: the 3-D form is not the 2-D one on
+    repeated frames.
+
     Mixed precision: the row and column means accumulate in float32
     (`keras_attention.ops.mean`); the convolutions and the sigmoid gates run in
     the compute dtype, with BatchNormalization's statistics in float32
@@ -37,15 +48,19 @@ class CoordinateAttention(ImageAttentionLayer):
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: a 4-D feature map.
+        inputs: a 4-D feature map or a 5-D volume or clip.
         training: bool, BatchNormalization's mode.
         return_attention: if True, also return a dict of the two gates,
             `"height"` of shape `(batch, H, 1, C)` and `"width"` of shape
             `(batch, 1, W, C)` (channels_last; `(batch, C, H, 1)` and
-            `(batch, C, 1, W)` for channels_first).
+            `(batch, C, 1, W)` for channels_first). For volumes and clips,
+            three: `"depth"` `(batch, D, 1, 1, C)`, `"height"`
+            `(batch, 1, H, 1, C)` and `"width"` `(batch, 1, 1, W, C)`
+            (channels_last; channels after the batch for channels_first).
 
     Input shape:
-        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`; volumes and
+        clips `(batch, D, H, W, C)` or `(batch, C, D, H, W)`.
 
     Output shape:
         Same as the input.
@@ -57,6 +72,8 @@ class CoordinateAttention(ImageAttentionLayer):
     >>> y.shape
     (None, None, None, 64)
     """
+
+    spatial_ranks = (2, 3)
 
     def __init__(self, reduction=32, min_units=8, data_format=None, **kwargs):
         super().__init__(data_format=data_format, **kwargs)
@@ -75,10 +92,16 @@ class CoordinateAttention(ImageAttentionLayer):
         self.conv_h.build((None, None, units))
         self.conv_w = keras.layers.Dense(channels, dtype=self.dtype_policy, name="conv_w")
         self.conv_w.build((None, None, units))
+        if self.spatial_rank == 3:
+            # Last, so the weights the two forms share come first in the same order.
+            self.conv_d = keras.layers.Dense(channels, dtype=self.dtype_policy, name="conv_d")
+            self.conv_d.build((None, None, units))
         self.built = True
 
     def call(self, inputs, training=None, return_attention=False):
         x = ka_ops.to_channels_last(inputs, self.data_format)
+        if len(x.shape) == 5:
+            return self._call_volume(x, training, return_attention)
         height = ops.shape(x)[1]
         rows = ka_ops.mean(x, 2)  # (batch, H, C)
         columns = ka_ops.mean(x, 1)  # (batch, W, C)
@@ -91,6 +114,29 @@ class CoordinateAttention(ImageAttentionLayer):
         gate_w = ops.expand_dims(ops.sigmoid(self.conv_w(columns)), 1)
         outputs = ka_ops.from_channels_last(x * gate_w * gate_h, self.data_format)
         attention = {
+            "height": ka_ops.from_channels_last(gate_h, self.data_format),
+            "width": ka_ops.from_channels_last(gate_w, self.data_format),
+        }
+        return self._outputs(outputs, attention, return_attention)
+
+    def _call_volume(self, x, training, return_attention):
+        """The channels_last (batch, D, H, W, C) form: strips along depth, height and width."""
+        depth, height = ops.shape(x)[1], ops.shape(x)[2]
+        planes = ka_ops.mean(x, (2, 3))  # (batch, D, C): one vector a frame
+        rows = ka_ops.mean(x, (1, 3))  # (batch, H, C)
+        columns = ka_ops.mean(x, (1, 2))  # (batch, W, C)
+        # One convolution and one normalisation over the D + H + W strips together.
+        strips = ops.concatenate([planes, rows, columns], axis=1)
+        strips = ops.hard_silu(self.norm(self.conv(strips), training=training))
+        planes = strips[:, :depth]
+        rows = strips[:, depth : depth + height]
+        columns = strips[:, depth + height :]
+        gate_d = ops.expand_dims(ops.sigmoid(self.conv_d(planes)), (2, 3))
+        gate_h = ops.expand_dims(ops.sigmoid(self.conv_h(rows)), (1, 3))
+        gate_w = ops.expand_dims(ops.sigmoid(self.conv_w(columns)), (1, 2))
+        outputs = ka_ops.from_channels_last(x * gate_w * gate_h * gate_d, self.data_format)
+        attention = {
+            "depth": ka_ops.from_channels_last(gate_d, self.data_format),
             "height": ka_ops.from_channels_last(gate_h, self.data_format),
             "width": ka_ops.from_channels_last(gate_w, self.data_format),
         }
