@@ -257,3 +257,35 @@ def test_without_deep_supervision():
 def test_bad_arguments_raise(kwargs, argument):
     with pytest.raises(ValueError, match=f"`{argument}`"):
         AttentionUNet(**{"classes": 2, **kwargs})
+
+
+@pytest.mark.xfail(
+    keras.backend.backend() == "tensorflow",
+    strict=True,
+    reason="TensorFlow's oneDNN NCDHW Conv3D on a CPU: after MaxPooling3D, conv2_1 differs "
+    "from the channels_last model by ~0.7 (JAX and PyTorch equal it exactly)",
+)
+def test_channels_first_equals_channels_last():
+    from keras_attention.models import _common
+
+    if not _common.channels_first_runs():
+        pytest.skip("no NCHW convolution on this backend and machine")
+    last = AttentionUNet(classes=2, filters=(2, 4, 8))
+    randomize_weights(last)
+    keras.config.set_image_data_format("channels_first")  # conftest restores it
+    first = AttentionUNet(classes=2, filters=(2, 4, 8))
+    assert first.input.shape == (None, 1, None, None, None)
+    first.set_weights(last.get_weights())
+    x = np.random.default_rng(0).normal(size=(1, 8, 8, 8, 1)).astype("float32")
+    expected = to_numpy(last(x))
+    actual = np.moveaxis(to_numpy(first(np.moveaxis(x, -1, 1))), 1, -1)
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_channels_first_refused_where_nchw_cannot_run(monkeypatch):
+    from keras_attention.models import _common
+
+    monkeypatch.setattr(_common, "channels_first_runs", lambda: False)
+    keras.config.set_image_data_format("channels_first")  # conftest restores it
+    with pytest.raises(ValueError, match="cannot run NCHW"):
+        AttentionUNet(classes=2, filters=(2, 4, 8))

@@ -79,7 +79,8 @@ def _input(input_shape, dims):
         channels_last = _common.channel_axis() == -1
         input_shape = spatial + (1,) if channels_last else (1,) + spatial
     shape = tuple(input_shape) if isinstance(input_shape, (list, tuple)) else ()
-    channels = shape[_common.channel_axis()] if len(shape) == dims + 1 else None
+    channel_index = -1 if _common.channel_axis() == -1 else 0  # `shape` has no batch axis
+    channels = shape[channel_index] if len(shape) == dims + 1 else None
     if not (isinstance(channels, int) and channels > 0):
         raise ValueError(
             f"`input_shape` must be a tuple of {dims + 1} dimensions (dims={dims} spatial axes "
