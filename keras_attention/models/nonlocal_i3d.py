@@ -284,7 +284,19 @@ def _build(
     return model
 
 
-_DOC = """{title}
+def NonLocalResNet50(
+    nonlocal_blocks=5,
+    variant="i3d",
+    weights=None,
+    inflation="repeat",
+    include_top=True,
+    classes=400,
+    input_shape=(None, None, None, 3),
+    pooling=None,
+    dropout_rate=0.5,
+    name=None,
+):
+    """Non-local I3D (or C2D) ResNet-50 for video clips.
 
     Reference: Wang, Girshick, Gupta and He, "Non-local Neural Networks",
     CVPR 2018 (https://arxiv.org/abs/1711.07971); the inflated networks follow
@@ -344,8 +356,8 @@ _DOC = """{title}
         variant: "i3d" (the inflation pattern above) or "c2d" (t = 1
             everywhere). Defaults to "i3d".
         weights: None (Keras's initialisation), a 2-D `keras.Model` with
-            timm's ResNet layer names (`from_timm("{timm}", ...)`), or a
-            `from_timm` name such as "{timm}" (downloads timm's ImageNet
+            timm's ResNet layer names (`from_timm("resnet50", ...)`), or a
+            `from_timm` name such as "resnet50" (downloads timm's ImageNet
             weights). A model that does not fill this one one to one raises.
         inflation: "repeat" (divide by t) or "centre". Defaults to "repeat".
         include_top: whether to end with global average pooling, dropout and
@@ -358,7 +370,7 @@ _DOC = """{title}
         pooling: None, "avg" or "max": the pooling of a headless model.
         dropout_rate: the dropout before the classifier (the released
             training: 0.5). Defaults to 0.5.
-        name: the model's name; defaults to e.g. "nonlocal5_i3d_resnet{depth}".
+        name: the model's name; defaults to e.g. "nonlocal5_i3d_resnet50".
 
     Returns:
         A functional `keras.Model` of clips `(batch, frames, height, width,
@@ -366,26 +378,12 @@ _DOC = """{title}
 
     Example:
 
-    >>> model = {function}(nonlocal_blocks=5, classes=10, input_shape=(8, 112, 112, 3))
+    >>> model = NonLocalResNet50(nonlocal_blocks=5, classes=10, input_shape=(8, 112, 112, 3))
     >>> model.output.shape
     (None, 10)
-    >>> image = keras_attention.models.from_timm("{timm}")  # doctest: +SKIP
-    >>> video = {function}(weights=image)  # ImageNet weights inflated  # doctest: +SKIP
+    >>> image = keras_attention.models.from_timm("resnet50")  # doctest: +SKIP
+    >>> video = NonLocalResNet50(weights=image)  # ImageNet weights inflated  # doctest: +SKIP
     """
-
-
-def NonLocalResNet50(
-    nonlocal_blocks=5,
-    variant="i3d",
-    weights=None,
-    inflation="repeat",
-    include_top=True,
-    classes=400,
-    input_shape=(None, None, None, 3),
-    pooling=None,
-    dropout_rate=0.5,
-    name=None,
-):
     return _build(
         50,
         nonlocal_blocks,
@@ -413,6 +411,47 @@ def NonLocalResNet101(
     dropout_rate=0.5,
     name=None,
 ):
+    """Non-local I3D (or C2D) ResNet-101 for video clips.
+
+    Reference: Wang, Girshick, Gupta and He, "Non-local Neural Networks",
+    CVPR 2018 (https://arxiv.org/abs/1711.07971).
+
+    `NonLocalResNet50`'s network (see it for the layout, the inflation, the
+    parameter counts and the deviations) with ResNet-101's (3, 4, 23, 3)
+    blocks: the released code's arc 4 (3x1x1 first convolutions in res4's
+    even blocks) and its non-local placement for 5 blocks, after res3's
+    blocks 1 and 3 and res4's blocks 6, 13 and 20. The paper places
+    ResNet-101's 10 blocks only as "the corresponding residual blocks" and
+    the released code defines none (its LAYER_MOD 1 gives 9), so
+    `nonlocal_blocks=10` raises; pass a mapping of stage names to block
+    indices for any other placement. I3D with 400 classes: 51,754,192
+    trainable parameters, 59,104,464 with 5 blocks.
+
+    Args:
+        nonlocal_blocks: 0, 5, or a mapping of stage names ("res2" ...
+            "res5") to block indices. Defaults to 5.
+        variant: "i3d" or "c2d". Defaults to "i3d".
+        weights: None, a 2-D `keras.Model` with timm's ResNet-101 layer
+            names (`from_timm("resnet101", ...)`), or a `from_timm` name.
+        inflation: "repeat" (divide by t) or "centre". Defaults to "repeat".
+        include_top: whether to end with pooling, dropout and the float32
+            classifier. Defaults to True.
+        classes: the classifier's classes. Defaults to 400.
+        input_shape: `(frames, height, width, channels)`; at least 2 frames.
+            Defaults to `(None, None, None, 3)`.
+        pooling: None, "avg" or "max": the pooling of a headless model.
+        dropout_rate: the dropout before the classifier. Defaults to 0.5.
+        name: the model's name; defaults to e.g. "nonlocal5_i3d_resnet101".
+
+    Returns:
+        A functional `keras.Model` of clips.
+
+    Example:
+
+    >>> model = NonLocalResNet101(nonlocal_blocks=5, classes=10)
+    >>> model.output.shape
+    (None, 10)
+    """
     return _build(
         101,
         nonlocal_blocks,
@@ -426,17 +465,3 @@ def NonLocalResNet101(
         dropout_rate,
         name,
     )
-
-
-NonLocalResNet50.__doc__ = _DOC.format(
-    title="Non-local I3D (or C2D) ResNet-50 for video clips.",
-    depth=50,
-    timm="resnet50",
-    function="NonLocalResNet50",
-)
-NonLocalResNet101.__doc__ = _DOC.format(
-    title="Non-local I3D (or C2D) ResNet-101 for video clips.",
-    depth=101,
-    timm="resnet101",
-    function="NonLocalResNet101",
-)
