@@ -1,6 +1,7 @@
 """Functional model builders: attention ResNets, Residual Attention Networks,
 a spatial-transformer classifier, DANet/CCNet segmentation models and
-Attention U-Net (2-D or 3-D), and `inflate`: the I3D twin of a 2-D model.
+Attention U-Net (2-D or 3-D), the non-local I3D/C2D video ResNets, and
+`inflate`: the I3D twin of a 2-D model.
 
 Every model is made of registered layers only, so it saves to `.keras` and
 reloads in safe mode after `import keras_attention`.
@@ -9,6 +10,8 @@ reloads in safe mode after `import keras_attention`.
 from keras_attention.models.attention_unet import AttentionUNet
 from keras_attention.models.attention_unet import UNet
 from keras_attention.models.inflate import inflate
+from keras_attention.models.nonlocal_i3d import NonLocalResNet50
+from keras_attention.models.nonlocal_i3d import NonLocalResNet101
 from keras_attention.models.residual_attention_net import ResidualAttentionNet56
 from keras_attention.models.residual_attention_net import ResidualAttentionNet92
 from keras_attention.models.resize import ResizeLike
