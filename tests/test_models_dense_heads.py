@@ -222,7 +222,8 @@ def test_released_dilation_in_the_resnet101_backbones(danet, ccnet):
     assert stem == (17, 17)  # ceil((32 + 2 - 3) / 2) + 1; floor mode gives 16
 
 
-@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+# resnet18: the basic block's first 3x3 (conv1); resnet50 (slow, ~25 s): the bottleneck's conv2.
+@pytest.mark.parametrize("name", ["resnet18", pytest.param("resnet50", marks=pytest.mark.slow)])
 def test_released_dilation_equals_the_released_resnet(name, tmp_path):
     """The same random weights in timm's PyTorch model with the released code's changes
     (first dilated blocks at the stage's rate, ceil-mode stem pool) give our maps."""
