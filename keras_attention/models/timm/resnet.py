@@ -264,6 +264,9 @@ MODELS = {
     "resnet50": _entry(Layout(_R50), "a1_in1k", crop=0.95),
     "resnet101": _entry(Layout(_R101), "a1h_in1k", crop=0.95),
     "resnet50d": _entry(Layout(_R50, **_D), "ra2_in1k"),
+    # Gluon's ResNet-101 v1s: the 64-wide deep stem, no average-pool-down. The dilated
+    # backbone of DANet's released code (PyTorch-Encoding's "resnet101", deep_stem=True).
+    "resnet101s": _entry(Layout(_R101, stem="deep", stem_width=64), "gluon_in1k"),
     "seresnet50": _entry(Layout(_R50, attention="se"), "a1_in1k", crop=0.95),
     "seresnet152d": _entry(Layout(_R152, attention="se", **_D), "ra2_in1k", size=256, crop=0.95),
     "legacy_seresnet50": _entry(
