@@ -14,26 +14,49 @@ from torch_reference import tensor
 
 
 def sa_reference(x, groups, layer):
-    """wofmanaf/SA-Net's sa_layer, restated with our weights."""
+    """wofmanaf/SA-Net's sa_layer, restated with our weights.
+
+    `x` is (b, c, h, w), or (b, c, d, h, w) with every spatial axis pooled.
+    """
     functional = torch.nn.functional
-    b, _, h, w = x.shape
+    b, _, *spatial_shape = x.shape
+    ones = (1,) * len(spatial_shape)
+    axes = tuple(range(2, 2 + len(spatial_shape)))
 
     def param(weight):
-        return tensor(weight).reshape(1, -1, 1, 1)
+        return tensor(weight).reshape(1, -1, *ones)
 
-    x = x.reshape(b * groups, -1, h, w)
+    x = x.reshape(b * groups, -1, *spatial_shape)
     x_0, x_1 = x.chunk(2, dim=1)
     channel = x_0 * torch.sigmoid(
-        param(layer.cweight) * x_0.mean(dim=(2, 3), keepdim=True) + param(layer.cbias)
+        param(layer.cweight) * x_0.mean(dim=axes, keepdim=True) + param(layer.cbias)
     )
     half = x_1.shape[1]
     normed = functional.group_norm(
         x_1, half, tensor(layer.norm_gamma), tensor(layer.norm_beta), eps=1e-5
     )
     spatial = x_1 * torch.sigmoid(param(layer.sweight) * normed + param(layer.sbias))
-    out = torch.cat([channel, spatial], dim=1).reshape(b, -1, h, w)
+    out = torch.cat([channel, spatial], dim=1).reshape(b, -1, *spatial_shape)
     # channel_shuffle(out, 2)
-    return out.reshape(b, 2, -1, h, w).permute(0, 2, 1, 3, 4).reshape(b, -1, h, w)
+    out = out.reshape(b, 2, -1, *spatial_shape)
+    return out.transpose(1, 2).reshape(b, -1, *spatial_shape)
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_volume_matches_authors_code_over_every_position(data_format):
+    x = np.random.default_rng(6).normal(size=(2, 3, 5, 4, 16)).astype("float32")
+    layer = ShuffleAttention(groups=2, data_format=data_format)
+    fed = np.moveaxis(x, -1, 1) if data_format == "channels_first" else x
+    layer(fed)
+    randomize_weights(layer)
+    outputs, gate = layer(fed, return_attention=True)
+    outputs = to_numpy(outputs)
+    if data_format == "channels_last":
+        outputs = np.moveaxis(outputs, -1, 1)
+    with torch.no_grad():
+        expected = sa_reference(torch.tensor(np.moveaxis(x, -1, 1)), 2, layer)
+    np.testing.assert_allclose(outputs, expected.numpy(), rtol=1e-5, atol=1e-5)
+    assert tuple(gate.shape) == fed.shape
 
 
 def test_parameter_count_for_256_channels():

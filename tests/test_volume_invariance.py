@@ -51,6 +51,9 @@ NOT_INVARIANT = {
     ),
     "CoordinateAttention": "its 3-D form has a third gate, along depth (conv_d, no 2-D "
     "counterpart), which still scales every frame of a boring clip",
+    "EfficientLocalAttention": "its 3-D form gates each frame by its depth strip, which is "
+    "constant on a boring clip: GroupNorm maps it to beta (and padding moves the ends), not to "
+    "a gate of 1",
 }
 
 

@@ -27,6 +27,14 @@ class EfficientLocalAttention(ImageAttentionLayer):
     It is mixed attention: each gate value depends on the channel and the
     position (`a_h[c, h] * a_w[c, w]`), as in coordinate attention.
 
+    Volumes and clips: three strips, each averaged over the two other axes
+    (D vectors over H and W, H over D and W, W over D and H), through the
+    same 1-D convolution and GroupNorm (each strip normalised on its own)
+    and a sigmoid: the input is multiplied by the depth, row and column
+    gates. No weights are added, so 2-D weights load by path; but a boring
+    clip's depth strip is constant, and its gate (sigmoid of GroupNorm's
+    beta, plus padding effects at the ends) still scales every frame.
+
     Mixed precision: the strip means accumulate in float32
     (`keras_attention.ops.mean`) and GroupNormalization's statistics are
     float32 (Keras's); the 1-D convolutions and the sigmoid gates run in the
@@ -40,15 +48,19 @@ class EfficientLocalAttention(ImageAttentionLayer):
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: a 4-D feature map.
+        inputs: a 4-D feature map or a 5-D volume or clip.
         training: unused; accepted for a uniform signature.
         return_attention: if True, also return a dict of the two gates:
             `"height"`, shape `(batch, H, 1, C)`, and `"width"`, shape
             `(batch, 1, W, C)` (channels_last; `(batch, C, H, 1)` and
-            `(batch, C, 1, W)` for channels_first).
+            `(batch, C, 1, W)` for channels_first). For volumes and clips,
+            three: `"depth"` `(batch, D, 1, 1, C)`, `"height"`
+            `(batch, 1, H, 1, C)` and `"width"` `(batch, 1, 1, W, C)`
+            (channels_last; channels after the batch for channels_first).
 
     Input shape:
-        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`; volumes and
+        clips `(batch, D, H, W, C)` or `(batch, C, D, H, W)`.
 
     Output shape:
         Same as the input.
@@ -60,6 +72,8 @@ class EfficientLocalAttention(ImageAttentionLayer):
     >>> y.shape
     (None, None, None, 64)
     """
+
+    spatial_ranks = (2, 3)
 
     def __init__(self, kernel_size=7, norm_groups=16, data_format=None, **kwargs):
         super().__init__(data_format=data_format, **kwargs)
@@ -97,12 +111,20 @@ class EfficientLocalAttention(ImageAttentionLayer):
 
     def call(self, inputs, training=None, return_attention=False):
         x = ka_ops.to_channels_last(inputs, self.data_format)
-        gate_h = self._strip_gate(ka_ops.mean(x, 2))[:, :, None, :]  # (batch, H, 1, C)
-        gate_w = self._strip_gate(ka_ops.mean(x, 1))[:, None, :, :]  # (batch, 1, W, C)
-        outputs = ka_ops.from_channels_last(x * gate_h * gate_w, self.data_format)
+        if len(x.shape) == 5:
+            # Strips along depth (mean over H, W), height (over D, W) and width (over D, H).
+            gate_d = ops.expand_dims(self._strip_gate(ka_ops.mean(x, (2, 3))), (2, 3))
+            gate_h = ops.expand_dims(self._strip_gate(ka_ops.mean(x, (1, 3))), (1, 3))
+            gate_w = ops.expand_dims(self._strip_gate(ka_ops.mean(x, (1, 2))), (1, 2))
+            outputs = ka_ops.from_channels_last(x * gate_d * gate_h * gate_w, self.data_format)
+            gates = {"depth": gate_d, "height": gate_h, "width": gate_w}
+        else:
+            gate_h = self._strip_gate(ka_ops.mean(x, 2))[:, :, None, :]  # (batch, H, 1, C)
+            gate_w = self._strip_gate(ka_ops.mean(x, 1))[:, None, :, :]  # (batch, 1, W, C)
+            outputs = ka_ops.from_channels_last(x * gate_h * gate_w, self.data_format)
+            gates = {"height": gate_h, "width": gate_w}
         attention = {
-            "height": ka_ops.from_channels_last(gate_h, self.data_format),
-            "width": ka_ops.from_channels_last(gate_w, self.data_format),
+            name: ka_ops.from_channels_last(gate, self.data_format) for name, gate in gates.items()
         }
         return self._outputs(outputs, attention, return_attention)
 
