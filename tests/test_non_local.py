@@ -297,8 +297,8 @@ def _load(layer, convs, norm):
             continue
         ours.kernel.assign(_kernel(conv).astype("float32"))
         bias = None if conv.bias is None else conv.bias.detach().double().numpy()
-        if ours.use_bias:
-            ours.bias.assign(bias.astype("float32"))
+        if ours.use_bias:  # a bias the reference lacks (mmcv's W before its norm) is zero
+            ours.bias.assign(np.zeros(ours.bias.shape) if bias is None else bias.astype("float32"))
         elif bias is not None and name == "g":
             shift += bias @ w_kernel[0, 0, 0]
         elif bias is not None and name == "w":
@@ -330,9 +330,10 @@ MMCV_CASES = [
 ]
 
 
+@pytest.mark.parametrize("use_bias", [False, True], ids=["minimal_biases", "all_biases"])
 @pytest.mark.parametrize("sub_sample", [True, False])
 @pytest.mark.parametrize("mode, use_scale", MMCV_CASES)
-def test_equals_mmcv_nonlocal3d(mode, use_scale, sub_sample):
+def test_equals_mmcv_nonlocal3d(mode, use_scale, sub_sample, use_bias):
     # mmcv pools phi's and g's outputs 1x2x2 (AlexHex7's form).
     pytest.importorskip("mmcv")
     from mmcv.cnn import NonLocal3d
@@ -342,8 +343,13 @@ def test_equals_mmcv_nonlocal3d(mode, use_scale, sub_sample):
         8, sub_sample=sub_sample, use_scale=use_scale, mode=mode, norm_cfg={"type": "BN3d"}
     ).eval()
     _randomize_torch(reference)
-    layer = NonLocalBlock(mode=mode, sub_sample=sub_sample, scale=use_scale)
+    layer = NonLocalBlock(mode=mode, sub_sample=sub_sample, scale=use_scale, use_bias=use_bias)
     layer(x)
+    if use_bias:  # mmcv's biases, none folded: its parameters, and W's bias (mmcv drops
+        # it before a norm; AlexHex7's and the video code keep it), not the BN moving stats
+        assert len(layer.trainable_weights) == len(list(reference.parameters())) + 1
+        ours = sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
+        assert ours == sum(p.numel() for p in reference.parameters()) + 8
     convs = {"g": reference.g[0].conv if sub_sample else reference.g.conv, "w": None}
     if mode != "gaussian":
         phi = reference.phi[0] if sub_sample else reference.phi

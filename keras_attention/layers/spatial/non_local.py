@@ -93,6 +93,11 @@ class NonLocalBlock(ImageAttentionLayer):
             `inter_channels ** -0.5` (the paper's video code); only that
             mode takes it. Defaults to False.
         use_bn: bool, BatchNormalization after W. Defaults to True.
+        use_bias: bool, a bias in every 1x1 convolution, as the released code
+            (and so its parameter count) has. False keeps only the biases that
+            can change the output: theta's in `"embedded_gaussian"` (phi's
+            cancels in the softmax; g's and W's are constant shifts that
+            BatchNorm absorbs). Defaults to False.
         data_format: `"channels_last"`, `"channels_first"` or `None` (Keras's
             global `image_data_format`).
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
@@ -136,6 +141,7 @@ class NonLocalBlock(ImageAttentionLayer):
         use_bn=True,
         pool_before=False,
         scale=False,
+        use_bias=False,
         data_format=None,
         **kwargs,
     ):
@@ -146,6 +152,7 @@ class NonLocalBlock(ImageAttentionLayer):
         _check_bool("use_bn", use_bn)
         _check_bool("pool_before", pool_before)
         _check_bool("scale", scale)
+        _check_bool("use_bias", use_bias)
         if scale and mode != "embedded_gaussian":
             raise ValueError(
                 "`scale` scales the logits of mode='embedded_gaussian' only. "
@@ -157,6 +164,7 @@ class NonLocalBlock(ImageAttentionLayer):
         self.use_bn = use_bn
         self.pool_before = pool_before
         self.scale = scale
+        self.use_bias = use_bias
 
     def build(self, input_shape):
         channels = self._input_channels(input_shape)
@@ -164,8 +172,10 @@ class NonLocalBlock(ImageAttentionLayer):
         # Everything runs channels_last (see `call`), so the weights do not
         # depend on `data_format`.
         if self.mode != "gaussian":
-            self.theta = self._conv(inter, "theta", self.mode != "concatenation", channels)
-            self.phi = self._conv(inter, "phi", self.mode == "dot_product", channels)
+            theta_bias = self.use_bias or self.mode != "concatenation"
+            self.theta = self._conv(inter, "theta", theta_bias, channels)
+            phi_bias = self.use_bias or self.mode == "dot_product"
+            self.phi = self._conv(inter, "phi", phi_bias, channels)
         if self.mode == "concatenation":
             # The paper's w over [theta_i, phi_j]: a (2C' x 1) projection + bias.
             self.concat_kernel = self.add_weight(
@@ -173,12 +183,12 @@ class NonLocalBlock(ImageAttentionLayer):
             )
             self.concat_bias = self.add_weight(shape=(1,), initializer="zeros", name="concat_bias")
         normalised_by_count = self.mode in ("dot_product", "concatenation")
-        self.g = self._conv(inter, "g", normalised_by_count, channels)
+        self.g = self._conv(inter, "g", self.use_bias or normalised_by_count, channels)
         # Identity at initialisation: BN's scale starts at 0, or else W's kernel.
         self.w = self._conv(
             channels,
             "w",
-            not self.use_bn,
+            self.use_bias or not self.use_bn,
             inter,
             kernel_initializer="glorot_uniform" if self.use_bn else "zeros",
         )
@@ -306,6 +316,7 @@ class NonLocalBlock(ImageAttentionLayer):
                 "use_bn": self.use_bn,
                 "pool_before": self.pool_before,
                 "scale": self.scale,
+                "use_bias": self.use_bias,
             }
         )
         return config
