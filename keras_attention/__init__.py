@@ -5,7 +5,7 @@
 name and `keras_attention.available()` lists those names.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from keras_attention import layers
 from keras_attention import models
