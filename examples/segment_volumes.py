@@ -320,7 +320,7 @@ def gate_attention(model, image, gate=GATE):
 
 
 def slices(volume, centre):
-    """Axial, coronal and sagittal slices through `centre`, oriented for imshow(origin=lower)."""
+    """Axial, coronal and sagittal slices through voxel `centre`, oriented for imshow(origin=lower)."""
     x, y, z = centre
     return [volume[:, :, z].T, volume[:, y, :].T, volume[x, :, :].T]
 
@@ -335,6 +335,7 @@ def plot(image, labels, predictions, attention, path):
     from matplotlib.patches import Patch
 
     centre = [round(float(c)) for c in np.argwhere(labels > 0).mean(axis=0)]
+    centre[0] = max(0, centre[0] - labels.shape[0] // 6)  # sagittal: a hemisphere, not the midline
     colours = ListedColormap(["black", "tab:orange", "white"])
     columns = [("T1", image, "gray"), ("labels", labels, colours)]
     columns += [(name, predicted, colours) for name, predicted in predictions.items()]
