@@ -37,13 +37,24 @@ So the network must relate what it saw in the first frames to what it sees in th
 last ones, at another place. The I3D does it only once its stacked 3x3x3
 convolutions and poolings span the gap; a non-local block does it in one layer.
 Training clips pair digits of the training split, the validation clips (10%, held
-out from the training clips) too, and the test clips pair the 1,000 test digits
-only: the test scores unseen handwriting.
+out from the training clips) too, and the test clips pair test digits only: the
+test scores unseen handwriting. By default the digits are 0, 1 and 2
+(`--digit-classes 3`): with all ten, neither model left chance (50%) within 6
+epochs of 3,600 clips on a CPU.
+
+With the defaults (3,600 training clips, 8 epochs, 3 seeds, float32) on a 2-core
+AMD EPYC shared with other jobs, the run took 13 min: I3D 81.9% +- 1.0 test
+accuracy, NL-I3D 81.5% +- 0.2 (standard deviation over the seeds); both plateau
+at about 82% after 5 epochs, so at this budget the non-local block does not
+raise accuracy. In the picture (seed 0) one query on the last digit puts 70% of
+its weight on frames 0-3 and 4% on its own frames, spread over several places; in
+a trial run of the same settings 70% fell on the first digit itself.
 
     python examples/classify_video.py                  # both models, 3 seeds, 2-CPU minutes
     python examples/classify_video.py --model nl_i3d --seeds 1
-    # a GPU: more clips, wider and longer training
-    python examples/classify_video.py --clips 20000 --width 32 --epochs 30 --batch-size 128
+    # a GPU: all ten digits, more clips, wider and longer training
+    python examples/classify_video.py --digit-classes 10 --clips 20000 --width 32 \
+        --epochs 30 --batch-size 128
 
 It prints one summary line per model (test accuracy mean +- standard deviation over
 the seeds) and writes `results.json` and `nonlocal_attention.png` under
@@ -401,7 +412,8 @@ def plot_attention(model, clip, label, info, path):
 
     The query is the centre of the last frame's digit. The weights are shown on one
     colour scale, upsampled to the frame size, with the share of the total that
-    each frame gets in its title.
+    each frame gets in its title. The block sits after a 2x2x2 pooling, so each
+    key covers 2 frames: the two frames share its weight equally.
     """
     import matplotlib
 
