@@ -201,9 +201,24 @@ def test_mixed_precision_matches_float32(subject, policy):
         assert finite, "non-finite outputs at scale 100"
 
 
+# TensorFlow 2.21's oneDNN CPU kernel for the filter gradient of a bfloat16 Conv3D with
+# 7x7x7 kernels on small clips returns non-finite values (and crashed the process at
+# depth 4); the same test passes with TF_ENABLE_ONEDNN_OPTS=0 (CI's oneDNN-off step), on
+# JAX and on PyTorch. GlobalAttention's docstring says so.
+ONEDNN_BF16_CONV3D_GRADIENT = {("GlobalAttention-3d", "mixed_bfloat16")}
+
+
+def onednn_runs():
+    from keras_attention.models._common import channels_first_runs
+
+    return keras.backend.backend() == "tensorflow" and channels_first_runs()
+
+
 @pytest.mark.parametrize("policy", POLICIES)
 @pytest.mark.parametrize("subject", [subject_param(s) for s in SUBJECTS])
 def test_mixed_precision_gradients_are_finite(subject, policy):
+    if (subject.name, policy) in ONEDNN_BF16_CONV3D_GRADIENT and onednn_runs():
+        pytest.skip("TensorFlow's oneDNN bfloat16 Conv3D filter gradient (see the list)")
     layer = subject.build(policy)
     layer(subject.inputs(1.0))
     randomize_weights(layer)

@@ -36,10 +36,11 @@ class GlobalAttention(ImageAttentionLayer):
     Mixed precision: no softmax and no sum over positions: everything runs in
     the compute dtype, with BatchNormalization's statistics in float32
     (Keras's).
-    On clips of depth 4, TensorFlow 2.21's oneDNN CPU kernel for the
-    gradient of a bfloat16 Conv3D with these 7x7x7 kernels crashes the
-    process (a double free; seen with `tf.nn.conv3d` alone, depths 5 to 8
-    ran): train such clips in float32 or with `TF_ENABLE_ONEDNN_OPTS=0`.
+    On small clips, TensorFlow 2.21's oneDNN CPU kernel for the gradient of
+    a bfloat16 Conv3D with these 7x7x7 kernels returns non-finite values
+    (at depth 5) or crashes the process (depth 4; seen with `tf.nn.conv3d`
+    alone): train such clips in float32 or mixed_float16 there, or with
+    `TF_ENABLE_ONEDNN_OPTS=0`. JAX and PyTorch are not affected.
 
     Args:
         reduction: int >= 1, the ratio r of both branches; hidden widths are
