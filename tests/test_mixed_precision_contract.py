@@ -201,11 +201,13 @@ def test_mixed_precision_matches_float32(subject, policy):
         assert finite, "non-finite outputs at scale 100"
 
 
-# TensorFlow 2.21's oneDNN CPU kernel for the filter gradient of a bfloat16 Conv3D with
-# 7x7x7 kernels on small clips returns non-finite values (and crashed the process at
-# depth 4); the same test passes with TF_ENABLE_ONEDNN_OPTS=0 (CI's oneDNN-off step), on
-# JAX and on PyTorch. GlobalAttention's docstring says so.
-ONEDNN_BF16_CONV3D_GRADIENT = {("GlobalAttention-3d", "mixed_bfloat16")}
+# TensorFlow 2.21's oneDNN CPU kernels for the gradients of bfloat16 Conv3Ds are not sound:
+# with GlobalAttention's 7x7x7 kernels on a depth-4 clip the process crashes (a double
+# free; reproduced with tf.nn.conv3d alone), at depth 5 they return non-finite values, and
+# in a pytest worker that ran them, later bfloat16 clip gradients (SpatialTransformer-3d)
+# came back non-finite though each passes on its own. So on TensorFlow with oneDNN the
+# clips' bfloat16 gradients are not checked; CI checks them with TF_ENABLE_ONEDNN_OPTS=0,
+# and they pass on JAX and PyTorch. The 3-D examples train in float32 on TensorFlow's CPU.
 
 
 def onednn_runs():
@@ -217,8 +219,9 @@ def onednn_runs():
 @pytest.mark.parametrize("policy", POLICIES)
 @pytest.mark.parametrize("subject", [subject_param(s) for s in SUBJECTS])
 def test_mixed_precision_gradients_are_finite(subject, policy):
-    if (subject.name, policy) in ONEDNN_BF16_CONV3D_GRADIENT and onednn_runs():
-        pytest.skip("TensorFlow's oneDNN bfloat16 Conv3D filter gradient (see the list)")
+    clip = subject.name.endswith("-3d")
+    if clip and policy == "mixed_bfloat16" and onednn_runs():
+        pytest.skip("TensorFlow's oneDNN bfloat16 Conv3D gradients (see above)")
     layer = subject.build(policy)
     layer(subject.inputs(1.0))
     randomize_weights(layer)
