@@ -260,6 +260,7 @@ def _build(
                     sub_sample=True,
                     pool_before=True,
                     scale=True,
+                    use_bias=True,  # the released convs' biases: its parameter count
                     name=f"{block}_nonlocal",
                 )(x)
         if stage == 0:  # pool2: the only temporal downsampling, 2x1x1 max after res2
@@ -337,10 +338,10 @@ def NonLocalResNet50(
 
     Parameters: the trainable count equals the released Caffe2 definition's
     for the C2D and I3D baselines (ResNet-50, 400 classes: 24,327,632 and
-    28,043,472, pytorchvideo's 24.33M and 28.04M); each non-local block has
-    `2 * inter + C` fewer (C the channels, inter = C / 2), the biases of phi,
-    g and W that cannot change the output (phi's under the softmax over
-    keys, g's and W's before BN: constant shifts that BN's mean absorbs).
+    28,043,472, pytorchvideo's 24.33M and 28.04M), and with non-local blocks
+    too: they are built with `use_bias=True`, so they keep the biases of phi,
+    g and W that cannot change the output (phi's under the softmax over keys,
+    g's and W's before BN) as the released convolutions have them.
 
     Deviations from the released code, for timm's ImageNet weights: pool1
     pads 1 in space (timm and torchvision; the code pads 0: 55x55 maps at
