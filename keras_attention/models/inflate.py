@@ -6,6 +6,7 @@ import numpy as np
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.depthwise_conv3d import DepthwiseConv3D
 from keras_attention.models.grouped_conv import GroupedConv2D
+from keras_attention.models.timm.input_range import InputRange
 
 MODES = ("repeat", "centre")
 # 2-D convolutions whose volume form is a Keras Conv3D of the same config (groups included).
@@ -35,6 +36,7 @@ _UNCHANGED = (
     keras.layers.Identity,
     keras.layers.Rescaling,
     keras.layers.Normalization,
+    InputRange,  # from_timm's input check: a min and a max over the whole batch
 )
 _POOLING = {
     keras.layers.MaxPooling2D: keras.layers.MaxPooling3D,
