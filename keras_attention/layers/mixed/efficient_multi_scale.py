@@ -63,8 +63,7 @@ class EfficientMultiScaleAttention(ImageAttentionLayer):
     # H and W strips, a 3x3x3 branch, groups folded into the batch without a
     # 6-D tensor) is planned, not written.
     no_volume_reason = (
-        "its volume form (three pooled strips and a 3x3x3 branch) is not written yet; "
-        "it is planned"
+        "its volume form (three pooled strips and a 3x3x3 branch) is not written yet; it is planned"
     )
 
     def __init__(self, groups=32, data_format=None, **kwargs):
