@@ -2,8 +2,8 @@
 
 Each mechanism subclasses `ImageAttentionLayer`, adds its hyperparameters (one
 attribute per argument, validated in `__init__` with the `check_*` helpers below),
-creates its sublayers in `build` (convolutions and pooling of the input's rank
-through `conv`, `pointwise_conv`, `depthwise_conv` and `max_pooling` below), and
+creates its sublayers in `build` (convolutions of the input's rank through
+`conv`, `pointwise_conv` and `depthwise_conv` below), and
 ends `call` with `return self._outputs(outputs, attention, return_attention)`.
 A mechanism with a volume form lists 3 in `spatial_ranks`; one without states
 why in `no_volume_reason`.
@@ -162,12 +162,6 @@ def depthwise_conv(rank, name, kernel_size, channels, dtype, **kwargs):
         layer = DepthwiseConv3D(kernel_size, dtype=dtype, name=name, **kwargs)
     layer.build((None,) * (rank + 1) + (channels,))
     return layer
-
-
-def max_pooling(rank, name, pool_size, dtype, **kwargs):
-    """Channels_last `MaxPooling2D` or `MaxPooling3D` (no weights: not built)."""
-    cls = {2: keras.layers.MaxPooling2D, 3: keras.layers.MaxPooling3D}[rank]
-    return cls(pool_size, data_format="channels_last", dtype=dtype, name=name, **kwargs)
 
 
 class ImageAttentionLayer(keras.layers.Layer):
