@@ -177,3 +177,42 @@ def inflate_weights(image_layer, volume_layer):
         else:
             value = inflate_weight(image.numpy(), volume.shape)
         volume.assign(value.astype(volume.dtype))
+
+
+def float64(variable):
+    """A variable or tensor as a NumPy float64 array, for references in float64."""
+    return np.asarray(to_numpy(variable), "float64")
+
+
+def grouped_conv3d_numpy(x, kernel, groups, strides=1, dilation=1, padding=0):
+    """PyTorch's grouped Conv3d (no bias) in NumPy on a channels-last clip.
+
+    `x` is (B, D, H, W, Cin) and `kernel` (k, k, k, Cin / groups, F): zero padding
+    `padding` on every side, then the grouped, dilated, strided sums.
+    """
+    k = kernel.shape[0]
+    x = np.pad(x, ((0, 0),) + ((padding, padding),) * 3 + ((0, 0),))
+    reach = dilation * (k - 1)
+    out = [(n - reach - 1) // strides + 1 for n in x.shape[1:4]]
+    cin, filters = kernel.shape[3], kernel.shape[4]
+    y = np.zeros((x.shape[0], *out, groups, filters // groups))
+    for a in range(k):
+        for b in range(k):
+            for c in range(k):
+                window = x[
+                    :,
+                    a * dilation : a * dilation + strides * (out[0] - 1) + 1 : strides,
+                    b * dilation : b * dilation + strides * (out[1] - 1) + 1 : strides,
+                    c * dilation : c * dilation + strides * (out[2] - 1) + 1 : strides,
+                ]
+                window = window.reshape(*window.shape[:4], groups, cin)
+                tap = kernel[a, b, c].reshape(cin, groups, filters // groups)
+                y += np.einsum("bdhwgi,igo->bdhwgo", window, tap)
+    return y.reshape(*y.shape[:4], filters)
+
+
+def batch_norm_numpy(x, norm):
+    """Inference-mode BatchNormalization `norm` applied to `x` in NumPy float64."""
+    gamma, beta = float64(norm.gamma), float64(norm.beta)
+    mean, variance = float64(norm.moving_mean), float64(norm.moving_variance)
+    return (x - mean) / np.sqrt(variance + norm.epsilon) * gamma + beta

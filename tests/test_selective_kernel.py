@@ -1,5 +1,8 @@
 import numpy as np
 import pytest
+from helpers import batch_norm_numpy
+from helpers import float64
+from helpers import grouped_conv3d_numpy
 from helpers import randomize_weights
 from helpers import to_numpy
 
@@ -150,40 +153,6 @@ def test_split_input_needs_channels_the_branches_divide():
         SelectiveKernel(groups=16, split_input=True).build((None, 8, 8, 16))
 
 
-def _np(variable):
-    return np.asarray(to_numpy(variable), "float64")
-
-
-def _numpy_grouped_conv3d(x, kernel, groups, strides, dilation, padding):
-    """channels-last (B, D, H, W, Cin) * (k, k, k, Cin / groups, F): zero padding `padding` on
-    every side, then the grouped, dilated, strided sums (PyTorch's Conv3d)."""
-    k = kernel.shape[0]
-    x = np.pad(x, ((0, 0),) + ((padding, padding),) * 3 + ((0, 0),))
-    reach = dilation * (k - 1)
-    out = [(n - reach - 1) // strides + 1 for n in x.shape[1:4]]
-    cin, filters = kernel.shape[3], kernel.shape[4]
-    y = np.zeros((x.shape[0], *out, groups, filters // groups))
-    for a in range(k):
-        for b in range(k):
-            for c in range(k):
-                window = x[
-                    :,
-                    a * dilation : a * dilation + strides * (out[0] - 1) + 1 : strides,
-                    b * dilation : b * dilation + strides * (out[1] - 1) + 1 : strides,
-                    c * dilation : c * dilation + strides * (out[2] - 1) + 1 : strides,
-                ]
-                window = window.reshape(*window.shape[:4], groups, cin)
-                tap = kernel[a, b, c].reshape(cin, groups, filters // groups)
-                y += np.einsum("bdhwgi,igo->bdhwgo", window, tap)
-    return y.reshape(*y.shape[:4], filters)
-
-
-def _numpy_batch_norm(x, norm):
-    gamma, beta = _np(norm.gamma), _np(norm.beta)
-    mean, variance = _np(norm.moving_mean), _np(norm.moving_variance)
-    return (x - mean) / np.sqrt(variance + 1e-5) * gamma + beta
-
-
 def selective_kernel_volume_numpy(layer, x):
     """SK on a channels-last clip in NumPy float64 (eval mode), from the layer's own weights."""
     x = x.astype("float64")
@@ -196,11 +165,11 @@ def selective_kernel_volume_numpy(layer, x):
     ):
         # "same" at stride 1 (odd kernels: symmetric); PyTorch's padding above it.
         padding = rate * (k - 1) // 2 if s == 1 else ((s - 1) + rate * (k - 1)) // 2
-        y = _numpy_grouped_conv3d(branch_input, _np(conv.kernel), layer.groups, s, rate, padding)
-        branches.append(np.maximum(_numpy_batch_norm(y, norm), 0))
+        y = grouped_conv3d_numpy(branch_input, float64(conv.kernel), layer.groups, s, rate, padding)
+        branches.append(np.maximum(batch_norm_numpy(y, norm), 0))
     pooled = sum(branches).mean(axis=(1, 2, 3))
-    z = np.maximum(_numpy_batch_norm(pooled @ _np(layer.fuse_dense.kernel), layer.fuse_bn), 0)
-    logits = (z @ _np(layer.select.kernel)).reshape(x.shape[0], count, -1)
+    z = np.maximum(batch_norm_numpy(pooled @ float64(layer.fuse_dense.kernel), layer.fuse_bn), 0)
+    logits = (z @ float64(layer.select.kernel)).reshape(x.shape[0], count, -1)
     weights = np.exp(logits - logits.max(axis=1, keepdims=True))
     weights /= weights.sum(axis=1, keepdims=True)
     outputs = sum(b * weights[:, i, None, None, None, :] for i, b in enumerate(branches))

@@ -2,6 +2,9 @@ import keras
 import numpy as np
 import pytest
 import torch
+from helpers import batch_norm_numpy
+from helpers import float64
+from helpers import grouped_conv3d_numpy
 from helpers import randomize_weights
 from helpers import to_numpy
 from timm_import import import_timm
@@ -113,60 +116,27 @@ def test_groups_must_divide_channels():
         SplitAttention(radix=2, cardinality=2).build((None, 4, 4, 6))
 
 
-def _np(variable):
-    return np.asarray(to_numpy(variable), "float64")
-
-
-def _numpy_grouped_conv3d(x, kernel, groups, strides, padding):
-    """channels-last (B, D, H, W, Cin) * (k, k, k, Cin / groups, F), zero padding `padding`
-    on every side, stride `strides` in every axis (PyTorch's grouped Conv3d, no bias)."""
-    k = kernel.shape[0]
-    x = np.pad(x, ((0, 0),) + ((padding, padding),) * 3 + ((0, 0),))
-    out = [(n - k) // strides + 1 for n in x.shape[1:4]]
-    cin, filters = kernel.shape[3], kernel.shape[4]
-    y = np.zeros((x.shape[0], *out, groups, filters // groups))
-    for a in range(k):
-        for b in range(k):
-            for c in range(k):
-                window = x[
-                    :,
-                    a : a + strides * (out[0] - 1) + 1 : strides,
-                    b : b + strides * (out[1] - 1) + 1 : strides,
-                    c : c + strides * (out[2] - 1) + 1 : strides,
-                ]
-                window = window.reshape(*window.shape[:4], groups, cin)
-                tap = kernel[a, b, c].reshape(cin, groups, filters // groups)
-                y += np.einsum("bdhwgi,igo->bdhwgo", window, tap)
-    return y.reshape(*y.shape[:4], filters)
-
-
-def _numpy_batch_norm(x, norm):
-    gamma, beta = _np(norm.gamma), _np(norm.beta)
-    mean, variance = _np(norm.moving_mean), _np(norm.moving_variance)
-    return (x - mean) / np.sqrt(variance + 1e-5) * gamma + beta
-
-
 def split_attention_volume_numpy(layer, x):
     """ResNeSt's split attention (eval mode) on a channels-last clip, NumPy float64."""
     radix, cardinality = layer.radix, layer.cardinality
-    y = _numpy_grouped_conv3d(
+    y = grouped_conv3d_numpy(
         x.astype("float64"),
-        _np(layer.conv.kernel),
+        float64(layer.conv.kernel),
         cardinality * radix,
         layer.strides,
-        layer.kernel_size // 2,
+        padding=layer.kernel_size // 2,
     )
-    y = np.maximum(_numpy_batch_norm(y, layer.bn0), 0)
+    y = np.maximum(batch_norm_numpy(y, layer.bn0), 0)
     splits = np.split(y, radix, axis=-1)
     context = sum(splits).mean(axis=(1, 2, 3))  # (batch, filters)
 
     def grouped_dense(v, conv):
-        kernel, bias = _np(conv.kernel)[0, 0, 0], _np(conv.bias)
+        kernel, bias = float64(conv.kernel)[0, 0, 0], float64(conv.bias)
         parts = np.split(v, cardinality, axis=-1)
         outs = np.split(kernel, cardinality, axis=-1)
         return np.concatenate([p @ k for p, k in zip(parts, outs)], axis=-1) + bias
 
-    hidden = np.maximum(_numpy_batch_norm(grouped_dense(context, layer.fc1), layer.bn1), 0)
+    hidden = np.maximum(batch_norm_numpy(grouped_dense(context, layer.fc1), layer.bn1), 0)
     logits = grouped_dense(hidden, layer.fc2)
     filters = splits[0].shape[-1]
     if radix > 1:
