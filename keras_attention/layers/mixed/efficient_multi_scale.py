@@ -47,8 +47,9 @@ class EfficientMultiScaleAttention(ImageAttentionLayer):
 
     Mixed precision: the means accumulate in float32
     (`keras_attention.ops.mean`), the two softmaxes over channels run in
-    float32 and GroupNormalization's statistics are float32 (Keras's); the
-    convolutions and the gate run in the compute dtype.
+    float32 and GroupNorm's statistics are float32
+    (`keras_attention.ops.group_norm`); the convolutions and the gate run in
+    the compute dtype.
 
     Args:
         groups: int >= 1 dividing C (the code's `factor`). Defaults to 32.
@@ -78,6 +79,9 @@ class EfficientMultiScaleAttention(ImageAttentionLayer):
     >>> y = EfficientMultiScaleAttention(groups=32)(x)
     >>> y.shape
     (None, None, None, 256)
+    >>> clip = keras.Input((None, None, None, 64))
+    >>> EfficientMultiScaleAttention(groups=8)(clip).shape
+    (None, None, None, None, 64)
     """
 
     spatial_ranks = (2, 3)
