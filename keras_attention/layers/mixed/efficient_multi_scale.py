@@ -5,6 +5,8 @@ from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import check_divides_channels
 from keras_attention.layers.base import check_positive_int
+from keras_attention.layers.base import conv
+from keras_attention.layers.base import pointwise_conv
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -27,10 +29,27 @@ class EfficientMultiScaleAttention(ImageAttentionLayer):
     and a sigmoid gives one weight a pixel for the whole group. With C=256
     and the default 32 groups: 672 parameters (72 + 584 + 16).
 
+    Volumes and clips: three pooled strips. Each group is averaged into D
+    strips (one vector a frame, over H and W), H strips (over D and W) and W
+    strips (over D and H); the D + H + W vectors go through the shared 1x1x1
+    conv, and three sigmoid gates rescale the group before its GroupNorm. The
+    3x3 branch is a 3x3x3 conv, and the cross-spatial learning runs over the
+    D * H * W positions (one weight a voxel for the whole group). The
+    sublayers are the 2-D form's, in the same order, with kernels of one more
+    axis (C=256, 32 groups: 72 + 1,736 + 16 = 1,824 parameters), so 2-D
+    weights inflate onto the 3-D form by path. On a boring clip (every frame
+    one image) with inflated weights each frame gets the image's output, up
+    to GroupNorm's epsilon: the depth strips all equal the group's global
+    mean, so the depth gate is one positive scale a channel, which the
+    one-channel GroupNorm divides out. The groups are folded into the batch
+    through a (batch, positions, groups, m) view, never a 6-D tensor (TFLite
+    slices and transposes take at most 5).
+
     Mixed precision: the means accumulate in float32
     (`keras_attention.ops.mean`), the two softmaxes over channels run in
-    float32 and GroupNormalization's statistics are float32 (Keras's); the
-    convolutions and the gate run in the compute dtype.
+    float32 and GroupNorm's statistics are float32
+    (`keras_attention.ops.group_norm`); the convolutions and the gate run in
+    the compute dtype.
 
     Args:
         groups: int >= 1 dividing C (the code's `factor`). Defaults to 32.
@@ -39,17 +58,20 @@ class EfficientMultiScaleAttention(ImageAttentionLayer):
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: a 4-D feature map.
+        inputs: a 4-D feature map or a 5-D volume or clip.
         training: unused; accepted for a uniform signature.
         return_attention: if True, also return the spatial gate of each
             group, shape `(batch, H, W, groups)` (channels_last) or
-            `(batch, groups, H, W)`.
+            `(batch, groups, H, W)`; for volumes and clips
+            `(batch, D, H, W, groups)` or `(batch, groups, D, H, W)`.
 
     Input shape:
-        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`.
+        `(batch, H, W, C)` (channels_last) or `(batch, C, H, W)`; volumes and
+        clips `(batch, D, H, W, C)` or `(batch, C, D, H, W)`.
 
     Output shape:
-        Same as the input.
+        Same as the input: `(batch, H, W, C)`, or `(batch, D, H, W, C)` for
+        volumes and clips (channels after the batch for channels_first).
 
     Example:
 
@@ -57,14 +79,12 @@ class EfficientMultiScaleAttention(ImageAttentionLayer):
     >>> y = EfficientMultiScaleAttention(groups=32)(x)
     >>> y.shape
     (None, None, None, 256)
+    >>> clip = keras.Input((None, None, None, 64))
+    >>> EfficientMultiScaleAttention(groups=8)(clip).shape
+    (None, None, None, None, 64)
     """
 
-    # Not a limit of the mechanism: the volume form (a depth strip beside the
-    # H and W strips, a 3x3x3 branch, groups folded into the batch without a
-    # 6-D tensor) is planned, not written.
-    no_volume_reason = (
-        "its volume form (three pooled strips and a 3x3x3 branch) is not written yet; it is planned"
-    )
+    spatial_ranks = (2, 3)
 
     def __init__(self, groups=32, data_format=None, **kwargs):
         super().__init__(data_format=data_format, **kwargs)
@@ -75,43 +95,51 @@ class EfficientMultiScaleAttention(ImageAttentionLayer):
         channels = self._input_channels(input_shape)
         check_divides_channels(self.__class__.__name__, "groups", self.groups, channels)
         width = channels // self.groups
+        rank, dtype = self.spatial_rank, self.dtype_policy
         # The convolutions run channels_last on the groups folded into the batch.
-        common = {"data_format": "channels_last", "dtype": self.dtype_policy}
-        self.pointwise = keras.layers.Conv2D(width, 1, name="pointwise", **common)
-        self.pointwise.build((None, None, 1, width))
-        self.local = keras.layers.Conv2D(width, 3, padding="same", name="local", **common)
-        self.local.build((None, None, None, width))
+        self.pointwise = pointwise_conv("pointwise", width, width, dtype, rank=rank)
+        self.local = conv(rank, "local", width, 3, width, dtype, padding="same")
         self.norm_gamma = self.add_weight(shape=(width,), initializer="ones", name="norm_gamma")
         self.norm_beta = self.add_weight(shape=(width,), initializer="zeros", name="norm_beta")
         self.built = True
 
     def call(self, inputs, training=None, return_attention=False):
         x = ka_ops.to_channels_last(inputs, self.data_format)
-        shape = ops.shape(x)
-        height, width, channels = shape[1], shape[2], x.shape[-1]
+        spatial = tuple(ops.shape(x)[1:-1])
+        rank, channels = len(spatial), x.shape[-1]
         size = channels // self.groups
-        # (batch * groups, H, W, m): each group a sample, as in the authors' code.
-        grouped = ops.reshape(x, (-1, height, width, self.groups, size))
-        grouped = ops.reshape(ops.transpose(grouped, (0, 3, 1, 2, 4)), (-1, height, width, size))
-        along_h = ka_ops.mean(grouped, 2, keepdims=True)  # (N, H, 1, m)
-        along_w = ops.transpose(ka_ops.mean(grouped, 1, keepdims=True), (0, 2, 1, 3))
-        strips = self.pointwise(ops.concatenate([along_h, along_w], axis=1))
-        gate_h = ops.sigmoid(strips[:, :height])
-        gate_w = ops.transpose(ops.sigmoid(strips[:, height:]), (0, 2, 1, 3))
-        wide = ka_ops.group_norm(grouped * gate_h * gate_w, size, self.norm_gamma, self.norm_beta)
+        positions = 1
+        for length in spatial:
+            positions = positions * length
+        # (batch * groups, *spatial, m): each group a sample, as in the authors'
+        # code, through a 4-D (batch, positions, groups, m) view.
+        grouped = ops.reshape(x, (-1, positions, self.groups, size))
+        grouped = ops.reshape(ops.transpose(grouped, (0, 2, 1, 3)), (-1, *spatial, size))
+        axes = tuple(range(1, rank + 1))
+        # One strip an axis (D, H, W; or H, W), the mean over the other spatial axes.
+        strips = [ka_ops.mean(grouped, tuple(a for a in axes if a != axis)) for axis in axes]
+        # All strips through the one 1x1 (1x1x1) conv as a (N, D + H + W, 1, [1,] m) map.
+        pooled = ops.expand_dims(ops.concatenate(strips, axis=1), tuple(range(2, rank + 1)))
+        pooled = ops.reshape(ops.sigmoid(self.pointwise(pooled)), (-1, sum(spatial), size))
+        gated, start = grouped, 0
+        for axis, length in zip(axes, spatial):
+            gate = pooled[:, start : start + length]
+            gated = gated * ops.expand_dims(gate, tuple(a for a in axes if a != axis))
+            start = start + length
+        wide = ka_ops.group_norm(gated, size, self.norm_gamma, self.norm_beta)
         local = self.local(grouped)
 
         def channel_softmax(t):
-            return ka_ops.softmax_float32(ka_ops.mean(t, (1, 2), keepdims=True), axis=-1)
+            return ka_ops.softmax_float32(ka_ops.mean(t, axes, keepdims=True), axis=-1)
 
         logits = ops.sum(channel_softmax(wide) * local + channel_softmax(local) * wide, axis=-1)
-        gate = ops.sigmoid(logits)  # (N, H, W)
-        outputs = grouped * gate[..., None]
-        outputs = ops.reshape(outputs, (-1, self.groups, height, width, size))
+        gate = ops.sigmoid(logits)  # (N, *spatial)
         outputs = ops.reshape(
-            ops.transpose(outputs, (0, 2, 3, 1, 4)), (-1, height, width, channels)
+            grouped * ops.expand_dims(gate, -1), (-1, self.groups, positions, size)
         )
-        gate = ops.transpose(ops.reshape(gate, (-1, self.groups, height, width)), (0, 2, 3, 1))
+        outputs = ops.reshape(ops.transpose(outputs, (0, 2, 1, 3)), (-1, *spatial, channels))
+        gate = ops.transpose(ops.reshape(gate, (-1, self.groups, positions)), (0, 2, 1))
+        gate = ops.reshape(gate, (-1, *spatial, self.groups))
         outputs = ka_ops.from_channels_last(outputs, self.data_format)
         gate = ka_ops.from_channels_last(gate, self.data_format)
         return self._outputs(outputs, gate, return_attention)
