@@ -21,7 +21,9 @@ output, and no initial value (a zero `gamma`, a zero-initialised BN) survives,
 so a file whose weights did not load gives different outputs. The script
 checks that for each file before it keeps it.
 
-Run it on TensorFlow, float32, channels_last (the defaults).
+Run it on TensorFlow, float32, channels_last (the defaults). From a git worktree
+other than the one the venv installed, prefix `PYTHONPATH=.` so that the
+worktree's `keras_attention` is the one saved.
 """
 
 import argparse
