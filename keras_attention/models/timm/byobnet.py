@@ -24,7 +24,7 @@ from keras_attention.models.timm.blocks import conv_bn
 from keras_attention.models.timm.blocks import finish
 from keras_attention.models.timm.blocks import make_divisible
 from keras_attention.models.timm.blocks import model_inputs
-from keras_attention.models.timm.blocks import refuse_features
+from keras_attention.models.timm.features import dilated_stages
 from keras_attention.models.timm.spec import spec
 
 # The lowest value of SiLU (x * sigmoid(x)), at x = -1.278...: the stem's max pool
@@ -58,15 +58,23 @@ class Layout:
 
 
 def _stem(x, layout):
-    """timm's tiered stem: 3x3 convs to 24, 32 and 64 channels, then a max pool or a stride."""
+    """timm's tiered stem: 3x3 convs to 24, 32 and 64 channels, then a max pool or a stride.
+
+    Returns the stem's output and its stride-2 feature map (timm's first
+    `feature_info` entry: the last conv's output before the pool, or the
+    second conv's before the strided third).
+    """
     strides = (2, 1, 1) if layout.stem_pool else (2, 1, 2)
     for i, (filters, stride) in enumerate(zip((24, 32, 64), strides, strict=True)):
+        if stride > 1 and i > 0:
+            feature = (x, f"stem.conv{i}", 2, 2)
         n = f"stem_conv{i + 1}"
         x = conv_bn(
             x, filters, 3, stride, f"{n}_conv", f"{n}_bn", f"{n}_act", activation=layout.activation
         )
     if not layout.stem_pool:
-        return x
+        return x, feature
+    feature = (x, "stem.conv3", 2, 2)
     # PyTorch pads the pool with -inf; zero padding is the same above a lower bound.
     floor = 0.0 if layout.activation == "relu" else _SILU_MINIMUM
     if floor:
@@ -75,7 +83,7 @@ def _stem(x, layout):
     x = keras.layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
     if floor:
         x = keras.layers.Rescaling(1.0, offset=floor, name="stem_pool_unshift")(x)
-    return x
+    return x, feature
 
 
 def _self_attention(x, kind, kwargs, strides, feature_size, name):
@@ -92,8 +100,13 @@ def _self_attention(x, kind, kwargs, strides, feature_size, name):
     return x
 
 
-def _block(x, kind, stage, layout, strides, feature_size, name):
-    """timm's BottleneckBlock or SelfAttnBlock (`kind` "bottle" or "self_attn")."""
+def _block(x, kind, stage, layout, strides, feature_size, name, dilation=(1, 1)):
+    """timm's BottleneckBlock or SelfAttnBlock (`kind` "bottle" or "self_attn").
+
+    `dilation`: (the 3x3's, the stage's), timm's pair; a pair that differs
+    makes a projection shortcut, as a stride does. timm does not dilate the
+    self-attention: in a dilated stage it runs unstrided on the larger map.
+    """
     n, activation = name, layout.activation
     in_channels = x.shape[_common.channel_axis()]
     out_channels = stage.channels
@@ -120,6 +133,7 @@ def _block(x, kind, stage, layout, strides, feature_size, name):
             f"{n}_conv2_kxk_act",
             groups=groups,
             activation=activation,
+            dilation=dilation[0],
         )
         if layout.attention:
             y = channel_attention(layout.attention, mid, f"{n}_attn")(y)
@@ -130,7 +144,7 @@ def _block(x, kind, stage, layout, strides, feature_size, name):
         y = act(y, f"{n}_post_attn_act", activation)
     y = conv_bn(y, out_channels, 1, 1, f"{n}_conv3_1x1_conv", f"{n}_conv3_1x1_bn")
     shortcut = x
-    if strides != 1 or in_channels != out_channels:
+    if strides != 1 or in_channels != out_channels or dilation[0] != dilation[1]:
         shortcut = conv_bn(x, out_channels, 1, strides, f"{n}_shortcut_conv", f"{n}_shortcut_bn")
     y = keras.layers.Add(name=f"{n}_add")([shortcut, y])
     return act(y, f"{n}_act", activation)
@@ -154,22 +168,35 @@ def build(layout, options, default_size=256):
 
     BoTNet's and the global lambda layer's relative embeddings fix the input
     size: with an unknown height or width such a model takes `default_size`
-    square images.
+    square images. Their embeddings also fix each map's size, so they run at
+    output_stride 32 only (timm builds them dilated with larger embeddings,
+    which its stride-32 checkpoints do not fill).
     """
-    refuse_features(
-        options, "features_only and output_stride are not built for the ByobNet family yet."
-    )
+    if layout.fixed_size and options.output_stride != 32:
+        raise ValueError(
+            f"{options.name!r} cannot be built with an output_stride other than 32: its "
+            "relative position embeddings are sized for the stride-32 maps (timm's dilated "
+            "build has larger ones, which its checkpoints do not fill). "
+            f"Received: output_stride={options.output_stride!r}"
+        )
     check_top(options)
     size, input_shape = _spatial_size(options.input_shape, layout, default_size)
     inputs, x = model_inputs(options, input_shape)
-    x = _stem(x, layout)
+    x, stem_feature = _stem(x, layout)
+    features = [stem_feature]
     feature_size = None if size is None or None in size else tuple(s // 4 for s in size)
-    for index, stage in enumerate(layout.stages):
+    plan = dilated_stages([s.strides for s in layout.stages], options.output_stride, 4)
+    for index, (stage, (stride, first, dilation, reduction)) in enumerate(
+        zip(layout.stages, plan, strict=True)
+    ):
         for block, kind in enumerate(stage.blocks):
-            strides = stage.strides if block == 0 else 1
-            x = _block(x, kind, stage, layout, strides, feature_size, f"stages_{index}_{block}")
+            strides = stride if block == 0 else 1
+            rates = (first if block == 0 else dilation, dilation)
+            name = f"stages_{index}_{block}"
+            x = _block(x, kind, stage, layout, strides, feature_size, name, rates)
             if strides > 1 and feature_size is not None:
                 feature_size = tuple(s // strides for s in feature_size)
+        features.append((x, f"stages.{index}", reduction, 4 * 2**index))
     if layout.num_features:
         x = conv_bn(
             x,
@@ -181,7 +208,9 @@ def build(layout, options, default_size=256):
             "final_conv_act",
             activation=layout.activation,
         )
-    return finish(inputs, x, options)
+    # timm's last feature is final_conv's output (the last stage's where there is none).
+    features[-1] = (x, "final_conv", *features[-1][2:])
+    return finish(inputs, x, options, features)
 
 
 def _mixed(depth, every=1):

@@ -69,12 +69,15 @@ def from_timm(
             reduction); `feature_info(model)` gives timm's channels and
             reductions, `pyramid_outputs(model)` the keras-hub dict. The
             checkpoint's classifier is skipped; everything else must load.
-            ResNet family (all but legacy_seresnet50's and ResNeSt's dilation)
-            and RegNetY; other families raise a ValueError.
+            Every family but VOLO (a ValueError). The first map is the
+            stem's stride-2 one; ByobNet's and RegNetZ's last is final_conv's.
         out_indices: None (every map: the stride-2 stem, then each stage) or a
             list of indices into timm's `feature_info` (negative from the end).
         output_stride: 32, or 16 or 8: the last stages run dilated at that
             stride instead of striding further, as timm's `output_stride`.
+            A ValueError for ResNeSt (not built here), the legacy SENet,
+            VoVNet and VOLO (timm has none) and the fixed-size `*_256`
+            self-attention nets (position embeddings sized for stride 32).
         input_range: (low, high) of the RGB values the model takes:
             `(0, 1)` (the default, what `timm_config`'s mean and std refer
             to) or `(0, 255)` (what `keras.utils.image_dataset_from_directory`

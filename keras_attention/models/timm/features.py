@@ -74,6 +74,26 @@ def check_features(features_only, out_indices, output_stride):
         )
 
 
+def dilated_stages(strides, output_stride, net_stride):
+    """timm's byobnet rule for `output_stride`: each stage's stride, dilations and reduction.
+
+    `strides`: each stage's stride; `net_stride`: the stem's reduction. Once
+    the reduction reaches `output_stride`, a strided stage runs unstrided
+    and multiplies the dilation by its stride instead; its first block's 3x3
+    keeps the previous dilation (1 for dilations 1 and 2, else 2).
+
+    Returns:
+        [(stride, first block's dilation, dilation, reduction)] per stage.
+    """
+    stages, dilation = [], 1
+    for stride in strides:
+        if net_stride >= output_stride and stride > 1:
+            dilation, stride = dilation * stride, 1
+        net_stride *= stride
+        stages.append((stride, 1 if dilation in (1, 2) else 2, dilation, net_stride))
+    return stages
+
+
 def features_model(inputs, features, options):
     """The model of the maps `options.out_indices` picks from `features`.
 

@@ -25,7 +25,7 @@ from keras_attention.models.timm.blocks import conv_bn
 from keras_attention.models.timm.blocks import finish
 from keras_attention.models.timm.blocks import make_divisible
 from keras_attention.models.timm.blocks import model_inputs
-from keras_attention.models.timm.blocks import refuse_features
+from keras_attention.models.timm.features import dilated_stages
 from keras_attention.models.timm.spec import spec
 
 
@@ -43,50 +43,74 @@ class RegNetZConfig:
     stem_width: int = 32
 
 
-def _conv_bn_silu(x, filters, kernel_size, strides, name, groups=1):
+def _conv_bn_silu(x, filters, kernel_size, strides, name, groups=1, dilation=1):
     """timm's ConvNormAct with SiLU: `{name}.conv` and `{name}.bn`."""
-    x = conv_bn(x, filters, kernel_size, strides, f"{name}_conv", f"{name}_bn", groups=groups)
+    x = conv_bn(
+        x,
+        filters,
+        kernel_size,
+        strides,
+        f"{name}_conv",
+        f"{name}_bn",
+        groups=groups,
+        dilation=dilation,
+    )
     return act(x, f"{name}_act", "silu")
 
 
 def _stem(x, config):
+    """(the stem's output, its stride-2 feature map: timm's first `feature_info` entry)."""
     if config.stem == "3x3":
-        return _conv_bn_silu(x, config.stem_width, 3, 2, "stem")
+        x = _conv_bn_silu(x, config.stem_width, 3, 2, "stem")
+        return x, (x, "stem", 2, 2)
     widths = (3 * config.stem_width // 8, config.stem_width // 2, config.stem_width)
     for i, (filters, strides) in enumerate(zip(widths, (2, 1, 2), strict=True)):
+        if i == 2:  # the map before the strided third conv
+            feature = (x, "stem.conv2", 2, 2)
         x = _conv_bn_silu(x, filters, 3, strides, f"stem_conv{i + 1}")
-    return x
+    return x, feature
 
 
-def _block(x, config, filters, strides, name):
-    """timm's byobnet BottleneckBlock with bottle_in=True, linear_out=True, downsample=''."""
+def _block(x, config, filters, strides, name, dilation=(1, 1)):
+    """timm's byobnet BottleneckBlock with bottle_in=True, linear_out=True, downsample=''.
+
+    `dilation`: (the 3x3's, the stage's), timm's pair; a pair that differs
+    drops the shortcut, as a stride does.
+    """
     in_channels = x.shape[_common.channel_axis()]
     mid = make_divisible(in_channels * config.bottle_ratio)
     y = _conv_bn_silu(x, mid, 1, 1, f"{name}_conv1_1x1")
-    y = _conv_bn_silu(y, mid, 3, strides, f"{name}_conv2_kxk", groups=mid // config.group_size)
+    groups = mid // config.group_size
+    y = _conv_bn_silu(y, mid, 3, strides, f"{name}_conv2_kxk", groups, dilation[0])
     # timm's SEModule(rd_ratio=0.25): its default divisor 8 and ReLU, in SiLU nets too.
     units = make_divisible(mid * 0.25, 8, round_limit=0.0)
     y = layers.SqueezeExcitation(units=units, name=f"{name}_attn")(y)
     y = conv_bn(y, filters, 1, 1, f"{name}_conv3_1x1_conv", f"{name}_conv3_1x1_bn")
-    if strides == 1 and in_channels == filters:  # else no shortcut at all (downsample='')
-        y = keras.layers.Add(name=f"{name}_add")([y, x])
+    if strides == 1 and in_channels == filters and dilation[0] == dilation[1]:
+        y = keras.layers.Add(name=f"{name}_add")([y, x])  # else no shortcut (downsample='')
     return y
 
 
 def build(config, options):
     """The functional RegNetZ of `config`, built as `options` (a `BuildOptions`) asks."""
-    refuse_features(
-        options, "features_only and output_stride are not built for timm's byobnet RegNetZ yet."
-    )
     check_top(options)
     inputs, x = model_inputs(options)
-    x = _stem(x, config)
-    for stage, (depth, width) in enumerate(zip(config.depths, config.widths, strict=True)):
+    x, stem_feature = _stem(x, config)
+    features = [stem_feature]
+    strides = [config.first_stride] + [2] * (len(config.depths) - 1)
+    stem_reduction = 2 if config.stem == "3x3" else 4
+    plan = dilated_stages(strides, options.output_stride, stem_reduction)
+    for stage, (depth, width, (stride, first, dilation, reduction)) in enumerate(
+        zip(config.depths, config.widths, plan, strict=True)
+    ):
         for index in range(depth):
-            strides = (config.first_stride if stage == 0 else 2) if index == 0 else 1
-            x = _block(x, config, width, strides, f"stages_{stage}_{index}")
+            rates = (first if index == 0 else dilation, dilation)
+            block_strides = stride if index == 0 else 1
+            x = _block(x, config, width, block_strides, f"stages_{stage}_{index}", rates)
+        features.append((x, f"stages.{stage}", reduction, 4 * 2**stage))
     x = _conv_bn_silu(x, config.num_features, 1, 1, "final_conv")
-    return finish(inputs, x, options)
+    features[-1] = (x, "final_conv", *features[-1][2:])  # timm's last feature: final_conv's
+    return finish(inputs, x, options, features)
 
 
 def _entry(config, **kwargs):

@@ -112,7 +112,9 @@ def build(layout, options, image_size=224):
     """
     refuse_features(
         options,
-        "VOLO is a transformer: timm's features are token maps of one stride (no output_stride).",
+        "timm's VOLO has no output_stride, and its features_only maps (the outlooker "
+        "stage's at stride 8, then three transformer stages' all at stride 16) are not "
+        'built here: maps of one stride share a "P<level>" key of pyramid_outputs.',
     )
     check_top(options)
     inputs, x = model_inputs(options, _image_shape(options.input_shape, image_size))

@@ -22,7 +22,6 @@ from keras_attention.models.timm.blocks import conv
 from keras_attention.models.timm.blocks import conv_bn
 from keras_attention.models.timm.blocks import finish
 from keras_attention.models.timm.blocks import model_inputs
-from keras_attention.models.timm.blocks import refuse_features
 from keras_attention.models.timm.spec import spec
 
 
@@ -79,10 +78,11 @@ def _max_pool_ceil(x, name):
 def build(layout, options):
     """The functional eSE-VoVNet of `layout` (stem stride 4, as timm's defaults), as
     `options` (a `BuildOptions`) asks."""
-    refuse_features(
-        options,
-        "features_only is not built for VoVNet yet, and timm's VoVNet refuses any output_stride but 32.",
-    )
+    if options.output_stride != 32:
+        raise ValueError(
+            f"{options.name!r} cannot be built with an output_stride other than 32: timm's "
+            f"VoVNet has no dilation. Received: output_stride={options.output_stride!r}"
+        )
     check_top(options)
     inputs, x = model_inputs(options)
     x = _conv_norm_act(x, layout.stem[0], 3, 2, "stem_0")
@@ -91,6 +91,8 @@ def build(layout, options):
             x = _separable(x, layout.stem[i], strides, f"stem_{i}")
         else:
             x = _conv_norm_act(x, layout.stem[i], 3, strides, f"stem_{i}")
+        if i == 1:  # timm's first feature: the stride-2 map before the stem's second stride
+            features = [(x, "stem.1", 2, 2)]
     for stage, count in enumerate(layout.blocks):
         if stage > 0:
             x = _max_pool_ceil(x, f"stages_{stage}_pool")
@@ -104,7 +106,8 @@ def build(layout, options):
                 attention=j == count - 1,
                 name=f"stages_{stage}_blocks_{j}",
             )
-    return finish(inputs, x, options)
+        features.append((x, f"stages.{stage}", 4 * 2**stage, 4 * 2**stage))
+    return finish(inputs, x, options, features)
 
 
 def _entry(layout, tag, **kwargs):
