@@ -106,6 +106,20 @@ def parse_args(argv=None):
         "listed with why",
     )
     parser.add_argument(
+        "--volume-inputs",
+        default="clip,volume",
+        help="with --volumes: which of the two 5-D inputs to time, 'clip', 'volume' or "
+        "'clip,volume' (default)",
+    )
+    parser.add_argument(
+        "--max-attention-gib",
+        type=float,
+        default=1.0,
+        help="with --volumes: do not run a layer at a 5-D shape where its float32 attention "
+        "matrix over all position pairs (self-attention, DANet's position attention, "
+        "non-local) would exceed this many GiB; its row says so (default: 1)",
+    )
+    parser.add_argument(
         "--skip-images",
         action="store_true",
         help="skip the 2-D layers table (e.g. with --volumes: only the 3-D forms), and the "
@@ -165,6 +179,12 @@ def parse_args(argv=None):
     for flag in ("model_size", "model_batch", "warmup", "repeats", "model_repeats", "models"):
         if getattr(args, flag) is None:
             setattr(args, flag, SHAPES[args.shapes][flag])
+    args.volume_inputs = [v.strip() for v in args.volume_inputs.split(",") if v.strip()]
+    unknown = sorted(set(args.volume_inputs) - {"clip", "volume"})
+    if unknown or not args.volume_inputs:
+        parser.error(f"--volume-inputs takes 'clip' and/or 'volume', not {unknown or 'nothing'}")
+    if args.max_attention_gib <= 0:
+        parser.error("--max-attention-gib must be positive")
     for flag in ("warmup", "repeats", "model_batch", "model_size", "model_repeats", "threads"):
         if getattr(args, flag) < (0 if flag == "warmup" else 1):
             parser.error(f"--{flag.replace('_', '-')} must be positive")

@@ -59,7 +59,7 @@ def layer_kwargs(name, shape):
 # and the cube sides D = H = W of the non-local vs criss-cross memory growth.
 VOLUME_SHAPES = {
     "volumes": {"clip": (2, 8, 28, 28, 256), "volume": (1, 32, 32, 32, 64)},
-    "volume_growth": [8, 12, 16, 20],
+    "volume_growth": [8, 12, 16, 24, 32],
     "volume_channels": 64,
 }
 
@@ -173,6 +173,38 @@ def volume_kwargs(name):
     kwargs = dict(LAYER_SETTINGS.get(name, (None, {}))[1])
     kwargs.update(VOLUME_SETTINGS.get(name, {}))
     return kwargs
+
+
+# Layers whose attention weighs every (query, key) pair of positions; non-local's
+# sub-sampling pools its keys 2x2 ("same" padding; 1x2x2 on clips and volumes).
+PAIRWISE = {"self_attention", "position_attention", "danet", "non_local"}
+
+
+def attention_gib(name, kwargs, shape):
+    """GiB of the float32 (query, key) attention matrix of `name` at `shape` (channels last),
+    or 0 for a layer without one. Such layers grow quadratically in the positions: above
+    `--max-attention-gib` their cases are not run, and the tables say so."""
+    if name not in PAIRWISE:
+        return 0.0
+    spatial = shape[1:-1]
+    queries = 1
+    for size in spatial:
+        queries *= size
+    keys = queries
+    if name == "non_local" and kwargs.get("sub_sample", True):
+        keys = queries // (spatial[-2] * spatial[-1]) * -(-spatial[-2] // 2) * -(-spatial[-1] // 2)
+    return shape[0] * queries * keys * 4 / 2.0**30
+
+
+def too_large(name, kwargs, shape, max_gib):
+    """Why `name` is not run at `shape` (its attention matrix is over `max_gib`), or None."""
+    gib = attention_gib(name, kwargs, shape)
+    if gib <= max_gib:
+        return None
+    return (
+        f"not run: its float32 attention matrix alone would take {gib:.1f} GiB "
+        f"(--max-attention-gib {max_gib:g})"
+    )
 
 
 def has_volume_form(name):
