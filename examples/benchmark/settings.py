@@ -1,5 +1,7 @@
 """What is measured: each layer's arguments, its shape family and the shape sets."""
 
+import inspect
+
 import keras_attention
 
 BASELINE = "conv1x1"
@@ -168,10 +170,24 @@ VOLUME_SETTINGS = {
 }
 
 
-def volume_kwargs(name):
-    """Constructor kwargs of `name`'s 3-D form: LAYER_SETTINGS' with VOLUME_SETTINGS' on top."""
+# Grouped layers whose channels must be a multiple of groups * this: the 64-channel
+# volume takes fewer groups than their defaults (SGE, shuffle: 64; SK here: 32) on the
+# tiny shapes, and shuffle's 2 x 64 does not divide 64. The table shows the groups used.
+GROUPED = {"sge": 1, "shuffle": 2, "sk": 1}
+
+
+def volume_kwargs(name, channels=None):
+    """Constructor kwargs of `name`'s 3-D form: LAYER_SETTINGS' with VOLUME_SETTINGS' on top,
+    and, given `channels`, a grouped layer's groups halved until the channels allow them."""
     kwargs = dict(LAYER_SETTINGS.get(name, (None, {}))[1])
     kwargs.update(VOLUME_SETTINGS.get(name, {}))
+    if channels and name in GROUPED:
+        default = inspect.signature(keras_attention.registry.get_class(name)).parameters["groups"]
+        groups = kwargs.get("groups", default.default)
+        while groups > 1 and channels % (groups * GROUPED[name]):
+            groups //= 2
+        if groups != kwargs.get("groups", default.default):
+            kwargs["groups"] = groups
     return kwargs
 
 

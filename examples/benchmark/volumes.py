@@ -62,7 +62,8 @@ def bench_volumes(names, args, jit):
     for label, shape in SHAPES[args.shapes]["volumes"].items():
         if label not in args.volume_inputs:
             continue
-        cases = [(BASELINE, {}), (IDENTITY, {})] + [(n, volume_kwargs(n)) for n in volume_names]
+        cases = [(BASELINE, {}), (IDENTITY, {})]
+        cases += [(n, volume_kwargs(n, shape[-1])) for n in volume_names]
         print(f"timing {len(cases)} 3-D cases at the {label} {shape} ...", flush=True)
         x = random_input(shape)
         calls, references, not_run = {}, {}, {}
