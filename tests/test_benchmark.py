@@ -611,6 +611,7 @@ def test_volume_flags_pick_inputs_and_keep_too_large_cases_in_the_table(tmp_path
     assert {r["label"] for r in only_volume["volumes"]["rows"]} == {"volume"}
     with pytest.raises(SystemExit):
         cli.parse_args(["--volume-inputs", "frames"])
+    assert cli.parse_args(["--volume-inputs", "none"]).volume_inputs == []
 
 
 def test_volume_growth_leaves_out_cubes_over_the_attention_budget(monkeypatch):

@@ -108,8 +108,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--volume-inputs",
         default="clip,volume",
-        help="with --volumes: which of the two 5-D inputs to time, 'clip', 'volume' or "
-        "'clip,volume' (default)",
+        help="with --volumes: which of the two 5-D inputs to time, 'clip', 'volume', "
+        "'clip,volume' (default), or 'none' (only the 3-D memory growth)",
     )
     parser.add_argument(
         "--max-attention-gib",
@@ -179,10 +179,13 @@ def parse_args(argv=None):
     for flag in ("model_size", "model_batch", "warmup", "repeats", "model_repeats", "models"):
         if getattr(args, flag) is None:
             setattr(args, flag, SHAPES[args.shapes][flag])
-    args.volume_inputs = [v.strip() for v in args.volume_inputs.split(",") if v.strip()]
-    unknown = sorted(set(args.volume_inputs) - {"clip", "volume"})
-    if unknown or not args.volume_inputs:
-        parser.error(f"--volume-inputs takes 'clip' and/or 'volume', not {unknown or 'nothing'}")
+    inputs = [v.strip() for v in args.volume_inputs.split(",") if v.strip()]
+    unknown = sorted(set(inputs) - {"clip", "volume"})
+    if inputs != ["none"] and (unknown or not inputs):
+        parser.error(
+            f"--volume-inputs takes 'clip', 'volume' or 'none', not {args.volume_inputs!r}"
+        )
+    args.volume_inputs = [] if inputs == ["none"] else inputs
     if args.max_attention_gib <= 0:
         parser.error("--max-attention-gib must be positive")
     for flag in ("warmup", "repeats", "model_batch", "model_size", "model_repeats", "threads"):
@@ -216,7 +219,7 @@ def main(argv=None):
         images = not args.skip_images
         layer_rows = bench_layers(names, args, jit, timm) if images else []
         targets = None if args.skip_targets or not images else bench_targets(names, args, jit)
-        volumes = bench_volumes(names, args, jit) if args.volumes else None
+        volumes = bench_volumes(names, args, jit) if args.volumes and args.volume_inputs else None
         volume_targets = None
         if args.volumes and not args.skip_targets:
             volume_targets = bench_volume_targets(names, args, jit)
