@@ -391,6 +391,7 @@ FLAGS = [
     "--keras-batch-norm",
     "--layers",
     "--max-attention-gib",
+    "--max-forward-seconds",
     "--model-batch",
     "--model-repeats",
     "--model-size",
@@ -607,8 +608,23 @@ def test_volume_flags_pick_inputs_and_keep_too_large_cases_in_the_table(tmp_path
     assert (
         clip_row[3].startswith("not run: its float32 attention matrix") and clip_row[4:] == [""] * 3
     )
-    only_volume = cli.main(["--layers", "se", "--volumes", "--volume-inputs", "volume"] + common)
-    assert {r["label"] for r in only_volume["volumes"]["rows"]} == {"volume"}
+    # Any forward call is slower than a nanosecond: SE is left out, the baseline kept.
+    only_volume = cli.main(
+        [
+            "--layers",
+            "se",
+            "--volumes",
+            "--volume-inputs",
+            "volume",
+            "--max-forward-seconds",
+            "1e-9",
+        ]
+        + common
+    )
+    rows = {r["layer"]: r for r in only_volume["volumes"]["rows"]}
+    assert {r["label"] for r in rows.values()} == {"volume"} and len(rows) == 3
+    assert rows["se"]["not_run"].startswith("not timed: one forward call took")
+    assert rows["conv1x1"]["train_ms"] > 0 and rows["se"]["references"] == []
     with pytest.raises(SystemExit):
         cli.parse_args(["--volume-inputs", "frames"])
     assert cli.parse_args(["--volume-inputs", "none"]).volume_inputs == []

@@ -120,6 +120,15 @@ def parse_args(argv=None):
         "non-local) would exceed this many GiB; its row says so (default: 1)",
     )
     parser.add_argument(
+        "--max-forward-seconds",
+        type=float,
+        default=None,
+        help="with --volumes: leave out of the timed rounds a layer whose second forward call "
+        "(after compilation) takes longer than this at a 5-D shape, e.g. GlobalAttention's "
+        "7x7x7 convolutions on the 256-channel clip on a small CPU; its row says so "
+        "(default: no limit)",
+    )
+    parser.add_argument(
         "--skip-images",
         action="store_true",
         help="skip the 2-D layers table (e.g. with --volumes: only the 3-D forms), and the "
@@ -186,8 +195,8 @@ def parse_args(argv=None):
             f"--volume-inputs takes 'clip', 'volume' or 'none', not {args.volume_inputs!r}"
         )
     args.volume_inputs = [] if inputs == ["none"] else inputs
-    if args.max_attention_gib <= 0:
-        parser.error("--max-attention-gib must be positive")
+    if args.max_attention_gib <= 0 or (args.max_forward_seconds or 1) <= 0:
+        parser.error("--max-attention-gib and --max-forward-seconds must be positive")
     for flag in ("warmup", "repeats", "model_batch", "model_size", "model_repeats", "threads"):
         if getattr(args, flag) < (0 if flag == "warmup" else 1):
             parser.error(f"--{flag.replace('_', '-')} must be positive")

@@ -3,12 +3,15 @@
 Each layer's 5-D form is timed against a 1x1x1 convolution and beside its 3-D references
 (MONAI, timm-3d, mmcv, fvcore: `volume_references`) in the same interleaved rounds. Layers
 whose class has no 3-D form (3 not in its `spatial_ranks`) are skipped, with the class's
-`no_volume_reason` in the report; a layer whose attention matrix over all position pairs
-would exceed `--max-attention-gib` at a shape is not run there, and its row says so.
+`no_volume_reason` in the report. A layer whose attention matrix over all position pairs
+would exceed `--max-attention-gib` at a shape is not run there, nor one whose forward call
+takes longer than `--max-forward-seconds` (to keep a run on a small CPU feasible): their
+rows say so.
 """
 
 import gc
 import statistics
+import time
 import types
 
 from .calls import compiled_calls
@@ -52,6 +55,23 @@ def _reference_calls(entry, layer, x, shape):
     return (forward, train), None
 
 
+def _too_slow(forward, limit):
+    """Why a case is not timed: its second forward call (the first compiles) took more
+    than `limit` seconds; None when it did not, or when there is no limit."""
+    if limit is None:
+        return None
+    forward()
+    start = time.perf_counter()
+    forward()
+    seconds = time.perf_counter() - start
+    if seconds <= limit:
+        return None
+    return (
+        f"not timed: one forward call took {seconds:.0f} s on this machine "
+        f"(--max-forward-seconds {limit:g}; forward+backward costs about 3 times as much)"
+    )
+
+
 def bench_volumes(names, args, jit):
     """Rows of the volumes table (a case not run at a shape, too large or failing, is a row
     with `not_run`: why), the layers skipped (no 3-D form) with why, and the failures."""
@@ -77,6 +97,11 @@ def bench_volumes(names, args, jit):
             except Exception as error:  # noqa: BLE001 (a 3-D form failing at this shape)
                 not_run[name] = " ".join(f"fails: {type(error).__name__}: {error}".split())[:300]
                 failed[f"{name} at the {label}"] = not_run[name]
+                continue
+            if name not in (BASELINE, IDENTITY):  # the baseline is always timed
+                not_run[name] = _too_slow(calls[(name, "forward")], args.max_forward_seconds)
+            if not_run[name]:
+                del calls[(name, "forward")], calls[(name, "train")]
                 continue
             for entry in VOLUME_REFERENCES.get(name, ()):
                 pair, note = _reference_calls(entry, layer, x, shape)
