@@ -1,6 +1,7 @@
 """What is measured: each layer's arguments, its shape family and the shape sets."""
 
 import inspect
+import math
 
 import keras_attention
 
@@ -203,10 +204,7 @@ def attention_gib(name, kwargs, shape):
     if name not in PAIRWISE:
         return 0.0
     spatial = shape[1:-1]
-    queries = 1
-    for size in spatial:
-        queries *= size
-    keys = queries
+    queries = keys = math.prod(spatial)
     if name == "non_local" and kwargs.get("sub_sample", True):
         keys = queries // (spatial[-2] * spatial[-1]) * -(-spatial[-2] // 2) * -(-spatial[-1] // 2)
     return shape[0] * queries * keys * 4 / 2.0**30

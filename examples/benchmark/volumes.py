@@ -68,7 +68,7 @@ def _too_slow(forward, limit):
         return None
     return (
         f"not timed: one forward call took {seconds:.0f} s on this machine "
-        f"(--max-forward-seconds {limit:g}; forward+backward costs about 3 times as much)"
+        f"(--max-forward-seconds {limit:g})"
     )
 
 
