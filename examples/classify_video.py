@@ -59,7 +59,9 @@ a trial run of the same settings 70% fell on the first digit itself.
 It prints one summary line per model (test accuracy mean +- standard deviation over
 the seeds) and writes `results.json` and `nonlocal_attention.png` under
 `--output-dir`: one test clip of the first seed's non-local model, with the
-attention of one query position (on the last frames' digit) over every frame.
+attention of one query position (on the last frames' digit) over every frame
+(`--picture-clips N`: the first N test clips; `--picture PATH`: another file, e.g.
+`docs/volumes_attention.png`, drawn from a finished run without training again).
 Each (model, seed) trains in a run folder of its own (`<output-dir>/i3d_seed0/`,
 ...) as in `train_classifier.py`: checkpoints that resume, TensorBoard logs,
 `model.keras` reloaded before it is scored, and `--overwrite` to train again.
@@ -141,6 +143,18 @@ def parse_args(argv=None):
         "--output-dir",
         default=os.path.join("runs", "classify_video"),
         help="Where results.json, nonlocal_attention.png and the run folders go.",
+    )
+    parser.add_argument(
+        "--picture",
+        default=None,
+        help="Where the attention picture goes (default: nonlocal_attention.png in "
+        "--output-dir), e.g. docs/volumes_attention.png.",
+    )
+    parser.add_argument(
+        "--picture-clips",
+        type=int,
+        default=1,
+        help="Test clips in the attention picture (the first ones), two rows each.",
     )
     parser.add_argument(
         "--overwrite", action="store_true", help="Train finished runs in --output-dir again."
@@ -407,19 +421,15 @@ def query_attention(model, clip, query):
     return weights.reshape(keys), grid
 
 
-def plot_attention(model, clip, label, info, path):
-    """Saves the clip (top) over one query position's attention in each frame (bottom).
+def _draw_clip_attention(axes, model, clip, label, info):
+    """Draws one clip (axes[0]) over its query's attention in each frame (axes[1]).
 
     The query is the centre of the last frame's digit. The weights are shown on one
-    colour scale, upsampled to the frame size, with the share of the total that
-    each frame gets in its title. The block sits after a 2x2x2 pooling, so each
-    key covers 2 frames: the two frames share its weight equally.
+    colour scale per clip, upsampled to the frame size, with the share of the total
+    that each frame gets in its title. The block sits after a 2x2x2 pooling, so each
+    key covers 2 frames: the two frames share its weight equally. Returns the last
+    attention image (for a colour bar) and the row's title.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     frames, canvas = clip.shape[0], clip.shape[1]
     grid_probe = model.get_layer("nonlocal1").input.shape[1:4]
     scale = (frames // grid_probe[0], canvas // grid_probe[1])
@@ -434,28 +444,45 @@ def plot_attention(model, clip, label, info, path):
     logits = np.asarray(model(clip[None], training=False), "float32")[0]
     predicted = int(np.argmax(logits))
     up = (scale[0] * grid[0] // weights.shape[0], canvas // weights.shape[1])
-    fig, axes = plt.subplots(2, frames, figsize=(1.5 * frames, 3.6))
     vmax = float(weights.max())
     for t in range(frames):
-        axes[0, t].imshow(clip[t, ..., 0], cmap="gray", vmin=0, vmax=1)
+        axes[0][t].imshow(clip[t, ..., 0], cmap="gray", vmin=0, vmax=1)
         key_frame = weights[t // up[0]] / up[0]
         image = np.kron(key_frame, np.ones((up[1], up[1])))[:canvas, :canvas]
-        shown = axes[1, t].imshow(image, cmap="magma", vmin=0, vmax=vmax / up[0])
-        axes[0, t].set_title(f"frame {t}", fontsize=8)
-        axes[1, t].set_title(f"{key_frame.sum():.0%}", fontsize=8)
+        shown = axes[1][t].imshow(image, cmap="magma", vmin=0, vmax=vmax / up[0])
+        axes[0][t].set_title(f"frame {t}", fontsize=8)
+        axes[1][t].set_title(f"{key_frame.sum():.0%}", fontsize=8)
         for row in (0, 1):
-            axes[row, t].set_axis_off()
+            axes[row][t].set_axis_off()
     centre = ((query[2] + 0.5) * scale[1], (query[1] + 0.5) * scale[1])
     for row in (0, 1):
-        axes[row, frames - 1].plot(*centre, marker="+", color="cyan", markersize=12, mew=2)
-    fig.colorbar(shown, ax=list(axes[1]), fraction=0.02, pad=0.01, label="attention")
+        axes[row][frames - 1].plot(*centre, marker="+", color="cyan", markersize=12, mew=2)
     verdict = ("different", "same")
-    fig.suptitle(
-        f"{model.name}: query + (last frame's digit), attention over all frames; "
-        f"true {verdict[label]}, predicted {verdict[predicted]}",
-        fontsize=9,
-    )
-    run_folder.save_figure(fig, path, dpi=100)
+    return shown, f"true {verdict[label]}, predicted {verdict[predicted]}"
+
+
+def plot_attention(model, clips, path):
+    """Saves, for each `(clip, label, info)` of `clips`, the clip over one query
+    position's attention in each frame (two rows per clip; see `_draw_clip_attention`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frames = clips[0][0].shape[0]
+    fig = plt.figure(figsize=(1.5 * frames, 3.6 * len(clips)))
+    title = f"{model.name}: query + (last frame's digit), attention over all frames"
+    for index, (panel, (clip, label, info)) in enumerate(
+        zip(fig.subfigures(len(clips), 1, squeeze=False)[:, 0], clips)
+    ):
+        axes = panel.subplots(2, frames)
+        shown, verdict = _draw_clip_attention(axes, model, clip, label, info)
+        panel.colorbar(shown, ax=list(axes[1]), fraction=0.02, pad=0.01, label="attention")
+        name = f"clip {index}: " if len(clips) > 1 else f"{title}; "
+        panel.suptitle(name + verdict, fontsize=9)
+    if len(clips) > 1:
+        fig.suptitle(title, fontsize=10, y=1.0 + 0.1 / len(clips))
+    run_folder.save_figure(fig, path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -466,10 +493,11 @@ def main(argv=None, callbacks=()):
     """Trains every (model, seed); returns {"runs": [...], "models": {name: stats}}."""
     del callbacks  # the runs take none (kept for the examples' common signature)
     args = parse_args(argv)
-    if args.seeds < 1 or args.clips < 2:
+    if args.seeds < 1 or args.clips < 2 or args.picture_clips < 1:
         raise ValueError(
-            f"`--seeds` and `--clips` must be >= 1 and >= 2. Received: seeds={args.seeds}, "
-            f"clips={args.clips}"
+            f"`--seeds`, `--clips` and `--picture-clips` must be >= 1, >= 2 and >= 1. "
+            f"Received: seeds={args.seeds}, clips={args.clips}, "
+            f"picture_clips={args.picture_clips}"
         )
     os.makedirs(args.output_dir, exist_ok=True)
     policy = choose_precision(args.precision)
@@ -503,11 +531,16 @@ def main(argv=None, callbacks=()):
         }
     if "nl_i3d" in names:
         model = run_folder.load_model(next(r["model_path"] for r in runs if r["model"] == "nl_i3d"))
-        index = 0  # the first test clip
-        clip = test[0][index].astype("float32") / 255.0
-        info = {"corners": test[2]["corners"][index], "size": digit_size(args.canvas)}
-        path = os.path.join(args.output_dir, "nonlocal_attention.png")
-        plot_attention(model, clip, int(test[1][index]), info, path)
+        clips = [  # the first test clips
+            (
+                test[0][index].astype("float32") / 255.0,
+                int(test[1][index]),
+                {"corners": test[2]["corners"][index], "size": digit_size(args.canvas)},
+            )
+            for index in range(min(args.picture_clips, len(test[0])))
+        ]
+        path = args.picture or os.path.join(args.output_dir, "nonlocal_attention.png")
+        plot_attention(model, clips, path)
         results["picture"] = path
         print(f"Attention of one query over the frames: {path}")
     run_folder.write_json(os.path.join(args.output_dir, "results.json"), results)

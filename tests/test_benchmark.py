@@ -390,6 +390,8 @@ FLAGS = [
     "--jit-compile",
     "--keras-batch-norm",
     "--layers",
+    "--max-attention-gib",
+    "--max-forward-seconds",
     "--model-batch",
     "--model-repeats",
     "--model-size",
@@ -404,6 +406,7 @@ FLAGS = [
     "--skip-models",
     "--skip-targets",
     "--threads",
+    "--volume-inputs",
     "--volumes",
     "--vs-timm",
     "--warmup",
@@ -556,7 +559,7 @@ def test_volume_growth_measures_cubes_and_notes_a_missing_3d_form(monkeypatch):
     header, body = table(text, "| layer | kwargs |")
     assert header[:4] == ["layer", "kwargs", "3³ fwd MiB", "3³ fwd+bwd MiB"]
     assert [row[0] for row in body] == ["non_local"]
-    assert body[0][-2:] == ["1.00", "2.00"]
+    assert body[0][-3:] == ["1.00", "2.00", "3³ to 4³"]
     assert f"- ccnet: no 3-D form on this build ({reason}); no row." in text
 
 
@@ -568,3 +571,83 @@ def test_split_by_volume_form_follows_spatial_ranks():
     for name in names:
         cls = keras_attention.registry.get_class(name)
         assert (name in with_form) == (3 in cls.spatial_ranks)
+
+
+def test_attention_gib_counts_query_key_pairs():
+    """The attention-matrix size that gates --max-attention-gib, by hand: a 32³ volume has
+    32768 queries; non-local's 1x2x2 sub-sampling leaves 32 * 16 * 16 = 8192 keys."""
+    volume = (1, 32, 32, 32, 64)
+    assert settings.attention_gib("non_local", {"sub_sample": True}, volume) == 1.0
+    assert settings.attention_gib("non_local", {"sub_sample": False}, volume) == 4.0
+    # A clip of 2 x 8 x 28 x 28: 6272 queries and keys per clip; odd sizes pool to ceil.
+    assert settings.attention_gib("danet", {}, (2, 8, 28, 28, 256)) == 2 * 6272**2 * 4 / 2**30
+    assert settings.attention_gib("non_local", {}, (1, 1, 3, 5, 8)) == 15 * 6 * 4 / 2**30
+    assert settings.attention_gib("se", {}, volume) == 0.0
+    assert settings.too_large("non_local", {}, volume, 1.0) is None
+    assert "4.0 GiB" in settings.too_large("position_attention", {}, volume, 1.0)
+
+
+def test_volume_flags_pick_inputs_and_keep_too_large_cases_in_the_table(tmp_path):
+    """--volume-inputs and --max-attention-gib at tiny shapes: self-attention's 60 x 60
+    matrices of the small clip (2 of them: 28,800 bytes) are over a 2e-5 GiB (21,475 bytes)
+    budget and its row says so; the volume's 64 x 64 (16,384 bytes) is timed."""
+    output = tmp_path / "bench.md"
+    common = ["--skip-images", "--shapes", "small", "--skip-models", "--skip-targets"]
+    common += ["--warmup", "0", "--repeats", "1", "--threads", "1"]
+    result = cli.main(
+        ["--layers", "self_attention", "--volumes", "--max-attention-gib", "2e-5"]
+        + common
+        + ["--output", str(output)]
+    )
+    rows = {(r["layer"], r["label"]): r for r in result["volumes"]["rows"]}
+    assert "GiB (--max-attention-gib 2e-05)" in rows[("self_attention", "clip")]["not_run"]
+    assert rows[("self_attention", "volume")]["train_ms"] > 0
+    assert "not_run" not in rows[("conv1x1", "clip")]
+    _, body = table(output.read_text(), "| layer | kwargs | input | fwd ms |")
+    clip_row = next(r for r in body if r[0] == "self_attention" and r[2].startswith("clip"))
+    assert (
+        clip_row[3].startswith("not run: its float32 attention matrix") and clip_row[4:] == [""] * 3
+    )
+    # Any forward call is slower than a nanosecond: SE is left out, the baseline kept.
+    only_volume = cli.main(
+        [
+            "--layers",
+            "se",
+            "--volumes",
+            "--volume-inputs",
+            "volume",
+            "--max-forward-seconds",
+            "1e-9",
+        ]
+        + common
+    )
+    rows = {r["layer"]: r for r in only_volume["volumes"]["rows"]}
+    assert {r["label"] for r in rows.values()} == {"volume"} and len(rows) == 3
+    assert rows["se"]["not_run"].startswith("not timed: one forward call took")
+    assert rows["conv1x1"]["train_ms"] > 0 and rows["se"]["references"] == []
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--volume-inputs", "frames"])
+    assert cli.parse_args(["--volume-inputs", "none"]).volume_inputs == []
+
+
+def test_volume_growth_leaves_out_cubes_over_the_attention_budget(monkeypatch):
+    """Non-local without sub-sampling at 4³: 64 x 64 float32 (16,384 bytes), over a 1e-5
+    GiB budget: not measured, said so, and no exponent from one cube; ccnet (no N x N
+    matrix) is measured at every side."""
+    monkeypatch.setattr(
+        targets_module,
+        "peak_memory",
+        lambda cases, precision, jit: [{"forward": 1.0, "train": 2.0} for _ in cases],
+    )
+    args = cli.parse_args(["--shapes", "small", "--volumes", "--max-attention-gib", "1e-5"])
+    result = targets_module.bench_volume_targets(["non_local", "ccnet"], args, False)
+    assert list(result["peaks"]["non_local"]) == [3]
+    assert list(result["not_run"]) == ["non_local"] and list(result["not_run"]["non_local"]) == [4]
+    assert list(result["peaks"]["ccnet"]) == [3, 4]
+    assert targets_module.volume_growth_exponent(result, "non_local", "forward") is None
+    assert targets_module.volume_growth_exponent(result, "ccnet", "train") == 0.0
+    text = report.render({"device": "cpu"}, args, [], None, None, None, result)
+    _, body = table(text, "| layer | kwargs |")
+    assert body[0][0] == "non_local" and body[0][4:6] == ["not run", "not run"]
+    assert body[0][-1] == "n/a" and body[1][-1] == "3³ to 4³"
+    assert "- non_local at 4³: not run: its float32 attention matrix" in text

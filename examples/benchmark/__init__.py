@@ -34,7 +34,10 @@ the machine and backend at hand, side by side:
   or fvcore's module for the same work where one exists (same rounds); with the targets,
   the peak memory of 3-D non-local and criss-cross over cubes of growing D*H*W. Layers
   without a 3-D form are listed with their class's `no_volume_reason`. `--skip-images`
-  leaves out the 2-D tables.
+  leaves out the 2-D tables, `--volume-inputs` picks the clip, the volume or neither (the
+  memory growth alone). A case whose N x N attention matrix would exceed
+  `--max-attention-gib`, or whose forward call takes longer than `--max-forward-seconds`,
+  is not run and its row says why.
 * **Before/after the fused BatchNormalization** (`--keras-batch-norm`). Every layer and
   model that holds the package's BatchNormalization (`ops.batch_norm`'s backend kernels)
   is timed a second time, in the same rounds, built with Keras's own layer in its place.

@@ -106,6 +106,29 @@ def parse_args(argv=None):
         "listed with why",
     )
     parser.add_argument(
+        "--volume-inputs",
+        default="clip,volume",
+        help="with --volumes: which of the two 5-D inputs to time, 'clip', 'volume', "
+        "'clip,volume' (default), or 'none' (only the 3-D memory growth)",
+    )
+    parser.add_argument(
+        "--max-attention-gib",
+        type=float,
+        default=1.0,
+        help="with --volumes: do not run a layer at a 5-D shape where its float32 attention "
+        "matrix over all position pairs (self-attention, DANet's position attention, "
+        "non-local) would exceed this many GiB; its row says so (default: 1)",
+    )
+    parser.add_argument(
+        "--max-forward-seconds",
+        type=float,
+        default=None,
+        help="with --volumes: leave out of the timed rounds a layer whose second forward call "
+        "(after compilation) takes longer than this at a 5-D shape, e.g. GlobalAttention's "
+        "7x7x7 convolutions on the 256-channel clip on a small CPU; its row says so "
+        "(default: no limit)",
+    )
+    parser.add_argument(
         "--skip-images",
         action="store_true",
         help="skip the 2-D layers table (e.g. with --volumes: only the 3-D forms), and the "
@@ -165,6 +188,15 @@ def parse_args(argv=None):
     for flag in ("model_size", "model_batch", "warmup", "repeats", "model_repeats", "models"):
         if getattr(args, flag) is None:
             setattr(args, flag, SHAPES[args.shapes][flag])
+    inputs = [v.strip() for v in args.volume_inputs.split(",") if v.strip()]
+    unknown = sorted(set(inputs) - {"clip", "volume"})
+    if inputs != ["none"] and (unknown or not inputs):
+        parser.error(
+            f"--volume-inputs takes 'clip', 'volume' or 'none', not {args.volume_inputs!r}"
+        )
+    args.volume_inputs = [] if inputs == ["none"] else inputs
+    if args.max_attention_gib <= 0 or (args.max_forward_seconds or 1) <= 0:
+        parser.error("--max-attention-gib and --max-forward-seconds must be positive")
     for flag in ("warmup", "repeats", "model_batch", "model_size", "model_repeats", "threads"):
         if getattr(args, flag) < (0 if flag == "warmup" else 1):
             parser.error(f"--{flag.replace('_', '-')} must be positive")
@@ -196,7 +228,7 @@ def main(argv=None):
         images = not args.skip_images
         layer_rows = bench_layers(names, args, jit, timm) if images else []
         targets = None if args.skip_targets or not images else bench_targets(names, args, jit)
-        volumes = bench_volumes(names, args, jit) if args.volumes else None
+        volumes = bench_volumes(names, args, jit) if args.volumes and args.volume_inputs else None
         volume_targets = None
         if args.volumes and not args.skip_targets:
             volume_targets = bench_volume_targets(names, args, jit)

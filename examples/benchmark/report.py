@@ -8,6 +8,7 @@ from .settings import MIB
 from .settings import TIMM_NON_LOCAL
 from .targets import growth_exponent
 from .targets import volume_growth_exponent
+from .targets import volume_growth_sides
 
 
 def _fmt(value, spec):
@@ -266,9 +267,12 @@ def _render_volumes(volumes):
             "|---|---|---|---:|---:|---:|---:|",
         ]
         for r in rows:
+            start = f"| {r['layer']} | {_kwargs_text(r['kwargs'])} | {_shape_text(r)} "
+            if r.get("not_run"):
+                lines.append(start + f"| {r['not_run']} | | | |")
+                continue
             lines.append(
-                f"| {r['layer']} | {_kwargs_text(r['kwargs'])} | {_shape_text(r)} "
-                f"| {r['forward_ms']:.1f} | {r['forward_ratio']:.2f} "
+                start + f"| {r['forward_ms']:.1f} | {r['forward_ratio']:.2f} "
                 f"| {r['train_ms']:.1f} | {r['train_ratio']:.2f} |"
             )
         lines.append("")
@@ -303,38 +307,48 @@ def _render_volumes(volumes):
         by_reason.setdefault(reason, []).append(name)
     for reason, names in by_reason.items():
         lines += [f"Skipped, no 3-D form ({reason}): {', '.join(names)}.", ""]
-    for case, error in volumes.get("failed", {}).items():
-        lines += [f"- {case}: {error}; not timed.", ""]
     return lines
 
 
 def _render_volume_growth(targets):
     """Peak memory of the 3-D non-local and criss-cross forms over cubes of growing side."""
     sides, channels = targets["sides"], targets["channels"]
-    small, large = sides[-2:]
     lines = [f"## Peak memory growth in D*H*W (batch 1, C={channels}, D = H = W)", ""]
     if targets["peaks"]:
         header = "".join(f" {s}³ fwd MiB | {s}³ fwd+bwd MiB |" for s in sides)
         lines += [
             (
-                f"Growth exponent: log(peak at {large}³ / peak at {small}³) over "
-                "log(ratio of D*H*W); 1 is linear in D*H*W, 2 quadratic."
+                "Growth exponent: log(peak at the larger / peak at the smaller of the two "
+                "largest cubes measured) over log(ratio of D*H*W); 1 is linear in D*H*W, 2 "
+                "quadratic (a non-local block's N x N matrix), 4/3 criss-cross attention's "
+                "N x (D + H + W - 2). 'not run': the attention matrix alone would exceed "
+                "--max-attention-gib."
             ),
             "",
-            "| layer | kwargs |" + header + " growth fwd | growth fwd+bwd |",
-            "|---|---|" + "---:|" * (2 * len(sides) + 2),
+            "| layer | kwargs |" + header + " growth fwd | growth fwd+bwd | sides of the growth |",
+            "|---|---|" + "---:|" * (2 * len(sides) + 2) + "---|",
         ]
         for name, by_side in targets["peaks"].items():
             cells = []
             for s in sides:
+                if s in targets.get("not_run", {}).get(name, {}):
+                    cells += ["not run", "not run"]
+                    continue
                 peak = by_side.get(s)
                 cells += [_fmt(peak and peak[m] / MIB, ".1f") for m in ("forward", "train")]
             cells += [
                 _fmt(volume_growth_exponent(targets, name, m), ".2f") for m in ("forward", "train")
             ]
+            growth_sides = volume_growth_sides(targets, name)
+            cells.append("³ to ".join(map(str, growth_sides)) + "³" if growth_sides else "n/a")
             kwargs = _kwargs_text(targets["kwargs"].get(name, {}))
             lines.append(f"| {name} | {kwargs} | " + " | ".join(cells) + " |")
         lines.append("")
+        for name, by_side in targets.get("not_run", {}).items():
+            for side, why in by_side.items():
+                lines.append(f"- {name} at {side}³: {why}.")
+        if targets.get("not_run"):
+            lines.append("")
     notes = [
         f"- {n}: no 3-D form on this build ({why}); no row." for n, why in targets["notes"].items()
     ]

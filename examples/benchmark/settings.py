@@ -1,5 +1,8 @@
 """What is measured: each layer's arguments, its shape family and the shape sets."""
 
+import inspect
+import math
+
 import keras_attention
 
 BASELINE = "conv1x1"
@@ -59,7 +62,7 @@ def layer_kwargs(name, shape):
 # and the cube sides D = H = W of the non-local vs criss-cross memory growth.
 VOLUME_SHAPES = {
     "volumes": {"clip": (2, 8, 28, 28, 256), "volume": (1, 32, 32, 32, 64)},
-    "volume_growth": [8, 12, 16, 20],
+    "volume_growth": [8, 12, 16, 24, 32],
     "volume_channels": 64,
 }
 
@@ -168,11 +171,54 @@ VOLUME_SETTINGS = {
 }
 
 
-def volume_kwargs(name):
-    """Constructor kwargs of `name`'s 3-D form: LAYER_SETTINGS' with VOLUME_SETTINGS' on top."""
+# Grouped layers whose channels must be a multiple of groups * this: the 64-channel
+# volume takes fewer groups than their defaults (SGE, shuffle: 64; SK here: 32) on the
+# tiny shapes, and shuffle's 2 x 64 does not divide 64. The table shows the groups used.
+GROUPED = {"sge": 1, "shuffle": 2, "sk": 1}
+
+
+def volume_kwargs(name, channels=None):
+    """Constructor kwargs of `name`'s 3-D form: LAYER_SETTINGS' with VOLUME_SETTINGS' on top,
+    and, given `channels`, a grouped layer's groups halved until the channels allow them."""
     kwargs = dict(LAYER_SETTINGS.get(name, (None, {}))[1])
     kwargs.update(VOLUME_SETTINGS.get(name, {}))
+    if channels and name in GROUPED:
+        default = inspect.signature(keras_attention.registry.get_class(name)).parameters["groups"]
+        groups = kwargs.get("groups", default.default)
+        while groups > 1 and channels % (groups * GROUPED[name]):
+            groups //= 2
+        if groups != kwargs.get("groups", default.default):
+            kwargs["groups"] = groups
     return kwargs
+
+
+# Layers whose attention weighs every (query, key) pair of positions; non-local's
+# sub-sampling pools its keys 2x2 ("same" padding; 1x2x2 on clips and volumes).
+PAIRWISE = {"self_attention", "position_attention", "danet", "non_local"}
+
+
+def attention_gib(name, kwargs, shape):
+    """GiB of the float32 (query, key) attention matrix of `name` at `shape` (channels last),
+    or 0 for a layer without one. Such layers grow quadratically in the positions: above
+    `--max-attention-gib` their cases are not run, and the tables say so."""
+    if name not in PAIRWISE:
+        return 0.0
+    spatial = shape[1:-1]
+    queries = keys = math.prod(spatial)
+    if name == "non_local" and kwargs.get("sub_sample", True):
+        keys = queries // (spatial[-2] * spatial[-1]) * -(-spatial[-2] // 2) * -(-spatial[-1] // 2)
+    return shape[0] * queries * keys * 4 / 2.0**30
+
+
+def too_large(name, kwargs, shape, max_gib):
+    """Why `name` is not run at `shape` (its attention matrix is over `max_gib`), or None."""
+    gib = attention_gib(name, kwargs, shape)
+    if gib <= max_gib:
+        return None
+    return (
+        f"not run: its float32 attention matrix alone would take {gib:.1f} GiB "
+        f"(--max-attention-gib {max_gib:g})"
+    )
 
 
 def has_volume_form(name):

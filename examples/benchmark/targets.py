@@ -12,6 +12,7 @@ from .settings import has_volume_form
 from .settings import layer_kwargs
 from .settings import no_volume_reason
 from .settings import selected_layers
+from .settings import too_large
 
 
 def bench_targets(names, args, jit):
@@ -81,32 +82,45 @@ def bench_volume_targets(names, args, jit):
         return None
     shapes = SHAPES[args.shapes]
     sides, channels = shapes["volume_growth"], shapes["volume_channels"]
-    peaks, settings, notes = {}, {}, {}
+    peaks, settings, notes, not_run = {}, {}, {}, {}
     for name in pair:
         if not has_volume_form(name):
             notes[name] = no_volume_reason(name)
             continue
-        print(f"memory of {name}'s 3-D form over cubes {sides} ...", flush=True)
         # The 2-D table's arguments: non-local without sub-sampling, quadratic in D*H*W.
         settings[name] = dict(LAYER_SETTINGS[name][1])
-        cases = [
-            {"name": name, "kwargs": settings[name], "shape": [1, s, s, s, channels]} for s in sides
-        ]
-        peaks[name] = dict(zip(sides, peak_memory(cases, args.precision, jit)))
+        shapes_of = {s: [1, s, s, s, channels] for s in sides}
+        for s in sides:
+            why = too_large(name, settings[name], shapes_of[s], args.max_attention_gib)
+            if why:
+                not_run.setdefault(name, {})[s] = why
+        run = [s for s in sides if s not in not_run.get(name, {})]
+        print(f"memory of {name}'s 3-D form over cubes {run} ...", flush=True)
+        cases = [{"name": name, "kwargs": settings[name], "shape": shapes_of[s]} for s in run]
+        peaks[name] = dict(zip(run, peak_memory(cases, args.precision, jit)))
     return {
         "sides": sides,
         "channels": channels,
         "peaks": peaks,
         "kwargs": settings,
         "notes": notes,
+        "not_run": not_run,
     }
 
 
+def volume_growth_sides(targets, name):
+    """The two largest cube sides at which `name`'s peak was measured, or None."""
+    measured = [s for s in targets["sides"] if targets["peaks"].get(name, {}).get(s)]
+    return tuple(measured[-2:]) if len(measured) >= 2 else None
+
+
 def volume_growth_exponent(targets, name, mode):
-    """Slope of log(peak) against log(D*H*W) between the two largest cubes, or None."""
-    small, large = targets["sides"][-2:]
-    by_side = targets["peaks"].get(name, {})
-    a, b = by_side.get(small), by_side.get(large)
-    if not (a and b and a[mode] > 0 and b[mode] > 0):
+    """Slope of log(peak) against log(D*H*W) between the two largest cubes measured, or None."""
+    sides = volume_growth_sides(targets, name)
+    if sides is None:
+        return None
+    small, large = sides
+    a, b = targets["peaks"][name][small], targets["peaks"][name][large]
+    if not (a[mode] > 0 and b[mode] > 0):
         return None
     return float(np.log(b[mode] / a[mode]) / np.log((large / small) ** 3))

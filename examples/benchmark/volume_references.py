@@ -105,6 +105,18 @@ VOLUME_REFERENCES = {
             reference="timm_3d",
         ),
     ),
+    # timm-3d's CbamModule, ChannelAttn, EffectiveSEModule, SelectiveKernel, SplitAttn,
+    # GatherExcite and NonLocalAttn keep 2-D convolutions or pooling and fail on 5-D inputs
+    # (timm-3d 1.0.1): only its spatial gate is paired.
+    "spatial_gate": (
+        Reference(
+            "cbam.SpatialAttn",
+            "timm_3d.layers.cbam.SpatialAttn",
+            lambda layer, c, shape: {"kernel_size": layer.kernel_size},
+            "our kernel size (conv+BN3d)",
+            reference="timm_3d",
+        ),
+    ),
     "non_local": (
         Reference(
             "NonLocal3d",

@@ -3,11 +3,15 @@
 Each layer's 5-D form is timed against a 1x1x1 convolution and beside its 3-D references
 (MONAI, timm-3d, mmcv, fvcore: `volume_references`) in the same interleaved rounds. Layers
 whose class has no 3-D form (3 not in its `spatial_ranks`) are skipped, with the class's
-`no_volume_reason` in the report.
+`no_volume_reason` in the report. A layer whose attention matrix over all position pairs
+would exceed `--max-attention-gib` at a shape is not run there, nor one whose forward call
+takes longer than `--max-forward-seconds` (to keep a run on a small CPU feasible): their
+rows say so.
 """
 
 import gc
 import statistics
+import time
 import types
 
 from .calls import compiled_calls
@@ -19,6 +23,7 @@ from .settings import IDENTITY
 from .settings import SHAPES
 from .settings import has_volume_form
 from .settings import no_volume_reason
+from .settings import too_large
 from .settings import volume_kwargs
 from .timing import paired_ratio
 from .timing import time_interleaved
@@ -50,28 +55,54 @@ def _reference_calls(entry, layer, x, shape):
     return (forward, train), None
 
 
+def _too_slow(forward, limit):
+    """Why a case is not timed: its second forward call (the first compiles) took more
+    than `limit` seconds; None when it did not, or when there is no limit."""
+    if limit is None:
+        return None
+    forward()
+    start = time.perf_counter()
+    forward()
+    seconds = time.perf_counter() - start
+    if seconds <= limit:
+        return None
+    return (
+        f"not timed: one forward call took {seconds:.0f} s on this machine "
+        f"(--max-forward-seconds {limit:g})"
+    )
+
+
 def bench_volumes(names, args, jit):
-    """Rows of the volumes table, the layers skipped (no 3-D form) and those that failed
-    at a shape, each with why."""
+    """Rows of the volumes table (a case not run at a shape, too large or failing, is a row
+    with `not_run`: why), the layers skipped (no 3-D form) with why, and the failures."""
     volume_names, skipped = split_by_volume_form(names)
     rows, failed = [], {}
     if not volume_names:
         return {"rows": rows, "skipped": skipped, "failed": failed}
     for label, shape in SHAPES[args.shapes]["volumes"].items():
-        cases = [(BASELINE, {}), (IDENTITY, {})] + [(n, volume_kwargs(n)) for n in volume_names]
+        if label not in args.volume_inputs:
+            continue
+        cases = [(BASELINE, {}), (IDENTITY, {})]
+        cases += [(n, volume_kwargs(n, shape[-1])) for n in volume_names]
         print(f"timing {len(cases)} 3-D cases at the {label} {shape} ...", flush=True)
         x = random_input(shape)
-        calls, references, timed = {}, {}, []
+        calls, references, not_run = {}, {}, {}
         for name, kwargs in cases:
+            not_run[name] = too_large(name, kwargs, shape, args.max_attention_gib)
+            if not_run[name]:
+                continue
             layer = make_layer(name, kwargs, shape[-1], rank=3)
             try:
                 calls[(name, "forward")], calls[(name, "train")] = compiled_calls(layer, x, jit)
             except Exception as error:  # noqa: BLE001 (a 3-D form failing at this shape)
-                failed[f"{name} at the {label}"] = " ".join(
-                    f"fails: {type(error).__name__}: {error}".split()
-                )[:300]
+                not_run[name] = " ".join(f"fails: {type(error).__name__}: {error}".split())[:300]
+                failed[f"{name} at the {label}"] = not_run[name]
                 continue
-            timed.append((name, kwargs))
+            if name not in (BASELINE, IDENTITY):  # the baseline is always timed
+                not_run[name] = _too_slow(calls[(name, "forward")], args.max_forward_seconds)
+            if not_run[name]:
+                del calls[(name, "forward")], calls[(name, "train")]
+                continue
             for entry in VOLUME_REFERENCES.get(name, ()):
                 pair, note = _reference_calls(entry, layer, x, shape)
                 references.setdefault(name, []).append((entry, note))
@@ -81,8 +112,11 @@ def bench_volumes(names, args, jit):
         samples = time_interleaved(calls, args.warmup, args.repeats)
         del calls, x
         gc.collect()
-        for name, kwargs in timed:
+        for name, kwargs in cases:
             row = {"layer": name, "kwargs": kwargs, "shape": shape, "label": label}
+            if not_run[name]:  # in the table with why, not dropped
+                rows.append({**row, "not_run": not_run[name], "references": []})
+                continue
             for mode in ("forward", "train"):
                 own = samples[(name, mode)]
                 row[f"{mode}_ms"] = 1000 * statistics.median(own)
