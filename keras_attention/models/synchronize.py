@@ -18,16 +18,17 @@ def synchronize_batch_norm(model):
       `MultiWorkerMirroredStrategy`): sets `synchronized=True` on every
       `keras.layers.BatchNormalization` (the package's included), also those
       inside attention layers and nested models; training then sums each
-      statistic across the replicas (one all-reduce per layer and step).
+      layer's sums, sums of squares and counts across the replicas (three
+      all-reduces per layer and step).
     - JAX (`keras.distribution.DataParallel`): nothing to do, and nothing is
       changed: the jitted step computes each statistic over the whole batch
       sharded across the devices (measured equal to one device's in
       `tests/test_sync_batch_norm.py`).
     - PyTorch: nothing is changed (Keras has no multi-device training there).
 
-    The model is changed in place, weights and optimizer included (call it
-    before `fit`; a traced train step is dropped so that the next `fit`
-    retraces). A `.keras` file keeps `synchronized` for the model's own
+    The model is changed in place, its weights and optimizer kept (call it
+    before `fit`; a train step traced before is dropped so that the next
+    `fit` traces it again). A `.keras` file keeps `synchronized` for the model's own
     BatchNormalization layers; those inside attention layers are made again
     by their layer when it loads, unsynchronized, so call this function again
     on a reloaded model that trains data-parallel.
@@ -40,9 +41,11 @@ def synchronize_batch_norm(model):
 
     Example:
 
-    >>> strategy = tf.distribute.MirroredStrategy()  # doctest: +SKIP
-    >>> with strategy.scope():  # doctest: +SKIP
-    ...     model = synchronize_batch_norm(keras_attention.models.DANet(21))
+    >>> strategy = tf.distribute.MirroredStrategy()
+    >>> with strategy.scope():
+    ...     model = keras_attention.models.DANet(21)
+    ...     keras_attention.models.synchronize_batch_norm(model)
+    ...     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     """
     if not isinstance(model, keras.layers.Layer):
         raise ValueError(f"`model` must be a Keras model or layer. Received: model={model!r}")  # noqa: TRY004
