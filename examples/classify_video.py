@@ -82,6 +82,7 @@ from keras_attention import precision
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli
+import distribute
 import run_folder
 import train_classifier
 
@@ -134,11 +135,7 @@ def parse_args(argv=None):
         help="Global dtype policy. auto: mixed_float16 on an NVIDIA GPU, else float32 "
         "(TensorFlow's CPU Conv3D needs XLA for bfloat16, which is 16x slower).",
     )
-    parser.add_argument(
-        "--distribute",
-        action="store_true",
-        help="Data-parallel training on all local devices (see train_classifier.py).",
-    )
+    distribute.add_argument(parser)
     parser.add_argument(
         "--output-dir",
         default=os.path.join("runs", "classify_video"),
@@ -375,23 +372,24 @@ def accuracy(dataset):
     return scores
 
 
-def train_one(name, seed, dataset, args, policy, scope):
+def train_one(name, seed, dataset, args, policy, distribution):
     keras.utils.set_random_seed(seed)
-    with scope():
+    with distribution.scope():
         model = build_model(name, dataset.input_shape, args.width, args.nonlocal_blocks)
+        distribution.prepare(model)
         steps = int(dataset.train.cardinality())
         train_classifier.compile_model(model, args.learning_rate, args.epochs * max(steps, 1))
     print(f"\n## {name}, seed {seed}: {model.count_params():,} parameters")
     return run_folder.train(
         model,
-        os.path.join(args.output_dir, f"{name}_seed{seed}"),
+        os.path.join(distribution.folder(args.output_dir), f"{name}_seed{seed}"),
         dataset.train,
         args.epochs,
         accuracy(dataset),
         validation_data=dataset.validation,
         overwrite=args.overwrite,
         verbose=args.verbose,
-        scope=scope,
+        scope=distribution.scope,
         describe={"model": name, "seed": seed, "precision": policy},
     )
 
@@ -499,7 +497,10 @@ def main(argv=None, callbacks=()):
             f"Received: seeds={args.seeds}, clips={args.clips}, "
             f"picture_clips={args.picture_clips}"
         )
-    os.makedirs(args.output_dir, exist_ok=True)
+    # First: a multi-worker strategy must configure TensorFlow before it runs anything.
+    distribution = distribute.start(args.distribute)
+    output_dir = distribution.folder(args.output_dir)
+    os.makedirs(output_dir, exist_ok=True)
     policy = choose_precision(args.precision)
     keras.config.set_dtype_policy(policy)
     dataset, test = clip_data(args)
@@ -509,17 +510,17 @@ def main(argv=None, callbacks=()):
         f"policy {policy}"
     )
     names = MODELS if args.model == "both" else (args.model,)
-    scope, replicas = train_classifier.distribution_scope(args.distribute)
     runs = []
-    try:
+    with distribution:
         for name in names:
             for seed in range(args.seeds):
-                summary = train_one(name, seed, dataset, args, policy, scope)
-                runs.append(summary)
-    finally:
-        if args.distribute and keras.backend.backend() == "jax":
-            keras.distribution.set_distribution(None)
-    results = {"runs": runs, "models": {}, "replicas": replicas, "precision": policy}
+                runs.append(train_one(name, seed, dataset, args, policy, distribution))
+    results = {
+        "runs": runs,
+        "models": {},
+        "replicas": distribution.replicas,
+        "precision": policy,
+    }
     for name in names:
         scores = np.array([r["test_accuracy"] for r in runs if r["model"] == name])
         results["models"][name] = {
@@ -539,11 +540,11 @@ def main(argv=None, callbacks=()):
             )
             for index in range(min(args.picture_clips, len(test[0])))
         ]
-        path = args.picture or os.path.join(args.output_dir, "nonlocal_attention.png")
+        path = args.picture or os.path.join(output_dir, "nonlocal_attention.png")
         plot_attention(model, clips, path)
         results["picture"] = path
         print(f"Attention of one query over the frames: {path}")
-    run_folder.write_json(os.path.join(args.output_dir, "results.json"), results)
+    run_folder.write_json(os.path.join(output_dir, "results.json"), results)
     for name, stats in results["models"].items():
         print(
             f"{name}: test accuracy {stats['test_accuracy_mean']:.4f} +- "

@@ -60,6 +60,7 @@ from keras_attention import precision
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli
+import distribute
 import run_folder
 import train_classifier
 
@@ -139,12 +140,7 @@ def parse_args(argv=None):
         choices=precision.PRECISIONS,
         help="Global dtype policy (auto: see train_classifier.py). The logits are float32.",
     )
-    parser.add_argument(
-        "--distribute",
-        action="store_true",
-        help="Data-parallel training on all local devices: tf.distribute.MirroredStrategy "
-        "on TensorFlow, keras.distribution.DataParallel on JAX.",
-    )
+    distribute.add_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="Seed of weights and patches.")
     parser.add_argument(
         "--output-dir",
@@ -417,7 +413,10 @@ def widths(width):
 def main(argv=None, callbacks=()):
     """Trains each model; returns {model: summary}."""
     args = parse_args(argv)
-    os.makedirs(args.output_dir, exist_ok=True)
+    # First: a multi-worker strategy must configure TensorFlow before it runs anything.
+    distribution = distribute.start(args.distribute)
+    output_dir = distribution.folder(args.output_dir)
+    os.makedirs(output_dir, exist_ok=True)
     policy = set_precision(args.precision)
     image, labels = load_volume(args.resolution)
     (train_image, test_image), (train_labels, test_labels) = (
@@ -441,26 +440,28 @@ def main(argv=None, callbacks=()):
     results, predictions, attention = {}, {}, None
     for name in args.models:
         keras.utils.set_random_seed(args.seed)
-        scope, replicas = train_classifier.distribution_scope(args.distribute)
-        try:
-            with scope():
+        with distribution:
+            with distribution.scope():
                 model = MODELS[name](
                     classes=len(CLASS_NAMES), input_shape=shape, dims=3, filters=widths(args.width)
                 )
+                distribution.prepare(model)
                 train_classifier.compile_model(
                     model, args.learning_rate, args.epochs * max(steps, 1)
                 )
-            print(f"\n## {model.name}: {model.count_params():,} parameters, {replicas} replica(s)")
+            print(
+                f"\n## {model.name}: {model.count_params():,} parameters, {distribution.replicas} replica(s)"
+            )
             summary = run_folder.train(
                 model,
-                os.path.join(args.output_dir, name),
+                os.path.join(output_dir, name),
                 train_data,
                 args.epochs,
                 scores(test_image, test_labels),
                 overwrite=args.overwrite,
                 verbose=args.verbose,
                 callbacks=callbacks,
-                scope=scope,
+                scope=distribution.scope,
                 describe={
                     "model": model.name,
                     "split": args.split,
@@ -471,16 +472,13 @@ def main(argv=None, callbacks=()):
                 min_steps=MIN_STEPS,
                 short_run=SHORT_RUN,
             )
-        finally:
-            if args.distribute and keras.backend.backend() == "jax":
-                keras.distribution.set_distribution(None)
         results[name] = summary
         reloaded = run_folder.load_model(summary["model_path"])
         predictions[name] = np.argmax(predict_volume(reloaded, test_image), axis=-1)
         if name == "attention_unet":
             attention = gate_attention(reloaded, test_image)
         print(f"{model.name}: {run_folder.summary_line(summary)}")
-    plot_path = os.path.join(args.output_dir, "segment_volumes.png")
+    plot_path = os.path.join(output_dir, "segment_volumes.png")
     plot(test_image, test_labels, predictions, attention, plot_path)
     for name, summary in results.items():
         print(

@@ -33,7 +33,6 @@ does nothing unless `--overwrite` is given.
 
 ## Setup
 
-import contextlib
 import os
 import sys
 
@@ -46,6 +45,7 @@ from keras_attention import precision
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli
+import distribute
 import run_folder
 
 MODELS = ("small_cnn", "resnet18", "resnet34", "resnet50", "resnet101", "ran56", "ran92")
@@ -121,12 +121,7 @@ def parse_args(argv=None):
         "mixed_bfloat16 on a CPU with bfloat16 instructions, else float32. "
         "The classifier layer always computes in float32.",
     )
-    parser.add_argument(
-        "--distribute",
-        action="store_true",
-        help="Data-parallel training on all local devices: tf.distribute."
-        "MirroredStrategy on TensorFlow, keras.distribution.DataParallel on JAX.",
-    )
+    distribute.add_argument(parser)
     parser.add_argument(
         "--output-dir",
         default=None,
@@ -182,49 +177,6 @@ def compile_model(model, learning_rate, steps):
     )
 
 
-## Distribution
-
-
-def distribution_scope(enabled):
-    """A function returning a scope for building the model, and the number of replicas.
-
-    TensorFlow mirrors the model on every GPU (or every logical CPU when there
-    is no GPU); JAX shards each batch across its devices. With one device it
-    warns: the run is then an ordinary one.
-    """
-    if not enabled:
-        return contextlib.nullcontext, 1
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
-        scope, replicas = strategy.scope, strategy.num_replicas_in_sync
-        trial = (
-            "to try it on a CPU, split the CPU into logical devices first with "
-            "tf.config.set_logical_device_configuration(cpu, "
-            "[tf.config.LogicalDeviceConfiguration()] * 2)"
-        )
-    elif backend == "jax":
-        distribution = keras.distribution.DataParallel()
-        keras.distribution.set_distribution(distribution)
-        scope, replicas = contextlib.nullcontext, len(distribution.device_mesh.devices.flatten())
-        trial = (
-            "to try it on a CPU, set "
-            "XLA_FLAGS=--xla_force_host_platform_device_count=2 before starting"
-        )
-    else:
-        raise ValueError(f"--distribute needs the TensorFlow or JAX backend, not {backend!r}.")
-    if replicas == 1:
-        print(
-            f"Warning: --distribute found one device, so this run has 1 replica, as "
-            f"without --distribute. Data parallelism needs several GPUs; {trial}.",
-            file=sys.stderr,
-        )
-    return scope, replicas
-
-
 ## Training
 
 
@@ -253,34 +205,38 @@ def main(argv=None, callbacks=()):
     run midway).
     """
     args = parse_args(argv)
-    output_dir = args.output_dir or default_output_dir(args)
-    keras.utils.set_random_seed(args.seed)
-    policy = precision.set_precision(args.precision)
+    # First: a multi-worker strategy must configure TensorFlow before it runs anything.
+    with distribute.start(args.distribute) as distribution:
+        output_dir = distribution.folder(args.output_dir or default_output_dir(args))
+        keras.utils.set_random_seed(args.seed)
+        policy = precision.set_precision(args.precision)
 
-    dataset = data.load(
-        args.dataset,
-        batch_size=args.batch_size,
-        image_size=args.image_size,
-        seed=args.seed,
-        limit=args.limit,
-        min_size=RESNET_MIN_SIZE if args.model in RESNETS else None,
-        validation_split=VALIDATION_SPLIT,
-    )
-    print(
-        f"Data: {args.dataset}, {dataset.train_size} train / {dataset.validation_size} "
-        f"validation / {dataset.test_size} test images in batches of {args.batch_size}, "
-        f"shape {dataset.input_shape}, "
-        f"{dataset.num_classes} classes; policy {policy}"
-    )
-    steps = int(dataset.train.cardinality())
-    scope, replicas = distribution_scope(args.distribute)
-    try:
-        with scope():
+        dataset = data.load(
+            args.dataset,
+            batch_size=args.batch_size,
+            image_size=args.image_size,
+            seed=args.seed,
+            limit=args.limit,
+            min_size=RESNET_MIN_SIZE if args.model in RESNETS else None,
+            validation_split=VALIDATION_SPLIT,
+        )
+        print(
+            f"Data: {args.dataset}, {dataset.train_size} train / {dataset.validation_size} "
+            f"validation / {dataset.test_size} test images in batches of {args.batch_size}, "
+            f"shape {dataset.input_shape}, "
+            f"{dataset.num_classes} classes; policy {policy}"
+        )
+        steps = int(dataset.train.cardinality())
+        with distribution.scope():
             model = build_model(
                 args.model, args.attention, dataset.input_shape, dataset.num_classes
             )
+            distribution.prepare(model)
             compile_model(model, args.learning_rate, args.epochs * steps if steps > 0 else 10_000)
-        print(f"Model {model.name}: {model.count_params():,} parameters, {replicas} replica(s)")
+        print(
+            f"Model {model.name}: {model.count_params():,} parameters, "
+            f"{distribution.replicas} replica(s)"
+        )
         summary = run_folder.train(
             model,
             output_dir,
@@ -291,7 +247,7 @@ def main(argv=None, callbacks=()):
             overwrite=args.overwrite,
             verbose=args.verbose,
             callbacks=callbacks,
-            scope=scope,
+            scope=distribution.scope,
             describe={
                 "model": model.name,
                 "attention": args.attention,
@@ -299,9 +255,6 @@ def main(argv=None, callbacks=()):
                 "precision": policy,
             },
         )
-    finally:
-        if args.distribute and keras.backend.backend() == "jax":
-            keras.distribution.set_distribution(None)
     if not summary.get("already_finished"):
         print(
             f"{model.name} on {args.dataset}: test accuracy {summary['test_accuracy']:.4f} "

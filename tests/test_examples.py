@@ -18,6 +18,7 @@ EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 sys.path.insert(0, EXAMPLES)
 
 import compare
+import distribute
 import gallery
 import run_folder
 import segmentation
@@ -258,10 +259,25 @@ def test_distribute_on_one_device_warns(capsys):
 
     if len(tf.config.list_logical_devices("CPU")) + len(tf.config.list_logical_devices("GPU")) > 1:
         pytest.skip("this machine has several devices")
-    _, replicas = train_classifier.distribution_scope(True)
+    distribution = distribute.start("local")
     err = capsys.readouterr().err
-    assert replicas == 1 and "--distribute found one device" in err
+    assert distribution.replicas == 1 and "--distribute found one device" in err
     assert "several GPUs" in err and "set_logical_device_configuration" in err
+
+
+def test_distribute_modes(monkeypatch):
+    assert train_classifier.parse_args([]).distribute is None
+    assert train_classifier.parse_args(["--distribute"]).distribute == "local"
+    assert train_classifier.parse_args(["--distribute", "multiworker"]).distribute == "multiworker"
+    with pytest.raises(SystemExit):
+        train_classifier.parse_args(["--distribute", "everywhere"])
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    if keras.backend.backend() == "tensorflow":
+        with pytest.raises(ValueError, match="TF_CONFIG"):
+            distribute.start("multiworker")
+    else:
+        with pytest.raises(ValueError, match="MultiWorkerMirroredStrategy"):
+            distribute.start("multiworker")
 
 
 def test_loader_names_the_missing_import(tmp_path):

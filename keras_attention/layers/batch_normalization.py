@@ -18,7 +18,16 @@ class BatchNormalization(keras.layers.BatchNormalization):
     BatchNorm2d runs), one pass over the map forward and one backward instead
     of Keras's chain of moments, subtract, multiply and add and their
     gradients. JAX keeps Keras's form (XLA fuses it). Masks, `renorm` and
-    `synchronized=True` go through Keras's own `call`.
+    `synchronized=True` on TensorFlow go through Keras's own `call`.
+
+    `synchronized=True` (see `keras_attention.models.synchronize_batch_norm`)
+    takes the statistics over the global batch: on TensorFlow by Keras's
+    all-reduce across the replicas of a `tf.distribute` strategy. Unlike
+    Keras's class, this one accepts it on every backend, so that a model
+    saved with it on TensorFlow loads on JAX and PyTorch: there it changes
+    nothing, as JAX's statistics under `keras.distribution.DataParallel` are
+    those of the global batch already (its jitted step sees the whole sharded
+    batch) and Keras has no multi-device training on PyTorch.
 
     Weights saved by `keras.layers.BatchNormalization` load into it and give
     the same outputs to float32 rounding, and back. It keeps Keras's class
@@ -37,8 +46,17 @@ class BatchNormalization(keras.layers.BatchNormalization):
     (2, 4, 4, 8)
     """
 
+    def __init__(self, synchronized=False, **kwargs):
+        super().__init__(**kwargs)
+        self.synchronized = bool(synchronized)  # Keras refuses it off TensorFlow
+
+    def _moments(self, inputs, mask):
+        if mask is None and not _all_reduces(self.synchronized):
+            return ops.moments(inputs, axes=self._reduction_axes)
+        return super()._moments(inputs, mask)
+
     def call(self, inputs, training=None, mask=None):
-        if mask is not None or self.renorm or self.synchronized:
+        if mask is not None or self.renorm or _all_reduces(self.synchronized):
             return super().call(inputs, training=training, mask=mask)
         # As Keras does: the arithmetic in (at least) float32.
         dtype = keras.backend.result_type(inputs.dtype, "float32")
@@ -64,3 +82,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
                 moving_variance * self.momentum + variance * (1.0 - self.momentum)
             )
         return ops.cast(outputs, self.compute_dtype)
+
+
+def _all_reduces(synchronized):
+    """Whether `synchronized` means an all-reduce of the statistics: on TensorFlow only."""
+    return synchronized and keras.backend.backend() == "tensorflow"

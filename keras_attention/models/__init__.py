@@ -1,7 +1,8 @@
 """Functional model builders: attention ResNets, Residual Attention Networks,
 a spatial-transformer classifier, DANet/CCNet segmentation models and
-Attention U-Net (2-D or 3-D), the non-local I3D/C2D video ResNets, and
-`inflate`: the I3D twin of a 2-D model.
+Attention U-Net (2-D or 3-D), the non-local I3D/C2D video ResNets,
+`inflate`: the I3D twin of a 2-D model, and `synchronize_batch_norm`: every
+BatchNormalization over the global batch under data parallelism.
 
 Every model is made of registered layers only, so it saves to `.keras` and
 reloads in safe mode after `import keras_attention`.
@@ -23,6 +24,7 @@ from keras_attention.models.segmentation import CCNet
 from keras_attention.models.segmentation import DANet
 from keras_attention.models.small_cnn import AttentionCNN
 from keras_attention.models.spatial_transformer_classifier import SpatialTransformerClassifier
+from keras_attention.models.synchronize import synchronize_batch_norm
 from keras_attention.models.timm import feature_info
 from keras_attention.models.timm import from_timm
 from keras_attention.models.timm import pyramid_outputs
