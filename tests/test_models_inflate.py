@@ -118,7 +118,10 @@ def test_timm_families_with_grouped_convolutions_and_se(name):
 # ResNet50(attention=a) for every single-input attention with a 3-D form, except those
 # whose 3-D form is not the 2-D one on a boring clip (NOT_INVARIANT, with why) and those
 # whose 3-D form holds other weights (REFUSED: inflate names them). A fast set runs in CI.
-REFUSED = {"coord": "its 3-D form has a third gate, along depth, with weights of its own"}
+REFUSED = {
+    "coord": "its 3-D form has a third gate, along depth, with weights of its own",
+    "stn": "its 3-D form regresses a 3x4 affine theta (12 numbers), the 2-D form a 2x3 one",
+}
 FAST_ATTENTIONS = ("cbam", "eca")
 
 

@@ -217,7 +217,14 @@ class _Inflater:
                 if kind == "kernel" and source.name == "kernel":
                     value = _inflate_kernel(value, depth, self.mode)
                 elif kind == "package":
-                    value = _inflate_package_weight(value, target.shape)
+                    try:
+                        value = _inflate_package_weight(value, target.shape)
+                    except ValueError as error:  # e.g. a 2x3 affine theta against a 3x4 one
+                        self._refuse(
+                            image,
+                            f"its 3-D form holds other weights than its 2-D form ({error}, "
+                            f"{source.path!r})",
+                        )
                 target.assign(value.astype(target.dtype))
 
 
