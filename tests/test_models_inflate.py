@@ -252,6 +252,20 @@ def test_inflated_model_saves_and_trains(tmp_path):
     assert np.isfinite(history.history["loss"][0])
 
 
+def test_package_conv2d_inflates_to_the_package_conv3d():
+    from keras_attention.models import conv
+
+    inputs = keras.Input((8, 8, 4))
+    x = conv.Conv2D(6, 3, padding="same", name="conv")(inputs)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D(name="gap")(x))
+    video = inflate(model, time_kernel=3, mode="centre")
+    assert type(video.get_layer("conv")) is conv.Conv3D
+    images = np.random.default_rng(0).normal(size=(2, 8, 8, 4)).astype("float32")
+    np.testing.assert_allclose(
+        to_numpy(video(boring_clip(images))), to_numpy(model(images)), rtol=1e-5, atol=1e-6
+    )
+
+
 def head_model(last):
     inputs = keras.Input((8, 8, 4))
     x = keras.layers.Conv2D(6, 3, padding="same", name="conv")(inputs)
