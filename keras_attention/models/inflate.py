@@ -249,9 +249,10 @@ def inflate(model, time_kernel=1, time_stride=1, mode="repeat", name=None):
       `models.conv.Conv2D` -> its `Conv3D` (grouped convolutions keep their
       `groups`): a k x k kernel becomes t x k x k, t = `time_kernel`;
       `mode="repeat"` repeats it over the t depth taps and divides by t (I3D),
-      `mode="centre"` puts it in the middle tap and zeros elsewhere. Depth stride `time_stride`, depth dilation 1, the same
-      padding mode ('same' pads depth with zeros; 'valid' not preceded by an
-      explicit padding shortens the depth by t - 1).
+      `mode="centre"` puts it in the middle tap and zeros elsewhere. Depth
+      stride `time_stride`, depth dilation 1, the same padding mode ('same'
+      pads depth with zeros; 'valid' not preceded by an explicit padding
+      shortens the depth by t - 1).
     - `DepthwiseConv2D` -> the package's `DepthwiseConv3D` (same rules; it
       takes 'same' padding, depth multiplier 1 and depth stride 1 only).
     - `MaxPooling2D` / `AveragePooling2D` -> 3-D, pool size and stride in depth
