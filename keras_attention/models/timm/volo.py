@@ -132,9 +132,7 @@ def build(layout, options, image_size=224):
             num_heads=layout.heads[0], stride=2, data_format=_TOKENS, name=f"network_0_{j}_attn"
         )
         x = _residual(x, attention, hidden[0], f"network_0_{j}")
-    x = Conv2D(
-        layout.dims[1], 2, strides=2, data_format=_TOKENS, name="network_1_proj"
-    )(x)
+    x = Conv2D(layout.dims[1], 2, strides=2, data_format=_TOKENS, name="network_1_proj")(x)
     x = PositionEmbedding(name="pos_embed")(x)
     x = keras.layers.Reshape((-1, layout.dims[1]), name="tokens")(x)
     for stage in range(1, len(layout.blocks)):
