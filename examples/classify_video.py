@@ -132,8 +132,9 @@ def parse_args(argv=None):
         "--precision",
         default="auto",
         choices=precision.PRECISIONS,
-        help="Global dtype policy. auto: mixed_float16 on an NVIDIA GPU, else float32 "
-        "(TensorFlow's CPU Conv3D needs XLA for bfloat16, which is 16x slower).",
+        help="Global dtype policy. auto: mixed_float16 on an NVIDIA GPU; float32 on "
+        "TensorFlow's CPU (its bfloat16 Conv3D needs XLA, 16x slower); on a JAX or "
+        "PyTorch CPU as train_classifier.py.",
     )
     distribute.add_argument(parser)
     parser.add_argument(
@@ -346,21 +347,6 @@ def build_model(name, input_shape, width=16, nonlocal_blocks=1):
 ## Training
 
 
-def choose_precision(name):
-    """`precision.choose_policy`, except that "auto" gives float32 on a CPU.
-
-    On TensorFlow's CPU, Conv3D trains in bfloat16 only through XLA (without
-    it the loss is NaN from the first epoch), and XLA's CPU Conv3D took 16x the
-    time of float32 without XLA here (2-core AMD EPYC: 3.0 s against 0.19 s a
-    step of 32 clips), so Keras's default (no XLA for this model) in float32 is
-    what runs fast. On a GPU "auto" is mixed_float16, as in train_classifier.py.
-    """
-    policy = precision.choose_policy(name)
-    if name == "auto" and policy == "mixed_bfloat16":
-        return "float32"
-    return policy
-
-
 def accuracy(dataset):
     def scores(model):
         model.compile(
@@ -501,8 +487,10 @@ def main(argv=None, callbacks=()):
     distribution = distribute.start(args.distribute)
     output_dir = distribution.folder(args.output_dir)
     os.makedirs(output_dir, exist_ok=True)
-    policy = choose_precision(args.precision)
-    keras.config.set_dtype_policy(policy)
+    # auto: float32 on TensorFlow's CPU, whose bfloat16 Conv3Ds are unsound without
+    # XLA and 16x slower than float32 through it (2-core AMD EPYC: 3.0 s against
+    # 0.19 s a step of 32 clips).
+    policy = precision.set_precision(args.precision, spatial_rank=3)
     dataset, test = clip_data(args)
     print(
         f"Clips {dataset.input_shape}: {dataset.train_size} train / "

@@ -138,7 +138,8 @@ def parse_args(argv=None):
         "--precision",
         default="auto",
         choices=precision.PRECISIONS,
-        help="Global dtype policy (auto: see train_classifier.py). The logits are float32.",
+        help="Global dtype policy (auto: float32 on TensorFlow's CPU, else as "
+        "train_classifier.py). The logits are float32.",
     )
     distribute.add_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="Seed of weights and patches.")
@@ -377,32 +378,21 @@ def plot(image, labels, predictions, attention, path):
 
 
 def set_precision(requested):
-    """`precision.set_precision`, except that auto keeps float32 on a CPU under TensorFlow.
+    """`precision.set_precision` for a 3-D model, with a warning where bfloat16 is unsafe.
 
-    TensorFlow 2.21's oneDNN CPU kernels turned these 3-D U-Nets' weights into NaN
-    after one mixed_bfloat16 training step (graph mode, no XLA; the same step ran
-    eagerly, under XLA, or with TF_ENABLE_ONEDNN_OPTS=0 gave finite weights), so
-    auto does not pick mixed_bfloat16 for this example there.
+    "auto" is float32 on TensorFlow's CPU (`spatial_rank=3`): TensorFlow 2.21's
+    oneDNN CPU kernels turned these 3-D U-Nets' weights into NaN after one
+    mixed_bfloat16 training step (graph mode, no XLA; the same step ran eagerly,
+    under XLA, or with TF_ENABLE_ONEDNN_OPTS=0 gave finite weights).
     """
-    policy = precision.choose_policy(requested)
-    risky = (
-        policy == "mixed_bfloat16"
-        and keras.backend.backend() == "tensorflow"
-        and not precision.has_gpu()
-    )
-    if risky and requested == "auto":
-        print(
-            "Precision auto: float32 (mixed_bfloat16's 3-D convolutions on TensorFlow's "
-            "CPU kernels can train to NaN; see set_precision in this script)."
-        )
-        policy = "float32"
-    elif risky:
+    policy = precision.set_precision(requested, spatial_rank=3)
+    tensorflow_cpu = keras.backend.backend() == "tensorflow" and not precision.has_gpu()
+    if policy == "mixed_bfloat16" and tensorflow_cpu:
         print(
             "Warning: mixed_bfloat16 3-D convolutions on TensorFlow's CPU kernels (oneDNN) "
             "can train to NaN; TF_ENABLE_ONEDNN_OPTS=0 or --precision float32 avoid it.",
             file=sys.stderr,
         )
-    keras.config.set_dtype_policy(policy)
     return policy
 
 

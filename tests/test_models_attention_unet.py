@@ -259,12 +259,6 @@ def test_bad_arguments_raise(kwargs, argument):
         AttentionUNet(**{"classes": 2, **kwargs})
 
 
-@pytest.mark.xfail(
-    keras.backend.backend() == "tensorflow",
-    strict=True,
-    reason="TensorFlow's oneDNN NCDHW Conv3D on a CPU: after MaxPooling3D, conv2_1 differs "
-    "from the channels_last model by ~0.7 (JAX and PyTorch equal it exactly)",
-)
 def test_channels_first_equals_channels_last():
     from keras_attention.models import _common
 

@@ -4,6 +4,7 @@ ValueError at build time where it cannot (TensorFlow on a CPU without oneDNN).""
 import keras
 import numpy as np
 import pytest
+from helpers import randomize_weights
 from helpers import to_numpy
 from model_checks import random_images
 
@@ -85,6 +86,25 @@ def test_channels_first_model_matches_channels_last_or_is_refused():
     first = models.AttentionCNN("cbam", input_shape=(1, None, None), widths=(8, 16))
     first.set_weights(last.get_weights())
     x = random_images((2, 12, 16, 1))
+    np.testing.assert_allclose(
+        to_numpy(first(np.transpose(x, (0, 3, 1, 2)), training=False)),
+        to_numpy(last(x, training=False)),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
+def test_biased_convolution_as_wide_as_its_filters_matches_channels_last():
+    """conv1 has 32 filters on 32-wide images: where Keras 3.15's TensorFlow add put a
+    channels_first bias on the width axis (models.conv)."""
+    if not _common.channels_first_runs():
+        pytest.skip("no NCHW convolution on this backend and machine")
+    last = models.SpatialTransformerClassifier(input_shape=(32, 32, 1))
+    randomize_weights(last)
+    keras.config.set_image_data_format("channels_first")  # conftest restores it
+    first = models.SpatialTransformerClassifier(input_shape=(1, 32, 32))
+    first.set_weights(last.get_weights())
+    x = random_images((2, 32, 32, 1))
     np.testing.assert_allclose(
         to_numpy(first(np.transpose(x, (0, 3, 1, 2)), training=False)),
         to_numpy(last(x, training=False)),

@@ -4,8 +4,11 @@ import keras
 import numpy as np
 import pytest
 from helpers import to_numpy
+from test_volume_invariance import NOT_INVARIANT
 
+from keras_attention import available
 from keras_attention import models
+from keras_attention import registry
 from keras_attention.layers import SqueezeExcitation
 from keras_attention.models import ResNet50
 from keras_attention.models import from_timm
@@ -112,6 +115,104 @@ def test_timm_families_with_grouped_convolutions_and_se(name):
     assert_boring_video_property(model, video)
 
 
+# ResNet50(attention=a) for every single-input attention with a 3-D form, except those
+# whose 3-D form is not the 2-D one on a boring clip (NOT_INVARIANT, with why) and those
+# whose 3-D form holds other weights (REFUSED: inflate names them). A fast set runs in CI.
+REFUSED = {
+    "coord": "its 3-D form has a third gate, along depth, with weights of its own",
+    "stn": "its 3-D form regresses a 3x4 affine theta (12 numbers), the 2-D form a 2x3 one",
+}
+FAST_ATTENTIONS = ("cbam", "eca")
+
+
+def resnet_attention_params():
+    params = []
+    for name in available():
+        cls = registry.get_class(name)
+        two_inputs = name == "attention_gate"  # gates a skip by a second tensor
+        if 3 not in cls.spatial_ranks or two_inputs or name in ("se", *REFUSED):
+            continue  # "se": the se_resnet50 tests above
+        if cls.__name__ in NOT_INVARIANT:
+            continue
+        marks = () if name in FAST_ATTENTIONS else pytest.mark.slow
+        params.append(pytest.param(name, marks=marks, id=name))
+    return params
+
+
+@pytest.mark.parametrize("attention", resnet_attention_params())
+def test_resnet50_with_each_3d_attention_keeps_the_logits(attention):
+    model = ResNet50(attention=attention, input_shape=(32, 32, 3), classes=5)
+    randomize_statistics(model, seed=2)
+    video = inflate(model, time_kernel=spatial_same_convs(3), mode="centre")
+    block = video.get_layer("conv2_block1_attention")
+    assert type(block) is registry.get_class(attention) and block.spatial_rank == 3
+    assert_boring_video_property(model, video)
+
+
+@pytest.mark.parametrize("attention", sorted(REFUSED))
+def test_attention_whose_3d_form_has_other_weights_is_refused_by_name(attention):
+    model = small_model(registry.get_class(attention)(name="attention"), filters=16)
+    with pytest.raises(ValueError, match=r"'attention' \(.*other weights"):
+        inflate(model)
+
+
+# One from_timm network per family (and per attention module of timm's ResNet) whose
+# layers all have 3-D forms; resnet18, regnety_002 and seresnext26d run above.
+# name -> (the package layer that must appear in 3-D, time stride of a layer).
+TIMM_FAMILIES = [
+    pytest.param(
+        "skresnet18",
+        "SelectiveKernel",
+        # The SK layers stride depth with their own stride 2: so must the shortcuts.
+        lambda layer: 2 if "downsample" in layer.name else 1,
+        id="skresnet18-sk",
+    ),
+    pytest.param("resnest14d", "SplitAttention", 1, id="resnest14d-split"),
+    pytest.param("ecaresnet26t", "EfficientChannelAttention", 1, id="ecaresnet26t-eca"),
+    pytest.param("gcresnext26ts", "GlobalContext", 1, id="gcresnext26ts-byobnet-gc"),
+    pytest.param("ese_vovnet19b_dw", "EffectiveSqueezeExcitation", 1, id="vovnet-ese"),
+    pytest.param("regnetz_b16", "SqueezeExcitation", 1, id="regnetz_b16-se"),
+    pytest.param("resnetrs50", "SqueezeExcitation", 1, id="resnetrs50-se", marks=pytest.mark.slow),
+    pytest.param(
+        "eca_resnext26ts",
+        "EfficientChannelAttention",
+        1,
+        id="eca_resnext26ts-byobnet-eca",
+        marks=pytest.mark.slow,
+    ),
+]
+
+
+@pytest.mark.parametrize("name, attention, time_stride", TIMM_FAMILIES)
+def test_timm_family_keeps_the_logits(name, attention, time_stride):
+    model = from_timm(name, pretrained=False, classes=5, input_shape=(32, 32, 3))
+    randomize_statistics(model, seed=4)
+    video = inflate(
+        model,
+        time_kernel=lambda layer: 3 if max(layer.kernel_size) > 1 else 1,
+        time_stride=time_stride,
+        mode="centre",
+    )
+    inflated = [layer for layer in video.layers if type(layer).__name__ == attention]
+    assert inflated and all(layer.spatial_rank == 3 for layer in inflated)
+    assert_boring_video_property(model, video, depth=8)
+
+
+@pytest.mark.parametrize(
+    "name, layer",
+    [
+        ("botnet26t_256", r"'stages_2_1_self_attn' \(BottleneckSelfAttention\)"),
+        ("lambda_resnet26t", r"'stages_2_1_self_attn' \(LambdaLayer\)"),
+        ("volo_d1_224", r"'network_0_0_attn' \(OutlookAttention\)"),
+    ],
+    ids=["botnet", "lambda", "volo"],
+)
+def test_timm_family_with_2d_only_layers_is_refused_by_name(name, layer):
+    model = from_timm(name, pretrained=False, classes=5, input_shape=(32, 32, 3))
+    with pytest.raises(ValueError, match=layer + ".*no 3-D form"):
+        inflate(model)
+
+
 @pytest.mark.parametrize("mode", ["repeat", "centre"])
 def test_kernels_are_inflated_as_asked(se_resnet50, mode):
     video = inflate(se_resnet50, time_kernel=3, mode=mode)
@@ -149,6 +250,20 @@ def test_inflated_model_saves_and_trains(tmp_path):
     video.compile(optimizer="sgd", loss="mse")
     history = video.fit(clip, np.zeros((2, 2)), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_package_conv2d_inflates_to_the_package_conv3d():
+    from keras_attention.models import conv
+
+    inputs = keras.Input((8, 8, 4))
+    x = conv.Conv2D(6, 3, padding="same", name="conv")(inputs)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D(name="gap")(x))
+    video = inflate(model, time_kernel=3, mode="centre")
+    assert type(video.get_layer("conv")) is conv.Conv3D
+    images = np.random.default_rng(0).normal(size=(2, 8, 8, 4)).astype("float32")
+    np.testing.assert_allclose(
+        to_numpy(video(boring_clip(images))), to_numpy(model(images)), rtol=1e-5, atol=1e-6
+    )
 
 
 def head_model(last):

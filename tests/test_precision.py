@@ -70,3 +70,35 @@ def test_explicit_precision_is_kept_and_set_globally(name):
 def test_unknown_precision_raises():
     with pytest.raises(ValueError, match="`precision`.*'fp16'"):
         precision.choose_policy("fp16")
+
+
+@pytest.mark.parametrize(
+    "backend, gpu, flags, volumes, images",
+    [
+        ("tensorflow", False, {"avx512_bf16"}, "float32", "mixed_bfloat16"),
+        ("tensorflow", False, {"avx2"}, "float32", "float32"),
+        ("tensorflow", True, {"avx512_bf16"}, "mixed_float16", "mixed_float16"),
+        ("jax", False, {"avx512_bf16"}, "mixed_bfloat16", "mixed_bfloat16"),
+        ("torch", False, {"amx_bf16"}, "mixed_bfloat16", "mixed_bfloat16"),
+    ],
+)
+def test_auto_keeps_volumes_float32_on_tensorflow_cpu(
+    monkeypatch, backend, gpu, flags, volumes, images
+):
+    monkeypatch.setattr(keras.backend, "backend", lambda: backend)
+    monkeypatch.setattr(precision, "has_gpu", lambda: gpu)
+    monkeypatch.setattr(precision, "cpu_flags", lambda path="/proc/cpuinfo": set(flags))
+    assert precision.choose_policy("auto", spatial_rank=3) == volumes
+    assert precision.choose_policy("auto", spatial_rank=2) == images
+    assert precision.choose_policy("auto") == images
+
+
+def test_explicit_precision_is_kept_for_volumes():
+    assert precision.choose_policy("mixed_bfloat16", spatial_rank=3) == "mixed_bfloat16"
+    assert precision.set_precision("mixed_bfloat16", spatial_rank=3) == "mixed_bfloat16"
+
+
+@pytest.mark.parametrize("spatial_rank", [1, 4, True, "3"])
+def test_bad_spatial_rank_raises(spatial_rank):
+    with pytest.raises(ValueError, match=f"`spatial_rank`.*{spatial_rank!r}"):
+        precision.choose_policy("auto", spatial_rank=spatial_rank)

@@ -4,6 +4,8 @@ import keras
 
 from keras_attention.layers import AttentionGate
 from keras_attention.models import _common
+from keras_attention.models.conv import Conv2D
+from keras_attention.models.conv import Conv3D
 from keras_attention.models.resize import ResizeLike
 
 # The released CT network's widths: [64, 128, 256, 512, 1024] / feature_scale 4.
@@ -16,8 +18,12 @@ def _layer(dims, two_d, three_d):
 
 
 def _conv(x, dims, filters, kernel_size, name, dtype=None):
-    """A convolution with bias, 'same' padding (PyTorch's padding 1 for 3x3x3)."""
-    cls = _layer(dims, keras.layers.Conv2D, keras.layers.Conv3D)
+    """A convolution with bias, 'same' padding (PyTorch's padding 1 for 3x3x3).
+
+    The package's Conv2D/Conv3D: Keras's put a channels_first bias on the
+    wrong axis on TensorFlow where a level's width equals its filters.
+    """
+    cls = _layer(dims, Conv2D, Conv3D)
     return cls(filters, kernel_size, padding="same", name=name, dtype=dtype)(x)
 
 

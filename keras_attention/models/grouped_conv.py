@@ -3,11 +3,12 @@
 import keras
 
 from keras_attention import ops as ka_ops
+from keras_attention.models.conv import Conv2D
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
-class GroupedConv2D(keras.layers.Conv2D):
-    """`keras.layers.Conv2D` with `groups > 1` that computes through `ka_ops.grouped_conv`.
+class GroupedConv2D(Conv2D):
+    """`Conv2D` with `groups > 1` that computes through `ka_ops.grouped_conv`.
 
     On a CPU, Keras's TensorFlow backend sends grouped convolutions through
     XLA, whose gradients there are about 200x slower than one dense

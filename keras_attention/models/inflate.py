@@ -5,12 +5,17 @@ import numpy as np
 
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.depthwise_conv3d import DepthwiseConv3D
+from keras_attention.models import conv
 from keras_attention.models.grouped_conv import GroupedConv2D
 from keras_attention.models.timm.input_range import InputRange
 
 MODES = ("repeat", "centre")
-# 2-D convolutions whose volume form is a Keras Conv3D of the same config (groups included).
-_CONVOLUTIONS = (keras.layers.Conv2D, GroupedConv2D)
+# 2-D convolutions -> their volume form, a Conv3D of the same config (groups included).
+_CONVOLUTIONS = {
+    keras.layers.Conv2D: keras.layers.Conv3D,
+    GroupedConv2D: keras.layers.Conv3D,
+    conv.Conv2D: conv.Conv3D,
+}
 
 # Layers whose config and weights serve images and volumes alike (an `axis` is remapped).
 _UNCHANGED = (
@@ -132,7 +137,7 @@ class _Inflater:
                 strides=(s, *config["strides"]),
                 dilation_rate=(1, *config["dilation_rate"]),
             )
-            return keras.layers.Conv3D.from_config(config), ("kernel", t)
+            return _CONVOLUTIONS[cls].from_config(config), ("kernel", t)
         if cls is keras.layers.DepthwiseConv2D:
             t = _per_layer("time_kernel", self.time_kernel, layer)
             s = _per_layer("time_stride", self.time_stride, layer)
@@ -217,7 +222,14 @@ class _Inflater:
                 if kind == "kernel" and source.name == "kernel":
                     value = _inflate_kernel(value, depth, self.mode)
                 elif kind == "package":
-                    value = _inflate_package_weight(value, target.shape)
+                    try:
+                        value = _inflate_package_weight(value, target.shape)
+                    except ValueError as error:  # e.g. a 2x3 affine theta against a 3x4 one
+                        self._refuse(
+                            image,
+                            f"its 3-D form holds other weights than its 2-D form ({error}, "
+                            f"{source.path!r})",
+                        )
                 target.assign(value.astype(target.dtype))
 
 
@@ -233,13 +245,14 @@ def inflate(model, time_kernel=1, time_stride=1, mode="repeat", name=None):
     (channels after the batch for channels_first), the same depth axis
     inserted in every tensor:
 
-    - `Conv2D` (and the package's `GroupedConv2D`) -> `Conv3D` (grouped
-      convolutions keep their `groups`): a k x k kernel becomes t x k x k, t =
-      `time_kernel`; `mode="repeat"` repeats it over the t depth taps and
-      divides by t (I3D), `mode="centre"` puts it in the middle tap and zeros
-      elsewhere. Depth stride `time_stride`, depth dilation 1, the same
-      padding mode ('same' pads depth with zeros; 'valid' not preceded by an
-      explicit padding shortens the depth by t - 1).
+    - `Conv2D` (and the package's `GroupedConv2D`) -> `Conv3D`; the package's
+      `models.conv.Conv2D` -> its `Conv3D` (grouped convolutions keep their
+      `groups`): a k x k kernel becomes t x k x k, t = `time_kernel`;
+      `mode="repeat"` repeats it over the t depth taps and divides by t (I3D),
+      `mode="centre"` puts it in the middle tap and zeros elsewhere. Depth
+      stride `time_stride`, depth dilation 1, the same padding mode ('same'
+      pads depth with zeros; 'valid' not preceded by an explicit padding
+      shortens the depth by t - 1).
     - `DepthwiseConv2D` -> the package's `DepthwiseConv3D` (same rules; it
       takes 'same' padding, depth multiplier 1 and depth stride 1 only).
     - `MaxPooling2D` / `AveragePooling2D` -> 3-D, pool size and stride in depth

@@ -16,6 +16,7 @@ from keras_attention.layers import ChannelAttention
 from keras_attention.layers import CrissCrossAttention
 from keras_attention.layers import PositionAttention
 from keras_attention.models import _common
+from keras_attention.models.conv import Conv2D
 from keras_attention.models.resize import ResizeLike
 from keras_attention.models.timm import from_timm
 
@@ -126,7 +127,7 @@ def released_dilation(model, name):
 
 def _conv_bn_act(x, filters, name, activation="relu", use_bias=False):
     """A released `Sequential(Conv2d(3x3), norm[, activation])`: layers "<name>_0", "_1"."""
-    x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=use_bias, name=f"{name}_0")(x)
+    x = Conv2D(filters, 3, padding="same", use_bias=use_bias, name=f"{name}_0")(x)
     x = _common.batch_norm(x, f"{name}_1")
     if activation == "leaky_relu":  # InPlaceABNSync's default activation, slope 0.01
         return keras.layers.LeakyReLU(negative_slope=0.01, name=f"{name}_1_act")(x)
@@ -137,7 +138,7 @@ def _classifier(x, inputs, classes, name, output, index=0):
     """`Dropout2d(0.1)` ("<name>_<index>"), the 1x1 conv with a bias ("<name>_<index+1>"),
     and bilinear resizing to the input size in float32 (the layer named `output`)."""
     x = keras.layers.SpatialDropout2D(0.1, name=f"{name}_{index}")(x)
-    logits = keras.layers.Conv2D(classes, 1, name=f"{name}_{index + 1}")(x)
+    logits = Conv2D(classes, 1, name=f"{name}_{index + 1}")(x)
     return ResizeLike(dtype="float32", name=OUTPUT_NAMES[output])([logits, inputs])
 
 

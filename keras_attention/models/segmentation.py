@@ -6,6 +6,7 @@ from keras_attention.layers import CrissCrossAttention
 from keras_attention.layers import DualAttention
 from keras_attention.models import _common
 from keras_attention.models import published_segmentation as published
+from keras_attention.models.conv import Conv2D
 from keras_attention.models.resize import ResizeLike
 
 
@@ -72,7 +73,7 @@ def _features(inputs, input_shape, backbone):
 def _classify(x, inputs, classes):
     """Dropout, 1x1 conv to `classes`, and float32 bilinear resizing to the input size."""
     x = keras.layers.Dropout(0.1, name="head_dropout")(x)
-    logits = keras.layers.Conv2D(classes, 1, name="classifier")(x)
+    logits = Conv2D(classes, 1, name="classifier")(x)
     return ResizeLike(dtype="float32", name="logits")([logits, inputs])
 
 

@@ -4,6 +4,7 @@ import keras
 
 from keras_attention.layers import SpatialTransformer
 from keras_attention.models import _common
+from keras_attention.models.conv import Conv2D
 
 
 def SpatialTransformerClassifier(
@@ -58,9 +59,7 @@ def SpatialTransformerClassifier(
             localization=localization, output_size=output_size, name="spatial_transformer"
         )(x)
     for i, filters in enumerate((32, 64, 128)):
-        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{i + 1}")(
-            x
-        )
+        x = Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{i + 1}")(x)
         if i < 2:
             x = keras.layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)

@@ -4,6 +4,7 @@ import keras
 
 from keras_attention import layers
 from keras_attention.models import _common
+from keras_attention.models.conv import Conv2D
 from keras_attention.models.grouped_conv import GroupedConv2D
 from keras_attention.models.timm.features import features_model
 from keras_attention.models.timm.input_range import InputRange
@@ -25,7 +26,7 @@ def conv(x, filters, kernel_size, strides, name, groups=1, dilation=1, use_bias=
     pad = dilation * (kernel_size - 1) // 2
     if pad:
         x = keras.layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
-    layer = GroupedConv2D if groups > 1 else keras.layers.Conv2D
+    layer = GroupedConv2D if groups > 1 else Conv2D
     return layer(
         filters,
         kernel_size,

@@ -22,6 +22,7 @@ import keras
 
 from keras_attention import layers
 from keras_attention.models import _common
+from keras_attention.models.conv import Conv2D
 from keras_attention.models.timm.blocks import check_top
 from keras_attention.models.timm.blocks import conv_bn
 from keras_attention.models.timm.blocks import model_inputs
@@ -123,7 +124,7 @@ def build(layout, options, image_size=224):
     x = conv_bn(x, width, 3, 1, "patch_embed_conv_3", "patch_embed_conv_4", "patch_embed_conv_5")
     x = conv_bn(x, width, 3, 1, "patch_embed_conv_6", "patch_embed_conv_7", "patch_embed_conv_8")
     # 8x8 patches: the stem's stride 2, then a 4x4 conv of stride 4.
-    x = keras.layers.Conv2D(layout.dims[0], 4, strides=4, name="patch_embed_proj")(x)
+    x = Conv2D(layout.dims[0], 4, strides=4, name="patch_embed_proj")(x)
     if _common.channel_axis() == 1:
         x = keras.layers.Permute((2, 3, 1), name="patch_embed_to_tokens")(x)
 
@@ -133,9 +134,7 @@ def build(layout, options, image_size=224):
             num_heads=layout.heads[0], stride=2, data_format=_TOKENS, name=f"network_0_{j}_attn"
         )
         x = _residual(x, attention, hidden[0], f"network_0_{j}")
-    x = keras.layers.Conv2D(
-        layout.dims[1], 2, strides=2, data_format=_TOKENS, name="network_1_proj"
-    )(x)
+    x = Conv2D(layout.dims[1], 2, strides=2, data_format=_TOKENS, name="network_1_proj")(x)
     x = PositionEmbedding(name="pos_embed")(x)
     x = keras.layers.Reshape((-1, layout.dims[1]), name="tokens")(x)
     for stage in range(1, len(layout.blocks)):
