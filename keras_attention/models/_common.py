@@ -23,6 +23,30 @@ def batch_norm(x, name, **kwargs):
     )(x)
 
 
+def conv_bn_act(x, filters, names, activation="relu", strides=1, dilation_rate=1, use_bias=False):
+    """A 3x3 "same" convolution, `batch_norm` and an activation: the heads' unit.
+
+    Args:
+        names: the (convolution, BatchNormalization, activation) layer names;
+            each builder keeps its own, as they are its saved-file format.
+        activation: "relu", or "leaky_relu" (slope 0.01, InPlaceABN's default).
+    """
+    conv_name, bn_name, act_name = names
+    x = keras.layers.Conv2D(
+        filters,
+        3,
+        strides=strides,
+        padding="same",
+        dilation_rate=dilation_rate,
+        use_bias=use_bias,
+        name=conv_name,
+    )(x)
+    x = batch_norm(x, bn_name)
+    if activation == "leaky_relu":
+        return keras.layers.LeakyReLU(negative_slope=0.01, name=act_name)(x)
+    return keras.layers.Activation("relu", name=act_name)(x)
+
+
 def channel_axis():
     """The channel axis of the models' tensors: they follow the global data format."""
     return -1 if keras.config.image_data_format() == "channels_last" else 1
