@@ -146,21 +146,9 @@ def measure_peaks(spec):
 
 
 def bench_segmentation(args, jit, timm=None):
-    """Rows of the segmentation table; None (with a note) where the models cannot build."""
+    """Rows of the segmentation table: one per network (and timm's backbone), as above."""
     size, count, backbone = args.seg_size, args.seg_batch, args.seg_backbone
-    calls, params = {}, {}
-    for network in NETWORKS:
-        print(f"building {network} ({backbone}, {size}x{size}) ...", flush=True)
-        model = build(network, size, jit, backbone)
-        x, y = batch(network, size, count)
-        params[network] = trainable_count(model)
-        calls[network] = lambda m=model, x=x, y=y: m.train_on_batch(x, y)
-    if timm is not None:
-        x, _ = batch("backbone", size, count)
-        label = f"timm {backbone}"
-        calls[label], params[label] = _timm_train_step(timm, x, backbone)
-    print(f"timing {len(calls)} training steps x {args.seg_repeats} rounds ...", flush=True)
-    times = time_interleaved(calls, WARMUP, args.seg_repeats)
+    # Memory first: this process then holds no model while the probe's runs beside it.
     peaks = {network: None for network in NETWORKS}
     if not args.no_memory:
         print("peak memory of each training step (fresh process) ...", flush=True)
@@ -176,6 +164,19 @@ def bench_segmentation(args, jit, timm=None):
             probe=(__name__, "measure_peaks"),
         )
         peaks = dict(zip(NETWORKS, measured))
+    calls, params = {}, {}
+    for network in NETWORKS:
+        print(f"building {network} ({backbone}, {size}x{size}) ...", flush=True)
+        model = build(network, size, jit, backbone)
+        x, y = batch(network, size, count)
+        params[network] = trainable_count(model)
+        calls[network] = lambda m=model, x=x, y=y: m.train_on_batch(x, y)
+    if timm is not None:
+        x, _ = batch("backbone", size, count)
+        label = f"timm {backbone}"
+        calls[label], params[label] = _timm_train_step(timm, x, backbone)
+    print(f"timing {len(calls)} training steps x {args.seg_repeats} rounds ...", flush=True)
+    times = time_interleaved(calls, WARMUP, args.seg_repeats)
     backbone_peak = (peaks["backbone"] or {}).get("train")
     rows = []
     for label, samples in times.items():
