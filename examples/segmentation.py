@@ -30,7 +30,8 @@ pixels of each test image (one on each of its largest classes), the weights
 that DANet's position attention gives every pixel of the feature map.
 
 Each model trains in a run folder of its own (`<output-dir>/danet/`,
-`<output-dir>/ccnet/`) as in `train_classifier.py`: checkpoints that resume,
+`<output-dir>/ccnet/`; on a timm backbone e.g. `danet_resnet101s_os8/`, with
+`_random` after it from random weights) as in `train_classifier.py`: checkpoints that resume,
 TensorBoard logs, `model.keras` reloaded before it is scored, and `--overwrite`
 to train a finished run again.
 """
@@ -214,12 +215,13 @@ def build_model(name, args, dataset, weights):
     return MODELS[name](classes=dataset.num_classes, input_shape=dataset.input_shape, **timm)
 
 
-def run_name(name, args):
-    """The model's run folder: "danet", or e.g. "danet_resnet101s_os8" on a timm backbone."""
+def run_name(name, args, weights):
+    """The model's run folder: "danet", or e.g. "danet_resnet101s_os8" on a timm backbone
+    ("..._random" from random weights: an offline run is not taken for a pretrained one)."""
     if args.backbone is None:
         return name
-    weights = "" if args.pretrained != "no" else "_random"
-    return f"{name}_{args.backbone}_os{args.output_stride}{weights}"
+    random = "_random" if weights is None else ""
+    return f"{name}_{args.backbone}_os{args.output_stride}{random}"
 
 
 ## Scoring
@@ -435,7 +437,7 @@ def main(argv=None):
         train_classifier.compile_model(model, args.learning_rate, args.epochs * max(steps, 1))
         summary = run_folder.train(
             model,
-            os.path.join(args.output_dir, run_name(name, args)),
+            os.path.join(args.output_dir, run_name(name, args, weights)),
             dataset.train,
             args.epochs,
             scores(dataset),

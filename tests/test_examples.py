@@ -391,7 +391,7 @@ def test_segmentation_on_a_timm_backbone_offline(tmp_path, monkeypatch, capsys):
     present = [v for v in result["class_iou"] if v is not None]
     assert len(result["class_iou"]) == 11 and all(0.0 <= v <= 1.0 for v in present)
     assert result["miou"] == pytest.approx(np.mean(present))  # the mean of the present ones
-    folder = tmp_path / "danet_resnet18_os8"
+    folder = tmp_path / "danet_resnet18_os8_random"
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["backbone"] == "resnet18" and summary["pretrained"] is False
     reloaded = keras.saving.load_model(folder / "model.keras")
