@@ -206,6 +206,7 @@ def test_report_renders_the_segmentation_rows():
     ]  # fmt: skip
     text = report.render({"device": "cpu"}, args, [], None, None, seg_rows=rows)
     assert "## DANet and CCNet on resnet101s" in text and "1x64x64x3" in text
+    assert "segmentation: 1 and 1);" in text  # its warm-up step and rounds
     _, body = table(text, "| network |")
     assert body[0] == ["backbone", "10", "100", "1.000", "n/a", "50", "n/a"]
     assert body[1] == ["danet", "12", "125", "1.250", "20.0%", "60", "10"]

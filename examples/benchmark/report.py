@@ -4,6 +4,7 @@ from .calls import KERAS_BN
 from .models import TIMM_MODEL
 from .segmentation import CLASSES as SEG_CLASSES
 from .segmentation import OUTPUT_STRIDE as SEG_STRIDE
+from .segmentation import WARMUP as SEG_WARMUP
 from .settings import BASELINE
 from .settings import IDENTITY
 from .settings import MIB
@@ -28,7 +29,9 @@ def render(
     lines += [
         (
             f"- timing: {args.warmup} warm-up calls, median of {args.repeats} interleaved "
-            f"rounds (models: {args.model_repeats}); ratios are medians of per-round ratios"
+            f"rounds (models: {args.model_repeats}"
+            + (f"; segmentation: {SEG_WARMUP} and {args.seg_repeats}" if seg_rows else "")
+            + "); ratios are medians of per-round ratios"
         ),
         "",
     ]
