@@ -31,7 +31,6 @@ last finished epoch (`keras.callbacks.BackupAndRestore` in `--output-dir`).
 
 ## Setup
 
-import dataclasses
 import json
 import os
 import shutil
@@ -39,7 +38,6 @@ import sys
 import time
 
 import keras
-import tensorflow as tf
 
 from keras_attention import data
 from keras_attention import models
@@ -137,19 +135,7 @@ def load_data(args):
         limit=args.limit,
         validation_split=train_classifier.VALIDATION_SPLIT,
     )
-    if dataset.input_shape[-1] == 1:  # grey digits -> RGB, as the checkpoint expects
-
-        def to_rgb(images, labels):
-            return tf.image.grayscale_to_rgb(images), labels
-
-        dataset = dataclasses.replace(
-            dataset,
-            train=dataset.train.map(to_rgb, num_parallel_calls=data.AUTOTUNE),
-            test=dataset.test.map(to_rgb, num_parallel_calls=data.AUTOTUNE),
-            validation=dataset.validation.map(to_rgb, num_parallel_calls=data.AUTOTUNE),
-            input_shape=tuple(dataset.input_shape[:2]) + (3,),
-        )
-    return dataset
+    return data.as_rgb(dataset)  # grey digits -> RGB, as the checkpoint expects
 
 
 ## The two phases

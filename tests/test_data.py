@@ -5,6 +5,7 @@ import time
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_attention import data
 
@@ -177,3 +178,16 @@ def test_unknown_tfds_name_is_one_line():
     pytest.importorskip("tensorflow_datasets")
     with pytest.raises(data.DataError, match="'no_such_dataset' is not a TensorFlow Datasets name"):
         data.load("no_such_dataset")
+
+
+def test_as_rgb_repeats_the_grey_channel_and_passes_the_rest():
+    grey = np.arange(2 * 4 * 4, dtype="float32").reshape(2, 4, 4, 1) / 32
+    masks = np.arange(2 * 4 * 4, dtype="int32").reshape(2, 4, 4)
+    batches = tf.data.Dataset.from_tensor_slices((grey, masks)).batch(2)
+    bundle = data.Data(batches, batches, (4, 4, 1), 3, 2, 2)  # no validation split
+    rgb = data.as_rgb(bundle)
+    assert rgb.input_shape == (4, 4, 3) and rgb.validation is None
+    images, labels = next(iter(rgb.test))
+    np.testing.assert_array_equal(images, np.repeat(grey, 3, axis=-1))
+    np.testing.assert_array_equal(labels, masks)
+    assert data.as_rgb(rgb) is rgb  # RGB already: unchanged

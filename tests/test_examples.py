@@ -13,6 +13,7 @@ import pytest
 import keras_attention
 from keras_attention import data
 from keras_attention.models import AttentionCNN
+from keras_attention.models.timm import checkpoint as checkpoint_io
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 sys.path.insert(0, EXAMPLES)
@@ -368,6 +369,87 @@ def test_mean_iou_by_hand():
     # Class 0: TP 5, FP 1, FN 2 -> 5/8; class 1: TP 3, FP 2, FN 1 -> 3/6; class 2 absent.
     counts = np.array([[5, 2, 0], [1, 3, 0], [0, 0, 0]])
     assert segmentation.mean_iou(counts) == pytest.approx((5 / 8 + 3 / 6) / 2)
+
+
+def test_class_iou_by_hand():
+    # As above; class 2 is in neither truth nor prediction: no IoU, not 0.
+    counts = np.array([[5, 2, 0], [1, 3, 0], [0, 0, 0]])
+    assert segmentation.class_iou(counts) == pytest.approx([5 / 8, 3 / 6, None])
+    line = segmentation.iou_line({"class_iou": [0.625, 0.5, None]}, ["a", "b", "c"])
+    assert line == "a 0.6250, b 0.5000, c n/a"
+
+
+def test_query_pixels_one_per_class_largest_first():
+    # An 8x8 mask read on a 4x4 grid (cell centres at 1, 3, 5, 7): class 2 covers the
+    # right half (8 cells), class 1 rows 0-2 of the left half (6), class 0 the rest (2).
+    mask = np.zeros((8, 8), "int32")
+    mask[:, 4:] = 2
+    mask[:6, :4] = 1
+    queries = segmentation.query_pixels(mask, 4, 4, count=2)
+    # Class 2's cells' mean is (1.5, 2.5): the nearest cell, first in row-major order,
+    # is (1, 2); class 1's mean (1, 0.5) -> (1, 0).
+    assert queries == [(1, 2, 2), (1, 0, 1)]
+    assert len(segmentation.query_pixels(mask, 4, 4, count=5)) == 3  # one per class
+
+
+def test_segmentation_on_a_timm_backbone_offline(tmp_path, monkeypatch, capsys):
+    def offline(config):
+        raise checkpoint_io.WeightsUnavailableError(f"no network for {config['name']}")
+
+    monkeypatch.setattr(checkpoint_io, "download", offline)
+    argv = ["--backbone", "resnet18", "--image-size", "32", "--models", "danet", "--limit", "16"]
+    argv += ["--epochs", "1", "--batch-size", "8", "--verbose", "0", "--queries", "2"]
+    results = segmentation.main(argv + ["--output-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert "resnet18 backbone starts from random weights" in err and "no network" in err
+    result = results["danet"]
+    assert 0.0 <= result["miou"] <= 1.0
+    present = [v for v in result["class_iou"] if v is not None]
+    assert len(result["class_iou"]) == 11 and all(0.0 <= v <= 1.0 for v in present)
+    assert result["miou"] == pytest.approx(np.mean(present))  # the mean of the present ones
+    folder = tmp_path / "danet_resnet18_os8_random"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["backbone"] == "resnet18" and summary["pretrained"] is False
+    reloaded = keras.saving.load_model(folder / "model.keras")
+    assert reloaded.get_layer("resnet18").input_shape == (None, 32, 32, 3)  # digits made RGB
+    assert png_shape(tmp_path / "segmentation.png")[0] > 100
+    assert png_shape(tmp_path / "danet_position_attention.png")[0] > 100
+
+
+def test_segmentation_pretrained_yes_stops_offline(tmp_path, monkeypatch):
+    def offline(config):
+        raise checkpoint_io.WeightsUnavailableError("offline")
+
+    monkeypatch.setattr(checkpoint_io, "download", offline)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(checkpoint_io.WeightsUnavailableError):
+        segmentation.main(["--backbone", "resnet18", "--pretrained", "yes"])
+    assert not (tmp_path / "runs").exists()  # stopped before the data and the folders
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--output-stride", "16"],  # without --backbone
+        ["--checkpoint", "model.safetensors"],
+        ["--backbone", "resnet18", "--checkpoint", "m.safetensors", "--pretrained", "no"],
+        ["--backbone", "resnet_18"],
+        ["--queries", "0"],
+    ],
+)
+def test_segmentation_bad_backbone_flags(argv, capsys):
+    with pytest.raises(SystemExit):
+        segmentation.parse_args(argv)
+    assert "error:" in capsys.readouterr().err
+
+
+def test_position_attention_layer_of_both_danets():
+    small = keras_attention.models.DANet(3, (32, 32, 3))
+    assert segmentation.position_attention_layer(small)[1] == "dual_attention/position"
+    published = keras_attention.models.DANet(3, (32, 32, 3), backbone="resnet18", pretrained=False)
+    assert segmentation.position_attention_layer(published)[1] == "head_sa"
+    ccnet = keras_attention.models.CCNet(3, (32, 32, 3))
+    assert segmentation.position_attention_layer(ccnet) == (None, None)
 
 
 def saved_model_with_attention(path):

@@ -38,6 +38,12 @@ the machine and backend at hand, side by side:
   memory growth alone). A case whose N x N attention matrix would exceed
   `--max-attention-gib`, or whose forward call takes longer than `--max-forward-seconds`,
   is not run and its row says why.
+* **DANet and CCNet** (`--segmentation`). One training step of the published networks,
+  `DANet`/`CCNet(19, backbone="resnet101s", output_stride=8, outputs="all")` with the
+  released losses, at 512x512, batch 2 (`--seg-size`, `--seg-batch`), beside their
+  backbone alone (`from_timm("resnet101s", features_only=True, output_stride=8)`) in the
+  same rounds: the heads' share of the step; and each step's peak memory (the heads':
+  the network's minus the backbone's). With `--vs-timm`, timm's dilated resnet101s too.
 * **Before/after the fused BatchNormalization** (`--keras-batch-norm`). Every layer and
   model that holds the package's BatchNormalization (`ops.batch_norm`'s backend kernels)
   is timed a second time, in the same rounds, built with Keras's own layer in its place.
@@ -72,7 +78,8 @@ Run it with the backend you care about, e.g.
 (device, threads, the environment record), `calls` (compiled calls per backend), `timing`
 (interleaved rounds), `memory` (peak memory in fresh processes), `references` (timm's
 equivalent modules, one table), `volume_references` (the 3-D ones), then one module per
-section of the report: `layers`, `volumes`, `targets`, `models`, and `report` (the Markdown).
+section of the report: `layers`, `volumes`, `targets`, `models`, `segmentation`, and `report`
+(the Markdown).
 """
 
 import os

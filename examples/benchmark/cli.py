@@ -14,6 +14,8 @@ from .models import bench_models
 from .references import import_timm
 from .references import timm_device
 from .report import render
+from .segmentation import BACKBONE as SEG_BACKBONE
+from .segmentation import bench_segmentation
 from .settings import SHAPES
 from .settings import selected_layers
 from .targets import bench_targets
@@ -162,6 +164,38 @@ def parse_args(argv=None):
         help="timed rounds per model, median reported (default: 9; 1 with --shapes small)",
     )
     parser.add_argument(
+        "--segmentation",
+        action="store_true",
+        help="also time one training step of DANet and CCNet on a dilated ResNet-101 "
+        "(output stride 8, every released output) beside their backbone alone, in the same "
+        "rounds (the heads' share of the step), and each step's peak memory in a fresh "
+        "process; with --vs-timm timm's dilated backbone (PyTorch) too",
+    )
+    parser.add_argument(
+        "--seg-size",
+        type=int,
+        default=None,
+        help="input height and width of --segmentation (default: 512; 64 with --shapes small)",
+    )
+    parser.add_argument(
+        "--seg-batch",
+        type=int,
+        default=None,
+        help="batch size of --segmentation (default: 2; 1 with --shapes small)",
+    )
+    parser.add_argument(
+        "--seg-repeats",
+        type=int,
+        default=None,
+        help="timed rounds of --segmentation, median reported (default: 3; 1 with --shapes small)",
+    )
+    parser.add_argument(
+        "--seg-backbone",
+        default=SEG_BACKBONE,
+        help="the from_timm name of --segmentation's backbone (default: resnet101s, the "
+        "papers'; e.g. resnet18 for a quick check)",
+    )
+    parser.add_argument(
         "--vs-timm",
         action="store_true",
         help="also time timm's equivalent module (PyTorch, on the GPU when torch.cuda is "
@@ -185,7 +219,8 @@ def parse_args(argv=None):
         "--output", default=None, help="also write the Markdown report to this file"
     )
     args = parser.parse_args(argv)
-    for flag in ("model_size", "model_batch", "warmup", "repeats", "model_repeats", "models"):
+    defaults = ("model_size", "model_batch", "warmup", "repeats", "model_repeats", "models")
+    for flag in defaults + ("seg_size", "seg_batch", "seg_repeats"):
         if getattr(args, flag) is None:
             setattr(args, flag, SHAPES[args.shapes][flag])
     inputs = [v.strip() for v in args.volume_inputs.split(",") if v.strip()]
@@ -197,7 +232,8 @@ def parse_args(argv=None):
     args.volume_inputs = [] if inputs == ["none"] else inputs
     if args.max_attention_gib <= 0 or (args.max_forward_seconds or 1) <= 0:
         parser.error("--max-attention-gib and --max-forward-seconds must be positive")
-    for flag in ("warmup", "repeats", "model_batch", "model_size", "model_repeats", "threads"):
+    positive = ("warmup", "repeats", "model_batch", "model_size", "model_repeats", "threads")
+    for flag in positive + ("seg_size", "seg_batch", "seg_repeats"):
         if getattr(args, flag) < (0 if flag == "warmup" else 1):
             parser.error(f"--{flag.replace('_', '-')} must be positive")
     return args
@@ -233,9 +269,10 @@ def main(argv=None):
         if args.volumes and not args.skip_targets:
             volume_targets = bench_volume_targets(names, args, jit)
         model_rows = None if args.skip_models else bench_models(args, jit, timm)
+        seg_rows = bench_segmentation(args, jit, timm) if args.segmentation else None
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    report = render(env, args, layer_rows, targets, model_rows, volumes, volume_targets)
+    report = render(env, args, layer_rows, targets, model_rows, volumes, volume_targets, seg_rows)
     print(report)
     if args.output:
         with open(args.output, "w") as f:
@@ -247,4 +284,5 @@ def main(argv=None):
         "models": model_rows,
         "volumes": volumes,
         "volume_targets": volume_targets,
+        "segmentation": seg_rows,
     }

@@ -156,8 +156,13 @@ def measure_peak_memory(spec):
     return results
 
 
-def peak_memory(cases, precision, jit, warmup=1, repeats=3):
-    """Runs `measure_peak_memory` in fresh processes; a dict per case, None on failure."""
+def peak_memory(cases, precision, jit, warmup=1, repeats=3, probe=None):
+    """Runs `measure_peak_memory` in fresh processes; a dict per case, None on failure.
+
+    `probe`: (module name, function name) of another probe taking the same spec (the
+    segmentation table's whole training steps); default this module's.
+    """
+    module, function = probe or (__name__, "measure_peak_memory")
     meter = PeakMeter()
     if meter.source == "resident set" and not os.path.exists("/proc/self/clear_refs"):
         return [None] * len(cases)  # no resettable resident-set peak on this OS
@@ -185,8 +190,8 @@ def peak_memory(cases, precision, jit, warmup=1, repeats=3):
     )
     code = (
         "import importlib, json, sys; "
-        "probe = importlib.import_module(sys.argv[1]).measure_peak_memory; "
-        "print('\\nPEAKS ' + json.dumps(probe(json.loads(sys.argv[2]))))"
+        "probe = getattr(importlib.import_module(sys.argv[1]), sys.argv[2]); "
+        "print('\\nPEAKS ' + json.dumps(probe(json.loads(sys.argv[3]))))"
     )
     results = []
     for batch in batches:
@@ -198,7 +203,7 @@ def peak_memory(cases, precision, jit, warmup=1, repeats=3):
             "cases": batch,
         }
         proc = subprocess.run(
-            [sys.executable, "-c", code, __name__, json.dumps(spec)],
+            [sys.executable, "-c", code, module, function, json.dumps(spec)],
             env=env,
             capture_output=True,
             check=False,

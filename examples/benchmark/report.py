@@ -2,6 +2,9 @@
 
 from .calls import KERAS_BN
 from .models import TIMM_MODEL
+from .segmentation import CLASSES as SEG_CLASSES
+from .segmentation import OUTPUT_STRIDE as SEG_STRIDE
+from .segmentation import WARMUP as SEG_WARMUP
 from .settings import BASELINE
 from .settings import IDENTITY
 from .settings import MIB
@@ -19,13 +22,17 @@ def _kwargs_text(kwargs):
     return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
 
 
-def render(env, args, layer_rows, targets, model_rows, volumes=None, volume_targets=None):
+def render(
+    env, args, layer_rows, targets, model_rows, volumes=None, volume_targets=None, seg_rows=None
+):
     lines = ["# keras_attention benchmark", ""]
     lines += [f"- {key}: {value}" for key, value in env.items()]
     lines += [
         (
             f"- timing: {args.warmup} warm-up calls, median of {args.repeats} interleaved "
-            f"rounds (models: {args.model_repeats}); ratios are medians of per-round ratios"
+            f"rounds (models: {args.model_repeats}"
+            + (f"; segmentation: {SEG_WARMUP} and {args.seg_repeats}" if seg_rows else "")
+            + "); ratios are medians of per-round ratios"
         ),
         "",
     ]
@@ -102,7 +109,41 @@ def render(env, args, layer_rows, targets, model_rows, volumes=None, volume_targ
                 ),
                 "",
             ]
+    if seg_rows:
+        lines += _render_segmentation(args, seg_rows)
     return "\n".join(lines)
+
+
+def _render_segmentation(args, rows):
+    size, backbone = args.seg_size, args.seg_backbone
+    lines = [
+        f"## DANet and CCNet on {backbone}",
+        "",
+        (
+            f"One training step (`train_on_batch`, SGD with momentum, random weights) on "
+            f"{args.seg_batch}x{size}x{size}x3 with {SEG_CLASSES} classes: "
+            f"`DANet`/`CCNet(backbone={backbone!r}, output_stride={SEG_STRIDE}, "
+            "outputs=\"all\")` with the released losses (DANet's three outputs, CCNet's main "
+            f"and 0.4 x auxiliary), and `backbone` = `from_timm({backbone!r}, "
+            f"features_only=True, output_stride={SEG_STRIDE})` alone (loss: the mean of its "
+            f"last map), in {args.seg_repeats} interleaved rounds. Heads' share = 1 - backbone "
+            "/ network per round (median). Peak: bytes in use at the step's peak above those "
+            "before it (fresh process); the heads' = the network's minus the backbone's."
+        ),
+        "",
+        (
+            "| network | trainable params | train step ms | x backbone | heads' share of the "
+            "step | peak MiB | heads' peak MiB |"
+        ),
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['network']} | {r['params']:,} | {r['train_ms']:.0f} "
+            f"| {r['x_backbone']:.3f} | {_fmt(r['heads_share'], '.1%')} "
+            f"| {_fmt(r['peak_mib'], '.0f')} | {_fmt(r['heads_peak_mib'], '.0f')} |"
+        )
+    return lines + [""]
 
 
 def _render_models_vs_timm(args, rows):

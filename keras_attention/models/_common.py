@@ -8,6 +8,7 @@ from keras_attention import registry
 from keras_attention.layers.base import BATCH_NORM_EPSILON
 from keras_attention.layers.base import BATCH_NORM_MOMENTUM
 from keras_attention.layers.batch_normalization import BatchNormalization
+from keras_attention.models.conv import Conv2D
 
 POOLINGS = (None, "avg", "max")
 
@@ -21,6 +22,30 @@ def batch_norm(x, name, **kwargs):
         name=name,
         **kwargs,
     )(x)
+
+
+def conv_bn_act(x, filters, names, activation="relu", strides=1, dilation_rate=1, use_bias=False):
+    """A 3x3 "same" convolution, `batch_norm` and an activation: the heads' unit.
+
+    Args:
+        names: the (convolution, BatchNormalization, activation) layer names;
+            each builder keeps its own, as they are its saved-file format.
+        activation: "relu", or "leaky_relu" (slope 0.01, InPlaceABN's default).
+    """
+    conv_name, bn_name, act_name = names
+    x = Conv2D(  # a channels_first bias is added along the channels (models.conv)
+        filters,
+        3,
+        strides=strides,
+        padding="same",
+        dilation_rate=dilation_rate,
+        use_bias=use_bias,
+        name=conv_name,
+    )(x)
+    x = batch_norm(x, bn_name)
+    if activation == "leaky_relu":
+        return keras.layers.LeakyReLU(negative_slope=0.01, name=act_name)(x)
+    return keras.layers.Activation("relu", name=act_name)(x)
 
 
 def channel_axis():

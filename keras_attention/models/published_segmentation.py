@@ -127,11 +127,10 @@ def released_dilation(model, name):
 
 def _conv_bn_act(x, filters, name, activation="relu", use_bias=False):
     """A released `Sequential(Conv2d(3x3), norm[, activation])`: layers "<name>_0", "_1"."""
-    x = Conv2D(filters, 3, padding="same", use_bias=use_bias, name=f"{name}_0")(x)
-    x = _common.batch_norm(x, f"{name}_1")
-    if activation == "leaky_relu":  # InPlaceABNSync's default activation, slope 0.01
-        return keras.layers.LeakyReLU(negative_slope=0.01, name=f"{name}_1_act")(x)
-    return keras.layers.Activation("relu", name=f"{name}_2")(x)
+    # InPlaceABNSync's activation is a part of the norm ("_1_act"); ReLU is a module ("_2").
+    act_name = f"{name}_1_act" if activation == "leaky_relu" else f"{name}_2"
+    names = (f"{name}_0", f"{name}_1", act_name)
+    return _common.conv_bn_act(x, filters, names, activation, use_bias=use_bias)
 
 
 def _classifier(x, inputs, classes, name, output, index=0):

@@ -11,17 +11,8 @@ from keras_attention.models.resize import ResizeLike
 
 
 def _conv_bn_relu(x, filters, name, strides=1, dilation_rate=1):
-    x = keras.layers.Conv2D(
-        filters,
-        3,
-        strides=strides,
-        padding="same",
-        dilation_rate=dilation_rate,
-        use_bias=False,
-        name=f"{name}_conv",
-    )(x)
-    x = _common.batch_norm(x, f"{name}_bn")
-    return keras.layers.Activation("relu", name=f"{name}_relu")(x)
+    names = (f"{name}_conv", f"{name}_bn", f"{name}_relu")
+    return _common.conv_bn_act(x, filters, names, strides=strides, dilation_rate=dilation_rate)
 
 
 def _small_backbone(input_shape):
