@@ -284,9 +284,11 @@ def affine_grid_3d(theta, depth, height, width):
     zs, ys, xs = ops.meshgrid(centres(depth), centres(height), centres(width), indexing="ij")
     points = ops.stack([xs, ys, zs, ops.ones_like(xs)], axis=-1)  # (D, H, W, 4)
     # One flat matmul: the (D, H, W, 4) x (batch, 3, 4) einsum would form 6-D
-    # intermediates on some backends (TFLite slices at most 5-D).
+    # intermediates on some backends (TFLite slices at most 5-D), and TFLite's
+    # lowering of the flat einsum leaves a tensor of unknown batch unconvertible:
+    # a broadcast batch matmul instead.
     flat = ops.reshape(points, (-1, 4))
-    grid = ops.einsum("pk,bik->bpi", flat, theta)
+    grid = ops.matmul(flat, ops.transpose(theta, (0, 2, 1)))
     return ops.reshape(grid, (-1, depth, height, width, 3))
 
 
