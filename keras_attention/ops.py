@@ -284,9 +284,11 @@ def affine_grid_3d(theta, depth, height, width):
     zs, ys, xs = ops.meshgrid(centres(depth), centres(height), centres(width), indexing="ij")
     points = ops.stack([xs, ys, zs, ops.ones_like(xs)], axis=-1)  # (D, H, W, 4)
     # One flat matmul: the (D, H, W, 4) x (batch, 3, 4) einsum would form 6-D
-    # intermediates on some backends (TFLite slices at most 5-D).
+    # intermediates on some backends (TFLite slices at most 5-D), and TFLite's
+    # lowering of the flat einsum leaves a tensor of unknown batch unconvertible:
+    # a broadcast batch matmul instead.
     flat = ops.reshape(points, (-1, 4))
-    grid = ops.einsum("pk,bik->bpi", flat, theta)
+    grid = ops.matmul(flat, ops.transpose(theta, (0, 2, 1)))
     return ops.reshape(grid, (-1, depth, height, width, 3))
 
 
@@ -389,6 +391,32 @@ def spatial_shape(x, data_format):
     return tuple(shape[axis] for axis in spatial_axes(data_format, len(x.shape)))
 
 
+def _per_axis(value, rank):
+    """An int or a sequence -> a tuple with one value per spatial axis."""
+    return (value,) * rank if isinstance(value, int) else tuple(value)
+
+
+def _sum_over_depth_taps(x, taps, dilation, padding, frames_conv):
+    """A depth-stride-1 3-D convolution of the channels_last 5-D `x` as 2-D ones.
+
+    The sum over the kernel's `taps` depth taps of `frames_conv(frames, tap)`
+    (a 2-D convolution by that tap's kernel slice) of the frames the tap
+    reaches, the depth folded into the batch. "same" pads the depth with
+    zeros as TensorFlow does (the odd one after).
+    """
+    reach = (taps - 1) * dilation
+    if padding == "same":
+        x = ops.pad(x, ((0, 0), (reach // 2, reach - reach // 2), (0, 0), (0, 0), (0, 0)))
+    batch, depth = ops.shape(x)[0], ops.shape(x)[1] - reach
+    outputs = None
+    for tap in range(taps):
+        start = tap * dilation
+        frames = x[:, start : start + depth]
+        y = frames_conv(ops.reshape(frames, (-1, *ops.shape(frames)[2:])), tap)
+        outputs = y if outputs is None else outputs + y
+    return ops.reshape(outputs, (batch, depth, *ops.shape(outputs)[1:]))
+
+
 def depthwise_conv(x, kernel, strides=1, padding="same", dilation_rate=1):
     """A depthwise convolution of the channels-last 4-D or 5-D `x`, no bias.
 
@@ -408,24 +436,16 @@ def depthwise_conv(x, kernel, strides=1, padding="same", dilation_rate=1):
             data_format="channels_last",
             dilation_rate=dilation_rate,
         )
-    strides = (strides,) * 3 if isinstance(strides, int) else tuple(strides)
-    dilation = (dilation_rate,) * 3 if isinstance(dilation_rate, int) else tuple(dilation_rate)
+    strides = _per_axis(strides, 3)
+    dilation = _per_axis(dilation_rate, 3)
     if strides[0] != 1:
         raise ValueError(
             f"A 3-D depthwise convolution takes depth stride 1. Received: strides={strides}"
         )
     kernel = ops.cast(kernel, x.dtype)
-    taps = kernel.shape[0]
-    reach = (taps - 1) * dilation[0]
-    if padding == "same":
-        x = ops.pad(x, ((0, 0), (reach // 2, reach - reach // 2), (0, 0), (0, 0), (0, 0)))
-    batch, depth = ops.shape(x)[0], ops.shape(x)[1] - reach
-    outputs = None
-    for tap in range(taps):
-        start = tap * dilation[0]
-        frames = x[:, start : start + depth]
-        frames = ops.reshape(frames, (-1, *ops.shape(frames)[2:]))
-        y = ops.depthwise_conv(
+
+    def frames_conv(frames, tap):
+        return ops.depthwise_conv(
             frames,
             kernel[tap],
             strides=strides[1:],
@@ -433,8 +453,90 @@ def depthwise_conv(x, kernel, strides=1, padding="same", dilation_rate=1):
             data_format="channels_last",
             dilation_rate=dilation[1:],
         )
-        outputs = y if outputs is None else outputs + y
-    return ops.reshape(outputs, (batch, depth, *ops.shape(outputs)[1:]))
+
+    return _sum_over_depth_taps(x, kernel.shape[0], dilation[0], padding, frames_conv)
+
+
+def conv(x, kernel, strides=1, padding="valid", data_format="channels_last", dilation_rate=1):
+    """`keras.ops.conv`, but a dilated 3-D convolution runs as 2-D ones (no bias).
+
+    TensorFlow computes a dilated `Conv3D` through a 5-D `SpaceToBatchND`,
+    which LiteRT has no builtin for (it takes 3-D and 4-D). So a 5-D `x`
+    with any dilation > 1 is convolved as the sum over the kernel's depth
+    taps of 2-D convolutions (dilated in height and width) of the frames each
+    tap reaches: the same sums, builtin ops only, on every backend. The depth
+    stride must then be 1. Images and undilated volumes go to
+    `keras.ops.conv` unchanged.
+
+    Args:
+        x: a 4-D or 5-D tensor in `data_format`.
+        kernel: `(kh, kw, C, filters)` or `(kd, kh, kw, C, filters)`, Keras's
+            `Conv2D`/`Conv3D` kernel.
+        strides, padding, data_format, dilation_rate: as `keras.ops.conv`
+            (`data_format` defaults to `"channels_last"` here).
+    """
+    rank = len(x.shape) - 2
+    dilation = _per_axis(dilation_rate, rank)
+    if rank != 3 or all(d == 1 for d in dilation):
+        return ops.conv(
+            x,
+            kernel,
+            strides=strides,
+            padding=padding,
+            data_format=data_format,
+            dilation_rate=dilation_rate,
+        )
+    strides = _per_axis(strides, 3)
+    if strides[0] != 1:
+        raise ValueError(
+            "A dilated 3-D convolution takes depth stride 1 (it runs as 2-D "
+            f"convolutions of the frames). Received: strides={strides}"
+        )
+
+    def frames_conv(frames, tap):
+        return ops.conv(
+            frames,
+            kernel[tap],
+            strides=strides[1:],
+            padding=padding,
+            data_format="channels_last",
+            dilation_rate=dilation[1:],
+        )
+
+    x = to_channels_last(x, data_format)
+    outputs = _sum_over_depth_taps(x, kernel.shape[0], dilation[0], padding, frames_conv)
+    return from_channels_last(outputs, data_format)
+
+
+def max_pool(x, pool_size, strides=None, padding="valid", data_format="channels_last"):
+    """`keras.ops.max_pool` of a 4-D or 5-D `x`, a volume's by 2-D max pools.
+
+    LiteRT has no 3-D max pool and TensorFlow's CPU has no float16 one. A
+    maximum over a depth x height x width box is the maximum over depth of
+    the height x width maxima, and "same" pads each axis on its own (padded
+    positions never win), so a volume is pooled over height and width with
+    its depth folded into the batch, then over depth by a `(kd, 1)` 2-D pool
+    of the `(depth, height * width)` maps: `MaxPool3D`'s values exactly.
+
+    Args:
+        x: a 4-D or 5-D tensor in `data_format`.
+        pool_size, strides, padding, data_format: as `keras.ops.max_pool`
+            (`data_format` defaults to `"channels_last"` here; `strides`
+            None: `pool_size`).
+    """
+    if len(x.shape) != 5:
+        return ops.max_pool(x, pool_size, strides=strides, padding=padding, data_format=data_format)
+    pool_size = _per_axis(pool_size, 3)
+    strides = pool_size if strides is None else _per_axis(strides, 3)
+    x = to_channels_last(x, data_format)
+    shape = ops.shape(x)
+    frames = ops.reshape(x, (-1, *shape[2:]))
+    frames = ops.max_pool(frames, pool_size[1:], strides[1:], padding, "channels_last")
+    height, width = ops.shape(frames)[1], ops.shape(frames)[2]
+    maps = ops.reshape(frames, (shape[0], shape[1], -1, shape[4]))
+    maps = ops.max_pool(maps, (pool_size[0], 1), (strides[0], 1), padding, "channels_last")
+    outputs = ops.reshape(maps, (shape[0], -1, height, width, shape[4]))
+    return from_channels_last(outputs, data_format)
 
 
 # GroupNorm as a function: SA-Net, EMA and ELA apply PyTorch's nn.GroupNorm to
@@ -492,11 +594,13 @@ def grouped_conv(x, kernel, groups, strides=1, padding="same", dilation_rate=1):
     sends them through XLA) and XLA computes their gradients about 200x
     slower than the dense ones (docs/benchmarks.md), so there, and on JAX's
     CPU, each group runs as a dense convolution and the results are
-    concatenated: the same sums. Elsewhere one grouped convolution runs.
+    concatenated: the same sums. Elsewhere one grouped convolution runs. A
+    dilated 3-D one runs as 2-D convolutions (`conv`) except on PyTorch,
+    whose own is fast and which exports nothing to LiteRT.
     """
     kernel = ops.cast(kernel, x.dtype)
 
-    def conv(x, kernel):
+    def one_conv(x, kernel):
         if keras.backend.backend() == "torch":
             # Keras's PyTorch conv copies a channels_last input twice (to NCHW,
             # then to channels_last memory for the kernel). The NCHW view of an
@@ -511,7 +615,7 @@ def grouped_conv(x, kernel, groups, strides=1, padding="same", dilation_rate=1):
                 dilation_rate=dilation_rate,
             )
             return to_channels_last(outputs, "channels_first")
-        return ops.conv(
+        return conv(
             x,
             kernel,
             strides=strides,
@@ -521,10 +625,10 @@ def grouped_conv(x, kernel, groups, strides=1, padding="same", dilation_rate=1):
         )
 
     if groups == 1 or not _computes_on_cpu():
-        return conv(x, kernel)
+        return one_conv(x, kernel)
     parts = ops.split(x, groups, axis=-1)
     kernels = ops.split(kernel, groups, axis=-1)
-    return ops.concatenate([conv(p, k) for p, k in zip(parts, kernels)], axis=-1)
+    return ops.concatenate([one_conv(p, k) for p, k in zip(parts, kernels)], axis=-1)
 
 
 def batch_norm(x, mean, variance, gamma, beta, axis=-1, epsilon=1e-5, training=False):

@@ -37,27 +37,6 @@ def float_tflite(path):
     return converter.convert()
 
 
-# Clip forms that LiteRT's builtin ops cannot run, and the TensorFlow op that blocks each
-# (the tests hold that the conversion fails on that op, so the list stays true).
-NOT_BUILTIN = {
-    # 2x2x2 and 3x3x3 max pools (the default localisation net; the soft mask's down path).
-    "SpatialTransformer-3d": "MaxPool3D",
-    "ResidualAttention-3d": "MaxPool3D",
-    # A dilated Conv3D lowers to a 5-D SpaceToBatchND (the builtin takes 3-D and 4-D).
-    "SelectiveKernel-3d": "SpaceToBatchND",
-    "BottleneckAttention-3d": "SpaceToBatchND",
-}
-
-
-def refused_for_its_op(case, convert):
-    """True (after checking the failure) when the case is listed in NOT_BUILTIN."""
-    if case.id not in NOT_BUILTIN:
-        return False
-    with pytest.raises(Exception, match=f"tf.{NOT_BUILTIN[case.id]}"):
-        convert()
-    return True
-
-
 @pytest.mark.parametrize("case", ALL_CASES)
 def test_saved_model_and_tflite_builtins_match_keras(case, tmp_path):
     import tensorflow as tf
@@ -70,8 +49,6 @@ def test_saved_model_and_tflite_builtins_match_keras(case, tmp_path):
 
     reloaded = tf.saved_model.load(path)
     np.testing.assert_allclose(to_numpy(reloaded.serve(x)), expected, rtol=1e-6, atol=1e-6)
-    if refused_for_its_op(case, lambda: float_tflite(path)):
-        return
 
     actual = run_single_input(float_tflite(path), x)
     np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
@@ -102,8 +79,6 @@ def test_int8_quantized_stays_within_tolerance_of_float(case, tmp_path):
     model.export(path, format="tf_saved_model", verbose=False)
     # Calibration and evaluation draw different samples of the same distribution.
     samples = layer_input(case, batch=32, seed=2)
-    if refused_for_its_op(case, lambda: int8_tflite(path, samples)):
-        return
     content = int8_tflite(path, samples)
     x = layer_input(case, batch=4, seed=1)
     expected = to_numpy(model(x, training=False))

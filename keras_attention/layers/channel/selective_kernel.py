@@ -258,10 +258,10 @@ class SelectiveKernel(ImageAttentionLayer):
         z = ops.relu(self.fuse_bn(self.fuse_dense(pooled), training=training))
         logits = ops.reshape(self.select(z), (-1, branch_count, self.select.units // branch_count))
         weights = ka_ops.softmax_float32(logits, axis=1)  # across branches
-        # (batch, filters) per branch -> (batch, 1, 1, [1,] filters).
-        positions = (None,) * (len(x.shape) - 2)
+        # (batch, filters) per branch -> (batch, 1, 1, [1,] filters), picked
+        # before the axes are added: TFLite slices at most 5-D tensors.
         outputs = sum(
-            branch * weights[(slice(None), i, *positions, slice(None))]
+            branch * ka_ops.expand_channels(weights[:, i], "channels_last", len(x.shape))
             for i, branch in enumerate(branches)
         )
         outputs = ka_ops.from_channels_last(outputs, self.data_format)

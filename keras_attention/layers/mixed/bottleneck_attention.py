@@ -36,8 +36,10 @@ class BottleneckAttention(ImageAttentionLayer):
     trainable).
 
     Volumes and clips: the channel branch pools all D*H*W positions; the
-    spatial branch's convolutions are 1x1x1 and dilated 3x3x3 (`Conv3D`,
-    dilation `dilation_rate` along depth too), giving one logit per voxel.
+    spatial branch's convolutions are 1x1x1 and dilated 3x3x3 (`Conv3D`'s
+    weights, dilation `dilation_rate` along depth too, computed as 2-D
+    convolutions summed over the depth taps by `keras_attention.ops.conv`),
+    giving one logit per voxel.
     With C=256 and r=16: 26,705 parameters. 2-D weights inflate onto it by
     path (kernels centred in depth).
 
@@ -123,6 +125,18 @@ class BottleneckAttention(ImageAttentionLayer):
         self.spatial_logits = self._conv("spatial_logits", 1, 1, units)
         self.built = True
 
+    def _dilated(self, conv, x):
+        """`conv(x)` by `keras_attention.ops.conv`, its weights the layer's."""
+        # TensorFlow runs the layer's dilated Conv3D through a 5-D SpaceToBatchND,
+        # which LiteRT has no builtin for; ops.conv sums 2-D convolutions instead.
+        outputs = ka_ops.conv(
+            x,
+            ops.cast(conv.kernel, x.dtype),
+            padding="same",
+            dilation_rate=conv.dilation_rate,
+        )
+        return outputs + ops.cast(conv.bias, x.dtype)
+
     def call(self, inputs, training=None, return_attention=False):
         rank = len(inputs.shape) - 2
         pooled = ka_ops.spatial_mean(inputs, self.data_format)
@@ -132,8 +146,8 @@ class BottleneckAttention(ImageAttentionLayer):
 
         x = ka_ops.to_channels_last(inputs, self.data_format)
         x = ops.relu(self.spatial_reduce_norm(self.spatial_reduce(x), training=training))
-        x = ops.relu(self.spatial_norm1(self.spatial_conv1(x), training=training))
-        x = ops.relu(self.spatial_norm2(self.spatial_conv2(x), training=training))
+        x = ops.relu(self.spatial_norm1(self._dilated(self.spatial_conv1, x), training=training))
+        x = ops.relu(self.spatial_norm2(self._dilated(self.spatial_conv2, x), training=training))
         spatial = self.spatial_logits(x)  # (batch, H, W, 1) or (batch, D, H, W, 1)
 
         logits = channel + spatial if self.combine == "sum" else channel * spatial

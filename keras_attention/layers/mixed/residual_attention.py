@@ -86,15 +86,9 @@ class ResidualAttention(ImageAttentionLayer):
     align_corners=False)`), and the units' and the mask's convolutions are
     1x1x1 and 3x3x3.
 
-    Mixed precision: no softmax and no sum over positions: everything runs in
-    the compute dtype, with BatchNormalization's statistics in float32
-    (Keras's).
-
     Mixed precision: no softmax and no sum over positions: everything (pools,
     resizes, the sigmoid mask) runs in the compute dtype, with
-    BatchNormalization's statistics in float32 (Keras's); a float16 volume is
-    max-pooled in float32 (TensorFlow's CPU has no float16 `MaxPool3D`; the
-    maxima are the same).
+    BatchNormalization's statistics in float32 (Keras's).
 
     Args:
         filters: int or None, the channels of every unit and of the output;
@@ -204,15 +198,8 @@ class ResidualAttention(ImageAttentionLayer):
 
     def _max_pool(self, x):
         """3x3 (3x3x3) stride-2 max-pooling, "same" padding, channels_last."""
-        dtype = keras.backend.standardize_dtype(x.dtype)
-        if len(x.shape) == 5 and dtype == "float16":
-            # TensorFlow's CPU has no float16 MaxPool3D kernel. A maximum is
-            # exact in float32 and casts back exactly: the same values.
-            pooled = ops.max_pool(
-                ops.cast(x, "float32"), 3, strides=2, padding="same", data_format="channels_last"
-            )
-            return ops.cast(pooled, dtype)
-        return ops.max_pool(x, 3, strides=2, padding="same", data_format="channels_last")
+        # A volume's by 2-D max pools: LiteRT has no 3-D one, nor TensorFlow's CPU in float16.
+        return ka_ops.max_pool(x, 3, strides=2, padding="same")
 
     def soft_mask(self, x, training=None):
         """The mask M in [0, 1] of a channels_last tensor with `filters` channels."""

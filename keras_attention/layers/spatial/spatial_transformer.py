@@ -4,6 +4,7 @@ from keras import ops
 from keras_attention import ops as ka_ops
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.base import is_int
+from keras_attention.layers.max_pooling3d import MaxPooling3D
 
 IDENTITY_THETA = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
 # The 3x4 identity of volumes and clips, row-major: rows x', y', z'; columns x, y, z, 1.
@@ -56,8 +57,7 @@ class SpatialTransformer(ImageAttentionLayer):
     output column j the input column `j + k`. The identity theta reproduces the
     input (up to float32 rounding of the grid, about 1e-7 relative).
 
-    Mixed precision: the localisation network runs in the compute dtype (its
-    3-D max-poolings in float32: TensorFlow's CPU has no float16 MaxPool3D);
+    Mixed precision: the localisation network runs in the compute dtype;
     `theta`, the sampling grid and the bilinear weights are float32
     (coordinates need more digits than float16 has); the sampled values are in
     the compute dtype.
@@ -164,9 +164,10 @@ class SpatialTransformer(ImageAttentionLayer):
                 keras.layers.MaxPooling2D,
                 keras.layers.GlobalAveragePooling2D,
             ),
+            # The package's MaxPooling3D: 2-D max pools (LiteRT builtins).
             3: (
                 keras.layers.Conv3D,
-                keras.layers.MaxPooling3D,
+                MaxPooling3D,
                 keras.layers.GlobalAveragePooling3D,
             ),
         }[rank]
@@ -185,8 +186,7 @@ class SpatialTransformer(ImageAttentionLayer):
                     2,
                     padding="same",
                     data_format="channels_last",
-                    # TensorFlow's CPU has no float16 MaxPool3D; a max is exact in float32.
-                    dtype=self.dtype_policy if rank == 2 else "float32",
+                    dtype=self.dtype_policy,
                     name=f"loc_pool{i}",
                 ),
                 keras.layers.ReLU(dtype=self.dtype_policy, name=f"loc_relu{i}"),
