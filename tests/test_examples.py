@@ -135,7 +135,7 @@ def test_train_classifier_under_mixed_float16_scales_the_loss(tmp_path):
     assert isinstance(optimizer.inner_optimizer, keras.optimizers.Adam)
     assert np.isfinite(float(optimizer.dynamic_scale))
     # Each step either applied finite float32 gradients or halved the scale.
-    skipped = int(round(np.log2(optimizer.initial_scale / float(optimizer.dynamic_scale))))
+    skipped = round(np.log2(optimizer.initial_scale / float(optimizer.dynamic_scale)))
     assert int(optimizer.inner_optimizer.iterations) + skipped == 2
 
 

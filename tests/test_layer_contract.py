@@ -302,7 +302,18 @@ def test_global_channels_first_is_followed(case):
     assert tuple(y.shape[2:]) == x.shape[2:]
 
 
-@pytest.mark.parametrize("case", ALL_CASES)
+# XLA compiles each clip model for 5-45 s on TensorFlow's CPU (2 cores), most of the
+# contract's time on clips; CI runs the clips' jit step on JAX (jit is how JAX always
+# runs, the same graphs) and on PyTorch, and TensorFlow's under the slow marker.
+XLA_CASES = [
+    pytest.param(case, id=case.id, marks=pytest.mark.slow)
+    if case.rank == 3 and keras.backend.backend() == "tensorflow"
+    else pytest.param(case, id=case.id)
+    for case in CASES + VOLUME_CASES
+]
+
+
+@pytest.mark.parametrize("case", XLA_CASES)
 def test_fit_step_with_jit_compile(case):
     inputs = keras.Input(random_input(case).shape[1:])
     pooling = {2: keras.layers.GlobalAveragePooling2D, 3: keras.layers.GlobalAveragePooling3D}

@@ -100,7 +100,7 @@ def test_cached_weights_load_without_the_network(tmp_path, monkeypatch):
 
 def test_unreachable_url_checkpoint_says_what_to_do(monkeypatch):
     def failing_get_file(**kwargs):
-        raise Exception("URL fetch failure")  # what keras.utils.get_file raises
+        raise Exception("URL fetch failure")  # noqa: TRY002 (what keras.utils.get_file raises)
 
     monkeypatch.setattr(checkpoint.keras.utils, "get_file", failing_get_file)
     monkeypatch.setattr(checkpoint, "_reachable", lambda *a, **k: False)

@@ -36,14 +36,14 @@ import sys
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # tests/: the layer contract's cases
 
-import keras_attention  # noqa: E402
-from keras_attention import models  # noqa: E402
+import keras_attention
+from keras_attention import models
 
 PERIOD = 257
 

@@ -78,7 +78,7 @@ def _block(x, width, strides, group_size, se_ratio, name, dilation=1):
         dilation=dilation,
     )
     # timm's rounding: Python's round of the block's input width times the ratio.
-    y = layers.SqueezeExcitation(units=int(round(in_channels * se_ratio)), name=f"{n}_se")(y)
+    y = layers.SqueezeExcitation(units=round(in_channels * se_ratio), name=f"{n}_se")(y)
     y = conv_bn(y, width, 1, 1, f"{n}_conv3_conv", f"{n}_conv3_bn")
     shortcut = x
     if strides != 1 or in_channels != width:
