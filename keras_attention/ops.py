@@ -165,11 +165,34 @@ def _spatial_mean_tensorflow(x):
 
 def _spatial_mean_torch(x):
     """`avg_pool2d`/`avg_pool3d` of the channels-first view (channels_last memory) of `x`."""
+    return _torch_spatial_mean().apply(ops.convert_to_tensor(x))
+
+
+@functools.cache
+def _torch_spatial_mean():
+    """The autograd function: pooling forward, `mean`'s broadcast backward.
+
+    PyTorch's own `avg_pool2d` backward on channels_last memory is about twice
+    the broadcast's time (docs/benchmarks.md).
+    """
     import torch
 
-    view = torch.movedim(ops.convert_to_tensor(x), -1, 1)
-    pool = torch.nn.functional.avg_pool2d if view.ndim == 4 else torch.nn.functional.avg_pool3d
-    return torch.flatten(pool(view, tuple(view.shape[2:])), 1)
+    class SpatialMean(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.shape = x.shape
+            view = torch.movedim(x, -1, 1)
+            pool = torch.nn.functional.avg_pool2d if x.ndim == 4 else torch.nn.functional.avg_pool3d
+            return torch.flatten(pool(view, tuple(view.shape[2:])), 1)
+
+        @staticmethod
+        def backward(ctx, upstream):
+            *_, channels = ctx.shape
+            count = math.prod(ctx.shape[1:-1])
+            upstream = (upstream / count).reshape(-1, *(1,) * (len(ctx.shape) - 2), channels)
+            return upstream.expand(ctx.shape)
+
+    return SpatialMean
 
 
 def softmax_float32(x, axis=-1):
