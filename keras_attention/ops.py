@@ -114,8 +114,85 @@ def mean(x, axis, keepdims=False):
 
 
 def spatial_mean(x, data_format):
-    """Global average pooling: the mean over the spatial axes (2 or 3), shape (batch, C)."""
-    return mean(x, spatial_axes(data_format, len(x.shape)))
+    """Global average pooling: the mean over the spatial axes (2 or 3), shape (batch, C).
+
+    Backend fast paths for float32 channels_last maps, equal to `mean` to
+    float32 rounding (a reduction over the middle axes of (batch, positions,
+    C) is the slow kind in TensorFlow's and PyTorch's kernels; their pooling
+    kernels read such a map about twice as fast, docs/benchmarks.md):
+    TensorFlow's `AvgPool` over the whole map where the spatial sizes are
+    static (its gradient is `mean`'s broadcast: `AvgPoolGrad` is slower), and
+    PyTorch's `avg_pool2d`/`avg_pool3d` on the channels-first view. Elsewhere,
+    and for other dtypes (float16 needs `keras.ops.mean`'s float32
+    accumulation), `mean`.
+    """
+    ndim = len(x.shape)
+    axes = spatial_axes(data_format, ndim)
+    fast = (
+        data_format == "channels_last"
+        and keras.backend.standardize_dtype(x.dtype) == "float32"
+        and ndim in (4, 5)
+    )
+    backend = keras.config.backend()
+    if fast and backend == "tensorflow" and None not in x.shape[1:]:
+        return _spatial_mean_tensorflow(x)
+    if fast and backend == "torch":
+        return _spatial_mean_torch(x)
+    return mean(x, axes)
+
+
+def _spatial_mean_tensorflow(x):
+    """`AvgPool` over the whole of a static-size channels_last map (a volume's depth folded)."""
+    import tensorflow as tf
+
+    *positions, channels = x.shape[1:]
+    window = (math.prod(positions[:-1]), positions[-1])
+    count = float(math.prod(positions))
+
+    @tf.custom_gradient
+    def pooled(x):
+        folded = tf.reshape(x, (-1, *window, channels))
+        outputs = tf.nn.avg_pool2d(folded, window, strides=1, padding="VALID")
+
+        def gradient(upstream):
+            upstream = tf.reshape(upstream / count, (-1, *(1,) * len(positions), channels))
+            return tf.broadcast_to(upstream, tf.shape(x))
+
+        return tf.reshape(outputs, (-1, channels)), gradient
+
+    return pooled(x)
+
+
+def _spatial_mean_torch(x):
+    """`avg_pool2d`/`avg_pool3d` of the channels-first view (channels_last memory) of `x`."""
+    return _torch_spatial_mean().apply(ops.convert_to_tensor(x))
+
+
+@functools.cache
+def _torch_spatial_mean():
+    """The autograd function: pooling forward, `mean`'s broadcast backward.
+
+    PyTorch's own `avg_pool2d` backward on channels_last memory is about twice
+    the broadcast's time (docs/benchmarks.md).
+    """
+    import torch
+
+    class SpatialMean(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.shape = x.shape
+            view = torch.movedim(x, -1, 1)
+            pool = torch.nn.functional.avg_pool2d if x.ndim == 4 else torch.nn.functional.avg_pool3d
+            return torch.flatten(pool(view, tuple(view.shape[2:])), 1)
+
+        @staticmethod
+        def backward(ctx, upstream):
+            *_, channels = ctx.shape
+            count = math.prod(ctx.shape[1:-1])
+            upstream = (upstream / count).reshape(-1, *(1,) * (len(ctx.shape) - 2), channels)
+            return upstream.expand(ctx.shape)
+
+    return SpatialMean
 
 
 def softmax_float32(x, axis=-1):

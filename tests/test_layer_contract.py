@@ -39,6 +39,9 @@ class Case:
     rank: int = 2
     # The clips' depth where DEPTH does not serve (see GlobalAttention's case).
     volume_depth: int = None
+    # Weights whose gradient is zero up to rounding by construction: a bias that a
+    # training-mode BatchNormalization right after it cancels (kept to match timm).
+    cancelled: tuple = ()
 
     @property
     def id(self):
@@ -72,6 +75,7 @@ CASES = [
         {"radix": 2, "cardinality": 2, "min_units": 4},
         16,
         {"radix": 0, "kernel_size": 2, "filters": 3},
+        cancelled=("fc1/bias",),
     ),
     Case(layers.NonLocalBlock, {}, 16, {"mode": "softmax", "inter_channels": 0, "sub_sample": 1}),
     Case(layers.SpatialTransformer, {}, 16, {"localization": "cnn", "output_size": (0, 4)}),
@@ -274,9 +278,13 @@ def test_gradients_reach_every_trainable_weight(case):
         return
     gradients = trainable_gradients(layer, random_input(case))
     assert len(gradients) == len(layer.trainable_weights) > 0
+    largest = max(np.abs(g).max() for g in gradients)
     for weight, gradient in zip(layer.trainable_weights, gradients):
         assert gradient is not None, weight.path
-        assert np.abs(gradient).max() > 0, f"zero gradient for {weight.path}"
+        if weight.path.endswith(case.cancelled):
+            assert np.abs(gradient).max() <= 1e-3 * largest, weight.path
+        else:
+            assert np.abs(gradient).max() > 0, f"zero gradient for {weight.path}"
 
 
 @pytest.mark.parametrize("case", ALL_CASES)

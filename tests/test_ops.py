@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+from helpers import input_gradient
 from helpers import to_numpy
 from helpers import trainable_gradients
 
@@ -75,4 +76,38 @@ def test_grouped_conv_per_group_gradients_equal_one_grouped_conv():
     keras_ = KernelOnly(kernel, lambda x, k: keras.ops.conv(x, k, padding="same"))
     np.testing.assert_allclose(
         trainable_gradients(ours, x)[0], trainable_gradients(keras_, x)[0], rtol=1e-4, atol=1e-4
+    )
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("shape", [(2, 5, 7, 8), (2, 3, 5, 7, 8)], ids=["image", "clip"])
+def test_spatial_mean_equals_numpy_forward_and_gradient(shape, data_format):
+    # channels_last float32 takes the backend fast path (TensorFlow's AvgPool with
+    # mean's gradient, PyTorch's avg_pool); channels_first the keras.ops form.
+    channels_first = data_format == "channels_first"
+    full = (shape[0], shape[-1], *shape[1:-1]) if channels_first else shape
+    x = np.random.default_rng(0).normal(size=full).astype("float32")
+    axes = ka_ops.spatial_axes(data_format, len(full))
+    layer = keras.layers.Lambda(lambda t: ka_ops.spatial_mean(t, data_format))
+    np.testing.assert_allclose(to_numpy(layer(x)), x.mean(axis=axes), rtol=1e-6, atol=1e-6)
+    # input_gradient's loss is sum(outputs * N(0, 1) from seed 1): each position
+    # receives its channel's projection / count.
+    projection = np.random.default_rng(1).normal(size=(shape[0], shape[-1])).astype("float32")
+    count = np.prod([full[a] for a in axes])
+    expected = np.broadcast_to(np.expand_dims(projection, axes) / count, full)
+    np.testing.assert_allclose(input_gradient(layer, x), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_spatial_mean_of_run_time_sizes_equals_static_sizes():
+    # A model on Input((None, None, C)) sees no static sizes (TensorFlow: no AvgPool).
+    x = np.random.default_rng(0).normal(size=(2, 5, 7, 8)).astype("float32")
+    inputs = keras.Input((None, None, 8))
+    model = keras.Model(
+        inputs,
+        keras.layers.Lambda(ka_ops.spatial_mean, arguments={"data_format": "channels_last"})(
+            inputs
+        ),
+    )
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), x.mean(axis=(1, 2)), rtol=1e-6, atol=1e-6
     )

@@ -119,13 +119,18 @@ class EfficientChannelAttention(ImageAttentionLayer):
         self.built = True
 
     def call(self, inputs, training=None, return_attention=False):
-        squeezed = ka_ops.spatial_mean(inputs, self.data_format)
         if self.padding == "circular":
+            # A plain reduction, not spatial_mean's AvgPool: TFLite's int8 quantizer
+            # gives a pool's input its output's scale, and the concatenation below
+            # imposes its own on that output, which would clip the layer input.
+            squeezed = ka_ops.mean(inputs, ka_ops.spatial_axes(self.data_format, len(inputs.shape)))
             half = self.conv.kernel_size[0] // 2
             if half:
                 squeezed = ops.concatenate(
                     [squeezed[:, -half:], squeezed, squeezed[:, :half]], axis=-1
                 )
+        else:
+            squeezed = ka_ops.spatial_mean(inputs, self.data_format)
         # Channels become the 1-D conv's "steps": (batch, C) -> (batch, C, 1).
         gate = ops.sigmoid(self.conv(squeezed[:, :, None])[:, :, 0])
         outputs = inputs * ka_ops.expand_channels(gate, self.data_format, len(inputs.shape))
