@@ -160,6 +160,7 @@ def test_report_renders_targets_and_models():
     assert body[1][3] == "1.040"
 
 
+@pytest.mark.slow  # 36 s: two ResNet networks built and timed; the report rows run in CI
 def test_segmentation_times_both_networks_beside_their_backbone(tmp_path):
     """--segmentation on resnet18 at 32x32: the three steps timed, peaks from one process."""
     output = tmp_path / "bench.md"
@@ -454,6 +455,11 @@ FLAGS = [
     "--output",
     "--precision",
     "--repeats",
+    "--seg-backbone",
+    "--seg-batch",
+    "--seg-repeats",
+    "--seg-size",
+    "--segmentation",
     "--shapes",
     "--skip-images",
     "--skip-models",

@@ -58,6 +58,7 @@ def test_attention_gate_exports_to_onnx_and_matches_keras(tmp_path):
     assert_equal_to_keras(model, pair, tmp_path / "model.onnx")
 
 
+@pytest.mark.slow  # 47 s; from_timm("resnet18")'s export runs in CI
 def test_attention_resnet50_exports_to_onnx(tmp_path):
     from keras_attention.models import ResNet50
 
