@@ -138,11 +138,6 @@ def parse_args(argv=None):
     )
     distribute.add_argument(parser)
     parser.add_argument(
-        "--output-dir",
-        default=os.path.join("runs", "classify_video"),
-        help="Where results.json, nonlocal_attention.png and the run folders go.",
-    )
-    parser.add_argument(
         "--picture",
         default=None,
         help="Where the attention picture goes (default: nonlocal_attention.png in "
@@ -154,11 +149,10 @@ def parse_args(argv=None):
         default=1,
         help="Test clips in the attention picture (the first ones), two rows each.",
     )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="Train finished runs in --output-dir again."
-    )
-    parser.add_argument(
-        "--verbose", type=int, default=2, choices=(0, 1, 2), help="Keras fit verbosity."
+    cli.add_run_folder_arguments(
+        parser,
+        os.path.join("runs", "classify_video"),
+        "Where results.json, nonlocal_attention.png and the run folders go.",
     )
     return parser.parse_args(argv)
 

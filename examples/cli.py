@@ -43,3 +43,15 @@ def description(doc):
 def parser(doc):
     """An `ArgumentParser` whose description is `doc`'s title and description."""
     return argparse.ArgumentParser(description=description(doc), formatter_class=HelpFormatter)
+
+
+def add_run_folder_arguments(parser, output_dir, output_help):
+    """`--output-dir` (default `output_dir`), `--overwrite` and `--verbose`: every
+    example that trains into run folders (examples/run_folder.py) takes these."""
+    parser.add_argument("--output-dir", default=output_dir, help=output_help)
+    parser.add_argument(
+        "--overwrite", action="store_true", help="Train finished runs in --output-dir again."
+    )
+    parser.add_argument(
+        "--verbose", type=int, default=2, choices=(0, 1, 2), help="Keras fit verbosity."
+    )

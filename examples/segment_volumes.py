@@ -143,16 +143,10 @@ def parse_args(argv=None):
     )
     distribute.add_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="Seed of weights and patches.")
-    parser.add_argument(
-        "--output-dir",
-        default=os.path.join("runs", "segment_volumes"),
-        help="Where segment_volumes.png and the run folders (one per model) go.",
-    )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="Train finished runs in --output-dir again."
-    )
-    parser.add_argument(
-        "--verbose", type=int, default=2, choices=(0, 1, 2), help="Keras fit verbosity."
+    cli.add_run_folder_arguments(
+        parser,
+        os.path.join("runs", "segment_volumes"),
+        "Where segment_volumes.png and the run folders (one per model) go.",
     )
     args = parser.parse_args(argv)
     if args.patch_size < 2**LEVELS or args.patch_size % 2**LEVELS:

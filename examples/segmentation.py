@@ -146,16 +146,10 @@ def parse_args(argv=None):
         default=None,
         help="Training scenes of the digits (default 2,000; a quarter as many to test).",
     )
-    parser.add_argument(
-        "--output-dir",
-        default=os.path.join("runs", "segmentation"),
-        help="Where segmentation.png and the run folders (one per model) go.",
-    )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="Train finished runs in --output-dir again."
-    )
-    parser.add_argument(
-        "--verbose", type=int, default=2, choices=(0, 1, 2), help="Keras fit verbosity."
+    cli.add_run_folder_arguments(
+        parser,
+        os.path.join("runs", "segmentation"),
+        "Where segmentation.png and the run folders (one per model) go.",
     )
     args = parser.parse_args(argv)
     args.models = [name.strip() for name in args.models.split(",") if name.strip()]

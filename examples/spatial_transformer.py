@@ -63,16 +63,10 @@ def parse_args(argv=None):
     parser.add_argument(
         "--limit", type=int, default=None, help="Use only this many train and test digits."
     )
-    parser.add_argument(
-        "--output-dir",
-        default=os.path.join("runs", "spatial_transformer"),
-        help="Where stn_warps.png and the run folders stn_classifier/ and plain_cnn/ go.",
-    )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="Train finished runs in --output-dir again."
-    )
-    parser.add_argument(
-        "--verbose", type=int, default=2, choices=(0, 1, 2), help="Keras fit verbosity."
+    cli.add_run_folder_arguments(
+        parser,
+        os.path.join("runs", "spatial_transformer"),
+        "Where stn_warps.png and the run folders stn_classifier/ and plain_cnn/ go.",
     )
     return parser.parse_args(argv)
 
