@@ -3,6 +3,7 @@
 import keras
 
 from keras_attention.layers import AttentionGate
+from keras_attention.layers.max_pooling3d import MaxPooling3D
 from keras_attention.models import _common
 from keras_attention.models.conv import Conv2D
 from keras_attention.models.conv import Conv3D
@@ -187,7 +188,7 @@ def AttentionUNet(
     widths = _check_arguments(classes, dims, filters, gates, sub_sample)
     inputs = _input(input_shape, dims)
     axis = _common.channel_axis()
-    pooling = _layer(dims, keras.layers.MaxPooling2D, keras.layers.MaxPooling3D)
+    pooling = _layer(dims, keras.layers.MaxPooling2D, MaxPooling3D)
     levels = len(widths) - 1
 
     skips, x = [], inputs

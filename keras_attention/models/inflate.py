@@ -5,6 +5,7 @@ import numpy as np
 
 from keras_attention.layers.base import ImageAttentionLayer
 from keras_attention.layers.depthwise_conv3d import DepthwiseConv3D
+from keras_attention.layers.max_pooling3d import MaxPooling3D
 from keras_attention.models import conv
 from keras_attention.models.grouped_conv import GroupedConv2D
 from keras_attention.models.timm.input_range import InputRange
@@ -44,7 +45,7 @@ _UNCHANGED = (
     InputRange,  # from_timm's input check: a min and a max over the whole batch
 )
 _POOLING = {
-    keras.layers.MaxPooling2D: keras.layers.MaxPooling3D,
+    keras.layers.MaxPooling2D: MaxPooling3D,
     keras.layers.AveragePooling2D: keras.layers.AveragePooling3D,
 }
 _GLOBAL_POOLING = {

@@ -9,6 +9,7 @@ Wang, Girshick, Gupta and He, "Non-local Neural Networks", CVPR 2018
 import keras
 import numpy as np
 
+from keras_attention.layers.max_pooling3d import MaxPooling3D
 from keras_attention.layers.spatial.non_local import NonLocalBlock
 from keras_attention.models import _common
 from keras_attention.models import timm
@@ -248,7 +249,7 @@ def _build(
     # ResNet, whose weights this takes; the released code pads 0 (55x55 at 224).
     # Zero padding equals -inf padding after a ReLU.
     x = keras.layers.ZeroPadding3D((0, 1, 1), name="maxpool_pad")(x)
-    x = keras.layers.MaxPooling3D((1, 3, 3), strides=(1, 2, 2), name="maxpool")(x)
+    x = MaxPooling3D((1, 3, 3), strides=(1, 2, 2), name="maxpool")(x)
     for stage, (stage_name, blocks) in enumerate(zip(_STAGES, _DEPTHS[depth])):
         for index in range(blocks):
             block = f"layer{stage + 1}_{index}"
@@ -264,7 +265,7 @@ def _build(
                     name=f"{block}_nonlocal",
                 )(x)
         if stage == 0:  # pool2: the only temporal downsampling, 2x1x1 max after res2
-            x = keras.layers.MaxPooling3D((2, 1, 1), strides=(2, 1, 1), name="pool2")(x)
+            x = MaxPooling3D((2, 1, 1), strides=(2, 1, 1), name="pool2")(x)
     if include_top:
         x = keras.layers.GlobalAveragePooling3D(name="global_pool")(x)
         if dropout_rate:
