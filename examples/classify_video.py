@@ -72,6 +72,11 @@ Each (model, seed) trains in a run folder of its own (`<output-dir>/i3d_seed0/`,
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tf_onednn
+
+os.environ.update(tf_onednn.environment())  # before Keras imports TensorFlow
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -80,7 +85,6 @@ import keras_attention
 from keras_attention import data
 from keras_attention import precision
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli
 import distribute
 import run_folder

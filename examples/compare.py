@@ -37,12 +37,16 @@ import os
 import statistics
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tf_onednn
+
+os.environ.update(tf_onednn.environment())  # before Keras imports TensorFlow
+
 import keras
 
 import keras_attention
 from keras_attention import precision
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli
 import run_folder
 import train_classifier

@@ -17,6 +17,10 @@ import json
 import os
 import sys
 
+import tf_onednn
+
+os.environ.update(tf_onednn.environment())  # before Keras imports TensorFlow
+
 import keras
 
 from keras_attention import models

@@ -37,6 +37,11 @@ import shutil
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tf_onednn
+
+os.environ.update(tf_onednn.environment())  # before Keras imports TensorFlow
+
 import keras
 
 from keras_attention import data
@@ -44,7 +49,6 @@ from keras_attention import models
 from keras_attention import precision
 from keras_attention.models.timm import checkpoint as checkpoint_io
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli
 import run_folder
 import train_classifier

@@ -38,6 +38,11 @@ import os
 import re
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tf_onednn
+
+os.environ.update(tf_onednn.environment())  # before Keras imports TensorFlow
+
 import keras
 import numpy as np
 
@@ -45,7 +50,6 @@ from keras_attention import data
 from keras_attention import models
 from keras_attention import registry
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli
 import run_folder
 import visualize_attention

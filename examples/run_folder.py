@@ -29,6 +29,10 @@ import re
 import shutil
 import time
 
+import tf_onednn
+
+os.environ.update(tf_onednn.environment())  # before Keras imports TensorFlow
+
 import keras
 
 PARTIAL = ".partial-"  # prefix of the temporary files of unfinished writes

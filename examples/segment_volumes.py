@@ -50,6 +50,11 @@ first half is all training data, and the second half is scored once, at the end.
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tf_onednn
+
+os.environ.update(tf_onednn.environment())  # before Keras imports TensorFlow
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -58,7 +63,6 @@ from keras_attention import data
 from keras_attention import models
 from keras_attention import precision
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli
 import distribute
 import run_folder

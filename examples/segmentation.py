@@ -41,6 +41,11 @@ to train a finished run again.
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tf_onednn
+
+os.environ.update(tf_onednn.environment())  # before Keras imports TensorFlow
+
 import keras
 import numpy as np
 
@@ -51,7 +56,6 @@ from keras_attention.layers import DualAttention
 from keras_attention.layers import PositionAttention
 from keras_attention.models.timm import checkpoint as checkpoint_io
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli
 import run_folder
 import train_classifier

@@ -29,6 +29,11 @@ resume, TensorBoard logs, `model.keras` reloaded before it is scored, and
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tf_onednn
+
+os.environ.update(tf_onednn.environment())  # before Keras imports TensorFlow
+
 import keras
 import numpy as np
 
@@ -36,7 +41,6 @@ from keras_attention import data
 from keras_attention import models
 from keras_attention import precision
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli
 import run_folder
 import train_classifier

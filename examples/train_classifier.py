@@ -36,6 +36,11 @@ does nothing unless `--overwrite` is given.
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tf_onednn
+
+os.environ.update(tf_onednn.environment())  # before Keras imports TensorFlow
+
 import keras
 
 import keras_attention
@@ -43,7 +48,6 @@ from keras_attention import data
 from keras_attention import models
 from keras_attention import precision
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli
 import distribute
 import run_folder

@@ -20,21 +20,11 @@
 
 import keras
 
+from keras_attention.cpu import cpu_flags
+
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 SPATIAL_RANKS = (2, 3)
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-def cpu_flags(path="/proc/cpuinfo"):
-    """The CPU feature flags that Linux reports, as a set (empty elsewhere)."""
-    try:
-        with open(path) as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def cpu_has_bf16(flags=None):

@@ -14,6 +14,7 @@ import keras_attention
 from examples.benchmark import calls
 from examples.benchmark import cli
 from examples.benchmark import layers
+from examples.benchmark import machine
 from examples.benchmark import memory
 from examples.benchmark import references
 from examples.benchmark import report
@@ -107,6 +108,17 @@ def test_layer_selection_and_precision():
     assert [row["layer"] for row in result["layers"]] == ["conv1x1", "identity", "se", "eca"]
     assert result["env"]["precision"] == "mixed_bfloat16"
     assert keras.config.dtype_policy().name == "float32"
+
+
+def test_machine_line_names_the_users_onednn_variable(monkeypatch):
+    """The benchmark measures TensorFlow's default; a forced oneDNN is named."""
+    if keras.backend.backend() != "tensorflow" or machine.accelerator() is not None:
+        pytest.skip("oneDNN is TensorFlow's CPU setting")
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    default = machine.onednn_note("tensorflow")
+    assert default in (", oneDNN on", ", oneDNN off")
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
+    assert machine.onednn_note("tensorflow") == default + " (TF_ENABLE_ONEDNN_OPTS=1)"
 
 
 def test_unknown_layer_is_rejected():

@@ -56,7 +56,10 @@ def onednn_note(backend):
     from keras_attention.models._common import channels_first_runs
 
     # Only oneDNN gives TensorFlow an NCHW convolution on a CPU.
-    return ", oneDNN on" if channels_first_runs() else ", oneDNN off"
+    note = ", oneDNN on" if channels_first_runs() else ", oneDNN off"
+    # The benchmark measures TensorFlow's default: say when the user's variable overrode it.
+    forced = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    return note if forced is None else f"{note} (TF_ENABLE_ONEDNN_OPTS={forced})"
 
 
 def environment(args, jit, memory):
