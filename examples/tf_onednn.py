@@ -5,10 +5,12 @@ On Linux x86, TensorFlow 2.21 turns oneDNN on by default only for CPUs with
 tensorflow/core/util/port.cc); any other CPU runs Eigen's kernels unless
 `TF_ENABLE_ONEDNN_OPTS=1`. On an AVX2 CPU oneDNN's AVX2 kernels were faster:
 an SE-ResNet-50 training step took 0.37x the time and its inference 0.84x,
-with the same loss (docs/benchmarks.md, "oneDNN on an AVX2 CPU, forced").
+with the same loss (oneDNN capped at AVX2 on an AVX-512 CPU, an emulation;
+docs/benchmarks.md, "oneDNN on an AVX2 CPU, forced").
 
 TensorFlow reads the variable once, at its import, and Keras imports
-TensorFlow at its own import. So every example starts with
+TensorFlow at its own import. So every example script starts with (the
+modules they share, distribute.py and run_folder.py, without the sys.path line)
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import tf_onednn
