@@ -473,23 +473,32 @@ def _per_axis(value, rank):
     return (value,) * rank if isinstance(value, int) else tuple(value)
 
 
-def _sum_over_depth_taps(x, taps, dilation, padding, frames_conv):
+def _sum_over_depth_taps(x, kernel, strides, padding, dilation, conv_2d):
     """A depth-stride-1 3-D convolution of the channels_last 5-D `x` as 2-D ones.
 
-    The sum over the kernel's `taps` depth taps of `frames_conv(frames, tap)`
-    (a 2-D convolution by that tap's kernel slice) of the frames the tap
-    reaches, the depth folded into the batch. "same" pads the depth with
-    zeros as TensorFlow does (the odd one after).
+    The sum over the depth taps of `kernel` of `conv_2d` (`ops.conv` or
+    `ops.depthwise_conv`) by that tap's kernel slice, over the frames the tap
+    reaches with the depth folded into the batch; `strides` and `dilation`
+    are per axis, their height and width entries go to `conv_2d`. "same" pads
+    the depth with zeros as TensorFlow does (the odd one after).
     """
-    reach = (taps - 1) * dilation
+    taps = kernel.shape[0]
+    reach = (taps - 1) * dilation[0]
     if padding == "same":
         x = ops.pad(x, ((0, 0), (reach // 2, reach - reach // 2), (0, 0), (0, 0), (0, 0)))
     batch, depth = ops.shape(x)[0], ops.shape(x)[1] - reach
     outputs = None
     for tap in range(taps):
-        start = tap * dilation
+        start = tap * dilation[0]
         frames = x[:, start : start + depth]
-        y = frames_conv(ops.reshape(frames, (-1, *ops.shape(frames)[2:])), tap)
+        y = conv_2d(
+            ops.reshape(frames, (-1, *ops.shape(frames)[2:])),
+            kernel[tap],
+            strides=strides[1:],
+            padding=padding,
+            data_format="channels_last",
+            dilation_rate=dilation[1:],
+        )
         outputs = y if outputs is None else outputs + y
     return ops.reshape(outputs, (batch, depth, *ops.shape(outputs)[1:]))
 
@@ -520,18 +529,7 @@ def depthwise_conv(x, kernel, strides=1, padding="same", dilation_rate=1):
             f"A 3-D depthwise convolution takes depth stride 1. Received: strides={strides}"
         )
     kernel = ops.cast(kernel, x.dtype)
-
-    def frames_conv(frames, tap):
-        return ops.depthwise_conv(
-            frames,
-            kernel[tap],
-            strides=strides[1:],
-            padding=padding,
-            data_format="channels_last",
-            dilation_rate=dilation[1:],
-        )
-
-    return _sum_over_depth_taps(x, kernel.shape[0], dilation[0], padding, frames_conv)
+    return _sum_over_depth_taps(x, kernel, strides, padding, dilation, ops.depthwise_conv)
 
 
 def conv(x, kernel, strides=1, padding="valid", data_format="channels_last", dilation_rate=1):
@@ -570,18 +568,8 @@ def conv(x, kernel, strides=1, padding="valid", data_format="channels_last", dil
             f"convolutions of the frames). Received: strides={strides}"
         )
 
-    def frames_conv(frames, tap):
-        return ops.conv(
-            frames,
-            kernel[tap],
-            strides=strides[1:],
-            padding=padding,
-            data_format="channels_last",
-            dilation_rate=dilation[1:],
-        )
-
     x = to_channels_last(x, data_format)
-    outputs = _sum_over_depth_taps(x, kernel.shape[0], dilation[0], padding, frames_conv)
+    outputs = _sum_over_depth_taps(x, kernel, strides, padding, dilation, ops.conv)
     return from_channels_last(outputs, data_format)
 
 

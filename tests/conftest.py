@@ -14,4 +14,8 @@ def _fresh_keras_state():
     yield
     keras.config.set_dtype_policy("float32")
     keras.config.set_image_data_format("channels_last")
-    keras.backend.clear_session()
+    # Keras's global state only. Its default also runs gc.collect(), a full
+    # collection of a heap that TensorFlow, PyTorch and timm make large: ~1.1 s a
+    # test, 59% of the suite's time in CI (CONTRIBUTING.md, "CI budget"). Python's
+    # own collector still frees cycles as it goes.
+    keras.backend.clear_session(free_memory=False)
