@@ -132,14 +132,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--learning-rate", type=float, default=3e-3, help="Peak Adam learning rate (cosine decay)."
     )
-    parser.add_argument(
-        "--precision",
-        default="auto",
-        choices=precision.PRECISIONS,
-        help="Global dtype policy. auto: mixed_float16 on an NVIDIA GPU; float32 on "
-        "TensorFlow's CPU (its bfloat16 Conv3D needs XLA, 16x slower); on a JAX or "
-        "PyTorch CPU as train_classifier.py.",
-    )
+    cli.add_precision_argument(parser, spatial_rank=3)
     distribute.add_argument(parser)
     parser.add_argument(
         "--picture",

@@ -55,3 +55,17 @@ def add_run_folder_arguments(parser, output_dir, output_help):
     parser.add_argument(
         "--verbose", type=int, default=2, choices=(0, 1, 2), help="Keras fit verbosity."
     )
+
+
+def add_precision_argument(parser, spatial_rank=2, logits_float32=False):
+    """`--precision` (default "auto", `precision.PRECISIONS`), its help saying what
+    "auto" picks for a model of `spatial_rank` (`precision.choose_policy`)."""
+    from keras_attention import precision
+
+    auto = "mixed_float16 on an NVIDIA GPU; mixed_bfloat16 on a CPU with bfloat16 instructions"
+    if spatial_rank == 3:  # precision.choose_policy's rule for volumes
+        auto += " but TensorFlow's (its bfloat16 Conv3D gradients are not sound)"
+    text = f"Global dtype policy. auto: {auto}; else float32."
+    if logits_float32:
+        text += " The logits are float32."
+    parser.add_argument("--precision", default="auto", choices=precision.PRECISIONS, help=text)

@@ -45,7 +45,6 @@ os.environ.update(tf_onednn.environment())  # before Keras imports TensorFlow
 import keras
 
 import keras_attention
-from keras_attention import precision
 
 import cli
 import run_folder
@@ -76,12 +75,7 @@ def parse_args(argv=None):
     parser.add_argument("--dataset", default="digits", help="As in train_classifier.py.")
     parser.add_argument("--epochs", type=int, default=5, help="Training epochs of every run.")
     parser.add_argument("--batch-size", type=int, default=64, help="Batch size of every run.")
-    parser.add_argument(
-        "--precision",
-        default="auto",
-        choices=precision.PRECISIONS,
-        help="Global dtype policy of every run (auto: see train_classifier.py).",
-    )
+    cli.add_precision_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="The seed shared by every run.")
     parser.add_argument(
         "--limit", type=int, default=None, help="Use only this many train and test digits."

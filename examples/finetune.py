@@ -93,12 +93,7 @@ def parse_args(argv=None):
         default=0.1,
         help="Phase 2's learning rate is the phase 1 rate times this (cosine-decayed).",
     )
-    parser.add_argument(
-        "--precision",
-        default="auto",
-        choices=precision.PRECISIONS,
-        help="Global dtype policy (auto: bfloat16/float16 where fast, else float32).",
-    )
+    cli.add_precision_argument(parser)
     parser.add_argument(
         "--output-dir",
         default=None,

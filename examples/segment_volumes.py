@@ -138,13 +138,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--learning-rate", type=float, default=3e-3, help="Peak Adam learning rate (cosine decay)."
     )
-    parser.add_argument(
-        "--precision",
-        default="auto",
-        choices=precision.PRECISIONS,
-        help="Global dtype policy (auto: float32 on TensorFlow's CPU, else as "
-        "train_classifier.py). The logits are float32.",
-    )
+    cli.add_precision_argument(parser, spatial_rank=3, logits_float32=True)
     distribute.add_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="Seed of weights and patches.")
     cli.add_run_folder_arguments(

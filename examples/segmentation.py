@@ -137,12 +137,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--learning-rate", type=float, default=3e-3, help="Peak Adam learning rate (cosine decay)."
     )
-    parser.add_argument(
-        "--precision",
-        default="auto",
-        choices=precision.PRECISIONS,
-        help="Global dtype policy (auto: see train_classifier.py). The logits are float32.",
-    )
+    cli.add_precision_argument(parser, logits_float32=True)
     parser.add_argument("--seed", type=int, default=0, help="Seed of weights and shuffling.")
     parser.add_argument(
         "--limit",

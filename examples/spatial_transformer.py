@@ -57,12 +57,7 @@ def parse_args(argv=None):
         "--canvas", type=int, default=42, help="Height and width of the distorted images."
     )
     parser.add_argument("--clutter", type=int, default=4, help="Clutter fragments per image.")
-    parser.add_argument(
-        "--precision",
-        default="auto",
-        choices=precision.PRECISIONS,
-        help="Global dtype policy (auto: see train_classifier.py).",
-    )
+    cli.add_precision_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="Seed of weights and shuffling.")
     parser.add_argument(
         "--limit", type=int, default=None, help="Use only this many train and test digits."

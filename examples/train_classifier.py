@@ -117,14 +117,7 @@ def parse_args(argv=None):
         default=3e-3,
         help="Peak learning rate of Adam, decayed to zero along a cosine.",
     )
-    parser.add_argument(
-        "--precision",
-        default="auto",
-        choices=precision.PRECISIONS,
-        help="Global dtype policy. auto: mixed_float16 on an NVIDIA GPU, "
-        "mixed_bfloat16 on a CPU with bfloat16 instructions, else float32. "
-        "The classifier layer always computes in float32.",
-    )
+    cli.add_precision_argument(parser, logits_float32=True)
     distribute.add_argument(parser)
     parser.add_argument(
         "--output-dir",

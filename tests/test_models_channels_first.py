@@ -75,17 +75,16 @@ def test_probe_runs_once():
     assert _common.channels_first_runs.cache_info().misses <= 1
 
 
-def test_channels_first_model_matches_channels_last_or_is_refused():
-    """The real thing on this backend and machine, whichever case it is."""
-    last = models.AttentionCNN("cbam", input_shape=(None, None, 1), widths=(8, 16))
-    keras.config.set_image_data_format("channels_first")
-    if not _common.channels_first_runs():
-        with pytest.raises(ValueError, match="cannot run NCHW"):
-            models.AttentionCNN("cbam", input_shape=(1, None, None), widths=(8, 16))
-        return
-    first = models.AttentionCNN("cbam", input_shape=(1, None, None), widths=(8, 16))
+def assert_channels_first_matches_channels_last(build, last_shape, image_size, randomize=False):
+    """`build(input_shape)` channels_last (`last_shape`, H x W x C), then channels_first
+    with its weights: the same outputs on the same `image_size` images, transposed."""
+    last = build(last_shape)
+    if randomize:
+        randomize_weights(last)
+    keras.config.set_image_data_format("channels_first")  # conftest restores it
+    first = build((last_shape[-1], *last_shape[:-1]))
     first.set_weights(last.get_weights())
-    x = random_images((2, 12, 16, 1))
+    x = random_images((2, *image_size, last_shape[-1]))
     np.testing.assert_allclose(
         to_numpy(first(np.transpose(x, (0, 3, 1, 2)), training=False)),
         to_numpy(last(x, training=False)),
@@ -94,20 +93,28 @@ def test_channels_first_model_matches_channels_last_or_is_refused():
     )
 
 
+def test_channels_first_model_matches_channels_last_or_is_refused():
+    """The real thing on this backend and machine, whichever case it is."""
+
+    def build(shape):
+        return models.AttentionCNN("cbam", input_shape=shape, widths=(8, 16))
+
+    if not _common.channels_first_runs():
+        keras.config.set_image_data_format("channels_first")  # conftest restores it
+        with pytest.raises(ValueError, match="cannot run NCHW"):
+            build((1, None, None))
+        return
+    assert_channels_first_matches_channels_last(build, (None, None, 1), (12, 16))
+
+
 def test_biased_convolution_as_wide_as_its_filters_matches_channels_last():
     """conv1 has 32 filters on 32-wide images: where Keras 3.15's TensorFlow add put a
     channels_first bias on the width axis (models.conv)."""
     if not _common.channels_first_runs():
         pytest.skip("no NCHW convolution on this backend and machine")
-    last = models.SpatialTransformerClassifier(input_shape=(32, 32, 1))
-    randomize_weights(last)
-    keras.config.set_image_data_format("channels_first")  # conftest restores it
-    first = models.SpatialTransformerClassifier(input_shape=(1, 32, 32))
-    first.set_weights(last.get_weights())
-    x = random_images((2, 32, 32, 1))
-    np.testing.assert_allclose(
-        to_numpy(first(np.transpose(x, (0, 3, 1, 2)), training=False)),
-        to_numpy(last(x, training=False)),
-        rtol=1e-5,
-        atol=1e-5,
+    assert_channels_first_matches_channels_last(
+        lambda shape: models.SpatialTransformerClassifier(input_shape=shape),
+        (32, 32, 1),
+        (32, 32),
+        randomize=True,
     )
