@@ -113,84 +113,107 @@ def mean(x, axis, keepdims=False):
     return ops.cast(ops.cast(total, divide_in) / ops.cast(count, divide_in), dtype)
 
 
-def spatial_mean(x, data_format):
-    """Global average pooling: the mean over the spatial axes (2 or 3), shape (batch, C).
+def spatial_mean(x, data_format, axes=None):
+    """The mean over the spatial axes: global average pooling, shape (batch, C).
 
-    Backend fast paths for float32 channels_last maps, equal to `mean` to
-    float32 rounding (a reduction over the middle axes of (batch, positions,
-    C) is the slow kind in TensorFlow's and PyTorch's kernels; their pooling
-    kernels read such a map about twice as fast, docs/benchmarks.md):
-    TensorFlow's `AvgPool` over the whole map where the spatial sizes are
-    static (its gradient is `mean`'s broadcast: `AvgPoolGrad` is slower), and
-    PyTorch's `avg_pool2d`/`avg_pool3d` on the channels-first view. Elsewhere,
-    and for other dtypes (float16 needs `keras.ops.mean`'s float32
+    `axes` (default: every spatial axis) may name some of an image's spatial
+    axes instead, which leave the shape as in `mean`: `axes=2` of a
+    channels_last (batch, H, W, C) map is the mean of each row, (batch, H, C).
+
+    Backend fast paths for float32 channels_last maps (images, and volumes
+    over all their axes), equal to `mean` to float32 rounding: a reduction
+    over the middle axes of (batch, positions, C) is the slow kind in
+    TensorFlow's and PyTorch's kernels, and their pooling kernels read such a
+    map about twice as fast (docs/benchmarks.md). TensorFlow: `AvgPool` with
+    the averaged sizes as its window, where they are static (its gradient is
+    `mean`'s broadcast: `AvgPoolGrad` is slower); PyTorch: `avg_pool2d`/
+    `avg_pool3d` on the channels-first view, with the same backward.
+    Elsewhere, and for other dtypes (float16 needs `keras.ops.mean`'s float32
     accumulation), `mean`.
     """
-    ndim = len(x.shape)
-    axes = spatial_axes(data_format, ndim)
-    fast = (
-        data_format == "channels_last"
-        and keras.backend.standardize_dtype(x.dtype) == "float32"
-        and ndim in (4, 5)
-    )
+    axes, fast, static = _pooled_axes(x, data_format, axes)
     backend = keras.config.backend()
-    if fast and backend == "tensorflow" and None not in x.shape[1:]:
-        return _spatial_mean_tensorflow(x)
+    if fast and static and backend == "tensorflow":
+        return _spatial_mean_tensorflow(x, axes)
     if fast and backend == "torch":
-        return _spatial_mean_torch(x)
+        return _torch_spatial_mean().apply(ops.convert_to_tensor(x), axes)
     return mean(x, axes)
 
 
-def _spatial_mean_tensorflow(x):
-    """`AvgPool` over the whole of a static-size channels_last map (a volume's depth folded)."""
+def _pooled_axes(x, data_format, axes):
+    """The sorted spatial `axes` to average, whether the fast paths take them, and
+    whether their sizes and the channels are static (TensorFlow's window)."""
+    ndim = len(x.shape)
+    spatial = spatial_axes(data_format, ndim)
+    if axes is None:
+        axes = spatial
+    axes = tuple(sorted(a % ndim for a in ((axes,) if isinstance(axes, int) else axes)))
+    if not set(axes) <= set(spatial):
+        raise ValueError(
+            f"`axes` must be spatial axes of the {ndim}-D {data_format} input "
+            f"({spatial}). Received: axes={axes}"
+        )
+    fast = (
+        data_format == "channels_last"
+        and keras.backend.standardize_dtype(x.dtype) == "float32"
+        and (ndim == 4 or (ndim == 5 and axes == spatial))
+    )
+    return axes, fast, None not in (*(x.shape[a] for a in axes), x.shape[-1])
+
+
+def _spatial_mean_tensorflow(x, axes):
+    """`AvgPool` over `axes` of a channels_last map (a volume's depth folded)."""
     import tensorflow as tf
 
     *positions, channels = x.shape[1:]
-    window = (math.prod(positions[:-1]), positions[-1])
-    count = float(math.prod(positions))
+    if len(positions) == 3:  # every axis of a volume: one (D * H, W) window
+        window = (positions[0] * positions[1], positions[2])
+    else:
+        window = tuple(size if axis in axes else 1 for axis, size in enumerate(positions, 1))
 
     @tf.custom_gradient
     def pooled(x):
-        folded = tf.reshape(x, (-1, *window, channels))
+        folded = tf.reshape(x, (-1, *window, channels)) if len(positions) == 3 else x
         outputs = tf.nn.avg_pool2d(folded, window, strides=1, padding="VALID")
 
         def gradient(upstream):
-            upstream = tf.reshape(upstream / count, (-1, *(1,) * len(positions), channels))
+            upstream = upstream / math.prod(window)
+            for axis in axes:
+                upstream = tf.expand_dims(upstream, axis)
             return tf.broadcast_to(upstream, tf.shape(x))
 
-        return tf.reshape(outputs, (-1, channels)), gradient
+        return tf.squeeze(outputs, (1, 2) if len(positions) == 3 else axes), gradient
 
     return pooled(x)
 
 
-def _spatial_mean_torch(x):
-    """`avg_pool2d`/`avg_pool3d` of the channels-first view (channels_last memory) of `x`."""
-    return _torch_spatial_mean().apply(ops.convert_to_tensor(x))
-
-
 @functools.cache
 def _torch_spatial_mean():
-    """The autograd function: pooling forward, `mean`'s broadcast backward.
+    """The autograd function of `spatial_mean`'s PyTorch fast path: `(x, axes)` -> the mean.
 
-    PyTorch's own `avg_pool2d` backward on channels_last memory is about twice
-    the broadcast's time (docs/benchmarks.md).
+    The forward pass pools the channels-first view (channels_last memory) of
+    `x`; the backward is `mean`'s broadcast: PyTorch's own `avg_pool2d`
+    backward on channels_last memory is about twice its time (docs/benchmarks.md).
     """
     import torch
 
     class SpatialMean(torch.autograd.Function):
         @staticmethod
-        def forward(ctx, x):
-            ctx.shape = x.shape
+        def forward(ctx, x, axes):
+            ctx.shape, ctx.axes = x.shape, axes
             view = torch.movedim(x, -1, 1)
+            window = tuple(
+                size if axis in axes else 1 for axis, size in enumerate(x.shape[1:-1], 1)
+            )
             pool = torch.nn.functional.avg_pool2d if x.ndim == 4 else torch.nn.functional.avg_pool3d
-            return torch.flatten(pool(view, tuple(view.shape[2:])), 1)
+            return torch.squeeze(torch.movedim(pool(view, window), 1, -1), axes)
 
         @staticmethod
         def backward(ctx, upstream):
-            *_, channels = ctx.shape
-            count = math.prod(ctx.shape[1:-1])
-            upstream = (upstream / count).reshape(-1, *(1,) * (len(ctx.shape) - 2), channels)
-            return upstream.expand(ctx.shape)
+            upstream = upstream / math.prod(ctx.shape[a] for a in ctx.axes)
+            for axis in ctx.axes:
+                upstream = upstream.unsqueeze(axis)
+            return upstream.expand(ctx.shape), None
 
     return SpatialMean
 

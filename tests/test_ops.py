@@ -98,6 +98,25 @@ def test_spatial_mean_equals_numpy_forward_and_gradient(shape, data_format):
     np.testing.assert_allclose(input_gradient(layer, x), expected, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("axes", [1, 2, (1, 2)], ids=["columns", "rows", "both"])
+def test_spatial_mean_over_some_axes_equals_numpy_forward_and_gradient(axes):
+    # CoordinateAttention's strip means: a channels_last float32 image takes the
+    # fast path (AvgPool with a (1, W) or (H, 1) window, PyTorch's avg_pool2d).
+    x = np.random.default_rng(0).normal(size=(2, 5, 7, 8)).astype("float32")
+    layer = keras.layers.Lambda(lambda t: ka_ops.spatial_mean(t, "channels_last", axes=axes))
+    expected = x.mean(axis=axes)
+    np.testing.assert_allclose(to_numpy(layer(x)), expected, rtol=1e-6, atol=1e-6)
+    projection = np.random.default_rng(1).normal(size=expected.shape).astype("float32")
+    count = np.prod([x.shape[a] for a in np.atleast_1d(axes)])
+    gradient = np.broadcast_to(np.expand_dims(projection, axes) / count, x.shape)
+    np.testing.assert_allclose(input_gradient(layer, x), gradient, rtol=1e-6, atol=1e-7)
+
+
+def test_spatial_mean_axes_must_be_spatial():
+    with pytest.raises(ValueError, match="axes"):
+        ka_ops.spatial_mean(np.zeros((2, 5, 7, 8), "float32"), "channels_last", axes=3)
+
+
 def test_spatial_mean_of_run_time_sizes_equals_static_sizes():
     # A model on Input((None, None, C)) sees no static sizes (TensorFlow: no AvgPool).
     x = np.random.default_rng(0).normal(size=(2, 5, 7, 8)).astype("float32")

@@ -183,12 +183,15 @@ class SplitAttention(ImageAttentionLayer):
 
     def call(self, inputs, training=None, return_attention=False):
         x = ka_ops.to_channels_last(inputs, self.data_format)
+        # At stride 1 "same" is the symmetric padding, without a padded copy of x.
+        if self.strides > 1:
+            x = ops.pad(x, self._pad)
         x = ka_ops.grouped_conv(
-            ops.pad(x, self._pad),
+            x,
             self.conv.kernel,
             self.cardinality * self.radix,
             strides=self.strides,
-            padding="valid",
+            padding="same" if self.strides == 1 else "valid",
         )
         x = ops.relu(self.bn0(x, training=training))
         splits = ops.split(x, self.radix, axis=-1) if self.radix > 1 else [x]

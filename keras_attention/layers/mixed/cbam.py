@@ -35,8 +35,8 @@ class ChannelGate(ImageAttentionLayer):
     width axes; the MLP is the same.
 
     Mixed precision: its spatial means accumulate in float32
-    (`keras_attention.ops.mean`); the max pools, the shared MLP and the sigmoid
-    gate run in the compute dtype.
+    (`keras_attention.ops.spatial_mean`); the max pools, the shared MLP and
+    the sigmoid gate run in the compute dtype.
 
     Args:
         reduction: int, the bottleneck ratio r; the hidden layer has
@@ -87,7 +87,10 @@ class ChannelGate(ImageAttentionLayer):
         # make TFLite's int8 quantizer clip the input (ops.conv_of_pooled_pair).
         logits = [
             self.logits(self.hidden(pooled))
-            for pooled in (ka_ops.mean(inputs, axes), ops.max(inputs, axis=axes))
+            for pooled in (
+                ka_ops.spatial_mean(inputs, self.data_format),
+                ops.max(inputs, axis=axes),
+            )
         ]
         gate = ops.sigmoid(logits[0] + logits[1])
         outputs = inputs * ka_ops.expand_channels(gate, self.data_format, ndim)

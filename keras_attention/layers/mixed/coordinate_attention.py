@@ -103,16 +103,21 @@ class CoordinateAttention(ImageAttentionLayer):
         if len(x.shape) == 5:
             return self._call_volume(x, training, return_attention)
         height = ops.shape(x)[1]
-        rows = ka_ops.mean(x, 2)  # (batch, H, C)
-        columns = ka_ops.mean(x, 1)  # (batch, W, C)
-        # One convolution and one normalisation over the H + W strips together.
-        strips = ops.concatenate([rows, columns], axis=1)
-        strips = ops.hard_silu(self.norm(self.conv(strips), training=training))
+        rows = ka_ops.spatial_mean(x, "channels_last", axes=2)  # (batch, H, C)
+        columns = ka_ops.spatial_mean(x, "channels_last", axes=1)  # (batch, W, C)
+        # One convolution and one normalisation over the H + W strips together,
+        # concatenated after the convolution (the same sums): a concatenation of
+        # the pooled strips would make TFLite's int8 quantizer clip the input,
+        # as pooling keeps its input's scale (docs/deployment.md).
+        strips = ops.concatenate([self.conv(rows), self.conv(columns)], axis=1)
+        strips = ops.hard_silu(self.norm(strips, training=training))
         rows, columns = strips[:, :height], strips[:, height:]
         # expand_dims, not [:, None]: TFLite rejects new-axis slices of run-time shapes.
         gate_h = ops.expand_dims(ops.sigmoid(self.conv_h(rows)), 2)
         gate_w = ops.expand_dims(ops.sigmoid(self.conv_w(columns)), 1)
-        outputs = ka_ops.from_channels_last(x * gate_w * gate_h, self.data_format)
+        # The gates' product first, then a multiply of same-shape maps: TensorFlow's
+        # broadcasting multiply costs about 1.5x a plain one (docs/benchmarks.md).
+        outputs = ka_ops.from_channels_last(x * (gate_w * gate_h), self.data_format)
         attention = {
             "height": ka_ops.from_channels_last(gate_h, self.data_format),
             "width": ka_ops.from_channels_last(gate_w, self.data_format),

@@ -161,15 +161,18 @@ class HaloAttention(ImageAttentionLayer):
         )
         self.built = True
 
-    def _windows(self, t, blocks, axis):
-        """The `w` rows (or columns) of each block's haloed window, gathered along `axis`.
+    def _window_index(self, rows, columns, padded_width):
+        """Where each block's haloed window lies in the flattened padded grid, block by block.
 
-        `t` is already zero-padded by the halo, so window i starts at row i * block_size.
+        Window `(i, j)` starts at row `i * block_size`, column `j * block_size` of
+        the grid padded by the halo; the (rows, columns, w, w) positions, flat.
         """
         window = self.block_size + 2 * self.halo_size
-        starts = ops.arange(blocks, dtype="int32")[:, None] * self.block_size
-        index = starts + ops.arange(window, dtype="int32")[None, :]
-        return ops.take(t, index, axis=axis)
+        offsets = ops.arange(window, dtype="int32")
+        down = ops.arange(rows, dtype="int32")[:, None] * self.block_size + offsets  # (rows, w)
+        across = ops.arange(columns, dtype="int32")[:, None] * self.block_size + offsets
+        index = down[:, None, :, None] * padded_width + across[None, :, None, :]
+        return ops.reshape(index, (-1,))
 
     def call(self, inputs, training=None, return_attention=False):
         self._check_spatial_size(inputs.shape)
@@ -188,17 +191,21 @@ class HaloAttention(ImageAttentionLayer):
         query = ops.transpose(query, (0, 1, 3, 2, 4, 5))
         query = ops.reshape(query, (-1, query_block, query_block, heads, key_dim))
 
-        # Keys and values: each block's haloed window, zeros beyond the border.
+        # Keys and values: each block's haloed window, zeros beyond the border,
+        # gathered in one `take` of the flattened grid, in the blocks' order.
         key_value = self.key_value(x)
         key_value = ops.pad(key_value, ((0, 0), (halo, halo), (halo, halo), (0, 0)))
-        key_value = self._windows(key_value, rows, axis=1)  # (B, rows, w, W + 2h, c)
-        key_value = self._windows(key_value, columns, axis=3)  # (B, rows, w, cols, w, c)
-        key_value = ops.transpose(key_value, (0, 1, 3, 2, 4, 5))
-        key_value = ops.reshape(key_value, (-1, window * window, heads, key_dim + value_dim))
-        # A split, not two slices: on TensorFlow each slice's gradient is a
-        # zero-padded copy of the whole window tensor; the split's is one concat.
-        key, value = ops.split(key_value, [key_dim], axis=-1)
-
+        key_value = ops.reshape(
+            key_value, (-1, (height + 2 * halo) * (width + 2 * halo), heads, key_dim + value_dim)
+        )
+        # Split before the windows overlap (fewer positions to copy), and a split,
+        # not two slices: on TensorFlow each slice's gradient is a zero-padded
+        # copy of the whole tensor; the split's is one concat.
+        index = self._window_index(rows, columns, width + 2 * halo)
+        key, value = (
+            ops.reshape(ops.take(t, index, axis=1), (-1, window * window, heads, t.shape[-1]))
+            for t in ops.split(key_value, [key_dim], axis=-1)
+        )
         attended, attention = relative.relative_attention(
             query, key, value, self, window, window, return_attention
         )
