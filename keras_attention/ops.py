@@ -166,14 +166,15 @@ def _spatial_mean_tensorflow(x, axes):
     import tensorflow as tf
 
     *positions, channels = x.shape[1:]
-    if len(positions) == 3:  # every axis of a volume: one (D * H, W) window
+    volume = len(positions) == 3  # every axis of a volume: one (D * H, W) window
+    if volume:
         window = (positions[0] * positions[1], positions[2])
     else:
         window = tuple(size if axis in axes else 1 for axis, size in enumerate(positions, 1))
 
     @tf.custom_gradient
     def pooled(x):
-        folded = tf.reshape(x, (-1, *window, channels)) if len(positions) == 3 else x
+        folded = tf.reshape(x, (-1, *window, channels)) if volume else x
         outputs = tf.nn.avg_pool2d(folded, window, strides=1, padding="VALID")
 
         def gradient(upstream):
@@ -182,7 +183,7 @@ def _spatial_mean_tensorflow(x, axes):
                 upstream = tf.expand_dims(upstream, axis)
             return tf.broadcast_to(upstream, tf.shape(x))
 
-        return tf.squeeze(outputs, (1, 2) if len(positions) == 3 else axes), gradient
+        return tf.squeeze(outputs, (1, 2) if volume else axes), gradient
 
     return pooled(x)
 

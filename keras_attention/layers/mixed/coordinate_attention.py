@@ -139,7 +139,7 @@ class CoordinateAttention(ImageAttentionLayer):
         gate_d = ops.expand_dims(ops.sigmoid(self.conv_d(planes)), (2, 3))
         gate_h = ops.expand_dims(ops.sigmoid(self.conv_h(rows)), (1, 3))
         gate_w = ops.expand_dims(ops.sigmoid(self.conv_w(columns)), (1, 2))
-        outputs = ka_ops.from_channels_last(x * gate_w * gate_h * gate_d, self.data_format)
+        outputs = ka_ops.from_channels_last(x * (gate_w * gate_h * gate_d), self.data_format)
         attention = {
             "depth": ka_ops.from_channels_last(gate_d, self.data_format),
             "height": ka_ops.from_channels_last(gate_h, self.data_format),

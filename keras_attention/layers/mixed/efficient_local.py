@@ -116,12 +116,17 @@ class EfficientLocalAttention(ImageAttentionLayer):
             gate_d = ops.expand_dims(self._strip_gate(ka_ops.mean(x, (2, 3))), (2, 3))
             gate_h = ops.expand_dims(self._strip_gate(ka_ops.mean(x, (1, 3))), (1, 3))
             gate_w = ops.expand_dims(self._strip_gate(ka_ops.mean(x, (1, 2))), (1, 2))
-            outputs = ka_ops.from_channels_last(x * gate_d * gate_h * gate_w, self.data_format)
+            gate = gate_d * gate_h * gate_w
+            outputs = ka_ops.from_channels_last(x * gate, self.data_format)
             gates = {"depth": gate_d, "height": gate_h, "width": gate_w}
         else:
-            gate_h = self._strip_gate(ka_ops.mean(x, 2))[:, :, None, :]  # (batch, H, 1, C)
-            gate_w = self._strip_gate(ka_ops.mean(x, 1))[:, None, :, :]  # (batch, 1, W, C)
-            outputs = ka_ops.from_channels_last(x * gate_h * gate_w, self.data_format)
+            rows = ka_ops.spatial_mean(x, "channels_last", axes=2)  # (batch, H, C)
+            columns = ka_ops.spatial_mean(x, "channels_last", axes=1)  # (batch, W, C)
+            gate_h = self._strip_gate(rows)[:, :, None, :]  # (batch, H, 1, C)
+            gate_w = self._strip_gate(columns)[:, None, :, :]  # (batch, 1, W, C)
+            # The gates' product first, then one multiply of same-shape maps (as
+            # CoordinateAttention: TensorFlow's broadcasting multiply is the slow one).
+            outputs = ka_ops.from_channels_last(x * (gate_h * gate_w), self.data_format)
             gates = {"height": gate_h, "width": gate_w}
         attention = {
             name: ka_ops.from_channels_last(gate, self.data_format) for name, gate in gates.items()
